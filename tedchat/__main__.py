@@ -1,0 +1,7 @@
+"""``python -m tedchat``: the same as the ``tedchat`` command."""
+
+import sys
+
+from tedchat.cli import main
+
+sys.exit(main())

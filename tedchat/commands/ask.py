@@ -1,0 +1,186 @@
+"""``tedchat ask``: one prompt, the answer streamed to stdout, metrics to stderr."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from tedchat.errors import EXIT_CANCELLED, EXIT_ENGINE, UsageError
+
+DESCRIPTION = """\
+Ask one question and stream the answer to stdout; one metrics line (TTFT, output tokens/s,
+tokens) goes to stderr. The prompt is the argument; text piped on stdin is appended to it
+(git diff | tedchat ask "review this"); with no argument the prompt is stdin.
+Exit codes: 0 ok, 1 engine error, 2 usage or config error, 130 cancelled (Ctrl-C)."""
+
+
+def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "ask",
+        parents=parents,
+        help="ask one question from the shell (pipes and scripts)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("prompt", nargs="?", help="the prompt (stdin is appended, or used alone)")
+    add_generation_options(p)
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object at the end instead of streaming text",
+    )
+    p.set_defaults(run=run)
+
+
+def add_generation_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by every command that generates (ask, chat, compare, bench)."""
+    p.add_argument("--engine", metavar="NAME", help="engine to ask (see: tedchat engines)")
+    p.add_argument("--system", metavar="TEXT", help="system prompt")
+    p.add_argument("--max-tokens", type=_positive_int, metavar="N", help="answer length limit")
+    p.add_argument("--temperature", type=float, metavar="T", help="0 = greedy")
+    p.add_argument("--top-p", type=float, metavar="P", help="nucleus sampling")
+    p.add_argument("--seed", type=int, metavar="N", help="random seed for sampling")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def read_prompt(arg: str | None, stdin: Any = None) -> str:
+    """The prompt from the argument and/or stdin, as documented in DESCRIPTION."""
+    stdin = stdin if stdin is not None else sys.stdin
+    piped = ""
+    if stdin is not None and not stdin.isatty():
+        piped = stdin.read()
+    if arg is not None and piped.strip():
+        return f"{arg}\n\n{piped}"
+    prompt = arg if arg is not None else piped
+    if not prompt.strip():
+        raise UsageError("no prompt: give one as an argument or pipe it on stdin")
+    return prompt
+
+
+def generation_params(args: argparse.Namespace) -> Any:
+    from tedchat.engine import GenerationParams
+
+    defaults = GenerationParams()
+    return GenerationParams(
+        max_tokens=args.max_tokens or defaults.max_tokens,
+        temperature=defaults.temperature if args.temperature is None else args.temperature,
+        top_p=defaults.top_p if args.top_p is None else args.top_p,
+        seed=args.seed,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from tedchat.cli import warn_plugin_failures
+    from tedchat.registry import load_context
+
+    prompt = read_prompt(args.prompt)
+    context = load_context(args.config)
+    warn_plugin_failures(context)
+    name = args.engine or context.settings.default_engine
+    engine = context.engines.get(name)
+    try:
+        return asyncio.run(_ask(engine, prompt, args))
+    except KeyboardInterrupt:
+        return EXIT_CANCELLED
+
+
+async def _ask(engine: Any, prompt: str, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from tedchat.engine import Message, TextDelta
+    from tedchat.metrics import format_metrics_line
+    from tedchat.session import Turn, run_turn
+
+    messages = [Message("user", prompt)]
+    if args.system:
+        messages.insert(0, Message("system", args.system))
+    await engine.load()
+    turn = Turn(engine, messages, generation_params(args))
+    out = sys.stdout
+
+    def show(event: Any, _turn: Turn) -> None:
+        if not args.json and isinstance(event, TextDelta):
+            out.write(event.text)
+            out.flush()
+
+    try:
+        result = await run_turn(turn, on_event=show)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        metrics = turn.meter.snapshot()
+        if args.json:
+            _print_json(engine, turn.text, metrics, error="cancelled")
+        else:
+            out.write("\n")
+            print(
+                f"[{engine.name} · {engine.model}] {format_metrics_line(metrics)}", file=sys.stderr
+            )
+        return EXIT_CANCELLED
+    await engine.close()
+    if args.json:
+        _print_json(
+            engine, result.text, result.metrics, error=result.error and result.error.message
+        )
+    else:
+        if result.text and not result.text.endswith("\n"):
+            out.write("\n")
+        out.flush()
+        print(
+            f"[{engine.name} · {engine.model}] {format_metrics_line(result.metrics)}",
+            file=sys.stderr,
+        )
+    if result.error is not None:
+        print(f"error: {result.error.message}", file=sys.stderr)
+        if result.error.hint:
+            print(f"hint: {result.error.hint}", file=sys.stderr)
+        return EXIT_ENGINE
+    return 0
+
+
+def answer_record(engine: Any, text: str, metrics: Any) -> dict[str, Any]:
+    """The JSON shape of one answer, shared by ``ask --json`` and ``bench`` records."""
+    m = metrics.as_dict()
+    record: dict[str, Any] = {
+        "engine": engine.name,
+        "model": engine.model,
+        "text": text,
+        "prompt_tokens": m["prompt_tokens"],
+        "output_tokens": m["output_tokens"],
+        "output_tokens_source": m["output_tokens_source"],
+        "ttft_s": m["ttft_s"],
+        "output_tokens_per_s": m["output_tokens_per_s"],
+        "elapsed_s": m["elapsed_s"],
+        "finish_reason": m["finish_reason"],
+        "timings": m["timings"],
+    }
+    if m["reasoning_tokens"]:
+        record["reasoning_tokens"] = m["reasoning_tokens"]
+        record["time_to_first_reasoning_s"] = m["time_to_first_reasoning_s"]
+    if metrics.emulated is not None:
+        e = metrics.emulated
+        record["emulated"] = {
+            "hardware": e.hardware,
+            "systems": e.systems,
+            "timing_target": e.timing_target,
+            "ttft_s": e.ttft_s,
+            "output_tokens_per_s": e.output_tokens_per_s,
+            "breakdown": dict(e.breakdown),
+            "replay": e.replay,
+        }
+    return record
+
+
+def _print_json(engine: Any, text: str, metrics: Any, *, error: str | None) -> None:
+    record = answer_record(engine, text, metrics)
+    if error:
+        record["error"] = error
+    print(json.dumps(record, ensure_ascii=False, indent=2))

@@ -1,0 +1,296 @@
+"""Typed settings: defaults < config file < environment < command line.
+
+The file is TOML (``tomllib``; ``tomli`` below Python 3.11), found at ``--config PATH``, else
+``$TEDCHAT_CONFIG``, else ``config.toml`` in the user config dir (none at all is fine: the
+defaults work). Every key is declared here, with its default, in the dataclasses below; an
+unknown key is an error naming the valid ones. ``config.example.toml`` documents them all.
+
+Engine instances are the tables ``[engines.NAME]`` with ``type = "wafer" | "llamacpp" |
+"http" | <plugin type>``; their other keys belong to the engine type and are checked against
+it by :mod:`tedchat.registry` once the plugins are loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tedchat import paths
+from tedchat.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+
+@dataclass
+class RuntimeSettings:
+    # 0 = every core of this machine. Local engines running at once divide this budget.
+    threads: int = 0
+
+
+@dataclass
+class UISettings:
+    theme: str = "tokyo-electron"
+
+
+@dataclass
+class PluginSettings:
+    dirs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class HistorySettings:
+    path: str = ""  # empty: history.db in the user data dir
+    enabled: bool = True
+
+
+@dataclass
+class Settings:
+    """Everything configurable; ``engines`` holds the raw ``[engines.NAME]`` tables."""
+
+    default_engine: str = "local"
+    runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
+    ui: UISettings = field(default_factory=UISettings)
+    plugins: PluginSettings = field(default_factory=PluginSettings)
+    history: HistorySettings = field(default_factory=HistorySettings)
+    keymap: dict[str, str] = field(default_factory=dict)
+    engines: dict[str, dict[str, Any]] = field(default_factory=dict)
+    source: Path | None = None
+
+    def threads(self) -> int:
+        return self.runtime.threads or os.cpu_count() or 1
+
+    def plugin_dirs(self) -> list[Path]:
+        return [paths.config_dir() / "plugins", *(Path(d).expanduser() for d in self.plugins.dirs)]
+
+    def history_path(self) -> Path:
+        if self.history.path:
+            return Path(self.history.path).expanduser()
+        return paths.data_dir() / "history.db"
+
+
+# Engines that exist with no config file at all. A file's [engines.NAME] table replaces the
+# default of the same name; defaults whose type no loaded plugin provides are left out.
+DEFAULT_ENGINES: dict[str, dict[str, Any]] = {
+    "local": {"type": "llamacpp", "model": "smollm2"},
+    "wafer": {"type": "wafer", "model": "smollm2", "hardware": "cs3"},
+    "wafer-70b": {
+        "type": "wafer",
+        "model": "smollm2",
+        "hardware": "cs3",
+        "systems": 4,
+        "pace": True,
+        "timing_target": "llama-3.1-70b",
+    },
+    "gpu-70b": {
+        "type": "wafer",
+        "model": "smollm2",
+        "hardware": "h100",
+        "systems": 2,
+        "pace": True,
+        "timing_target": "llama-3.1-70b",
+    },
+    "http": {"type": "http", "base_url": "http://127.0.0.1:8080/v1"},
+}
+
+# Environment overrides: variable -> (section, key); "" is the top level.
+ENV_OVERRIDES: dict[str, tuple[str, str]] = {
+    "TEDCHAT_ENGINE": ("", "default_engine"),
+    "TEDCHAT_THREADS": ("runtime", "threads"),
+    "TEDCHAT_THEME": ("ui", "theme"),
+    "TEDCHAT_HISTORY": ("history", "path"),
+}
+
+SECRET_WORDS = ("api_key", "token", "secret", "password", "authorization")
+
+
+def config_path(explicit: str | Path | None = None) -> tuple[Path, bool]:
+    """The config file to read and whether it was asked for (then it must exist)."""
+    if explicit:
+        return Path(explicit).expanduser(), True
+    env = os.environ.get("TEDCHAT_CONFIG")
+    if env:
+        return Path(env).expanduser(), True
+    return paths.default_config_path(), False
+
+
+def load_settings(
+    explicit: str | Path | None = None, overrides: Mapping[tuple[str, str], Any] | None = None
+) -> Settings:
+    """Read the settings: defaults < file < environment < ``overrides`` (the command line)."""
+    path, required = config_path(explicit)
+    settings = Settings()
+    if path.exists():
+        apply_table(settings, read_toml(path), path)
+        settings.source = path
+    elif required:
+        raise ConfigError(
+            f"config file not found: {path}", hint="create one with: tedchat config init"
+        )
+    for var, (section, key) in ENV_OVERRIDES.items():
+        if var in os.environ:
+            _set(settings, section, key, os.environ[var], origin=f"${var}", from_text=True)
+    for (section, key), value in (overrides or {}).items():
+        if value is not None:
+            _set(settings, section, key, value, origin="the command line")
+    return settings
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"malformed TOML in {path}: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+
+
+def apply_table(settings: Settings, data: Mapping[str, Any], path: Path) -> None:
+    """Apply a parsed config file, rejecting unknown keys and ill-typed values."""
+    for key, value in data.items():
+        if key == "engines":
+            if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+                raise ConfigError(f"{path}: [engines] must hold tables like [engines.NAME]")
+            for name, table in value.items():
+                settings.engines[name] = dict(table)
+        elif key == "keymap":
+            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+                raise ConfigError(f'{path}: [keymap] maps binding ids to keys, e.g. send = "enter"')
+            settings.keymap.update(value)
+        elif _is_section(key):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}: {key} must be a table [{key}]")
+            for sub, subvalue in value.items():
+                _set(settings, key, sub, subvalue, origin=str(path))
+        else:
+            _set(settings, "", key, value, origin=str(path))
+
+
+def _is_section(name: str) -> bool:
+    return dataclasses.is_dataclass(getattr(Settings(), name, None))
+
+
+def _valid_keys(section: str) -> list[str]:
+    """What may stand in a section; at the top level, its scalars and its tables."""
+    if section:
+        return [f.name for f in dataclasses.fields(getattr(Settings(), section))]
+    names = []
+    for f in dataclasses.fields(Settings):
+        if f.name == "source":
+            continue
+        if f.name == "engines":
+            names.append("[engines.NAME]")
+        elif f.name == "keymap" or _is_section(f.name):
+            names.append(f"[{f.name}]")
+        else:
+            names.append(f.name)
+    return names
+
+
+def _set(
+    settings: Settings, section: str, key: str, value: Any, *, origin: str, from_text: bool = False
+) -> None:
+    target: Any = getattr(settings, section) if section else settings
+    dotted = f"{section}.{key}" if section else key
+    if key not in _valid_keys(section):
+        where = f"in [{section}]" if section else "at the top level"
+        raise ConfigError(
+            f"unknown config key {dotted!r} in {origin}; valid {where}: "
+            + ", ".join(_valid_keys(section))
+        )
+    current = getattr(target, key)
+    setattr(target, key, coerce(dotted, value, current, origin, from_text=from_text))
+
+
+def coerce(dotted: str, value: Any, like: Any, origin: str, *, from_text: bool = False) -> Any:
+    """Check ``value`` has the type of the default ``like``; text (environment) is parsed."""
+    kind = type(like)
+    if like is None:
+        return value
+    try:
+        if from_text and isinstance(value, str):
+            if kind is bool:
+                if value.lower() in {"1", "true", "yes", "on"}:
+                    return True
+                if value.lower() in {"0", "false", "no", "off"}:
+                    return False
+                raise ValueError
+            if kind is list:
+                return [v for v in value.split(os.pathsep) if v]
+            return kind(value)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+            return value
+    except ValueError:
+        pass
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    raise ConfigError(
+        f"{dotted} in {origin} must be {names.get(kind, kind.__name__)}, got {value!r}"
+    )
+
+
+def redact(table: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a settings table with secret values replaced (for display and records)."""
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        secret = any(word in key.lower() for word in SECRET_WORDS)
+        if isinstance(value, Mapping):
+            out[key] = redact(value)
+        elif secret and key.lower() != "api_key_env" and value:
+            out[key] = "***"
+        else:
+            out[key] = value
+    return out
+
+
+def to_toml(settings: Settings, engines: Mapping[str, Mapping[str, Any]]) -> str:
+    """The effective settings as TOML (secrets redacted), for ``tedchat config show``."""
+    lines = [f"default_engine = {_toml_value(settings.default_engine)}", ""]
+    for section in ("runtime", "ui", "plugins", "history"):
+        lines.append(f"[{section}]")
+        for f in dataclasses.fields(getattr(settings, section)):
+            lines.append(f"{f.name} = {_toml_value(getattr(getattr(settings, section), f.name))}")
+        lines.append("")
+    if settings.keymap:
+        lines.append("[keymap]")
+        lines.extend(f"{k} = {_toml_value(v)}" for k, v in settings.keymap.items())
+        lines.append("")
+    for name, table in engines.items():
+        lines.append(f"[engines.{_toml_key(name)}]")
+        lines.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in redact(table).items())
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_key(key: str) -> str:
+    if key and all(c.isalnum() or c in "-_" for c in key):
+        return key
+    return _toml_value(key)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return f'"{escaped}"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return (
+            "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+        )
+    if value is None:
+        return '""'
+    return _toml_value(str(value))

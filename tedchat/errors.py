@@ -1,0 +1,89 @@
+"""The one exception hierarchy of tedchat.
+
+Every error a person can meet is a :class:`TedchatError`: its message is one line that says
+what went wrong, and ``hint`` (optional) says what to do about it. The CLI prints
+``error: <message>`` (plus ``hint: ...``) and exits with the class's ``exit_code``; only
+``--debug`` shows a traceback.
+
+    TedchatError
+    ├── UsageError          bad command-line input                       exit 2
+    ├── ConfigError         bad config file, key, value or engine name   exit 2
+    ├── PluginError         a plugin failed to import or register        (reported, not fatal)
+    ├── HistoryError        the conversation store cannot be used        exit 1
+    └── EngineError         an engine failed; partial text is kept       exit 1
+        ├── ModelNotFoundError    a model file or registry name is missing
+        ├── ModelFormatError      a file is not a usable model (truncated, wrong architecture)
+        ├── EngineUnavailable     the engine cannot run here (dependency, memory, server down)
+        ├── EngineConnectionError the connection to a server failed or broke
+        ├── AuthError             the server refused the credentials
+        └── ServerError           the server answered with an error
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_ENGINE = 1
+EXIT_USAGE = 2
+EXIT_CANCELLED = 130
+
+
+class TedchatError(Exception):
+    """Base of every error tedchat reports to a person."""
+
+    exit_code = EXIT_ENGINE
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(TedchatError):
+    """The command line asks for something that cannot be done."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(TedchatError):
+    """The configuration (file, environment or flags) is invalid."""
+
+    exit_code = EXIT_USAGE
+
+
+class PluginError(TedchatError):
+    """A plugin failed to import or register; tedchat goes on without it."""
+
+
+class HistoryError(TedchatError):
+    """The conversation history cannot be read or written."""
+
+
+class EngineError(TedchatError):
+    """An engine failed to load or to generate."""
+
+
+class ModelNotFoundError(EngineError):
+    """A model file or model registry name does not exist."""
+
+
+class ModelFormatError(EngineError):
+    """A file exists but is not a model this engine can run."""
+
+
+class EngineUnavailable(EngineError):
+    """The engine cannot run in this environment."""
+
+
+class EngineConnectionError(EngineError):
+    """A connection to an inference server failed or broke mid-stream."""
+
+
+class AuthError(EngineError):
+    """A server refused the request's credentials."""
+
+
+class ServerError(EngineError):
+    """A server answered with an error status or an error object."""

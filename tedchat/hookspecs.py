@@ -1,0 +1,30 @@
+"""The whole plugin API of tedchat.
+
+A plugin is a module (installed with an entry point in group ``tedchat``, or a single ``.py``
+file in a plugin folder) with functions marked ``@tedchat.hookimpl`` named after the hooks
+below. Example::
+
+    import tedchat
+
+    @tedchat.hookimpl
+    def register_engine_types(register):
+        register(tedchat.EngineType(name="echo", factory=EchoEngine, settings={"prefix": ""}))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("tedchat")
+hookimpl = pluggy.HookimplMarker("tedchat")
+
+
+@hookspec
+def register_engine_types(register: Callable[..., None]) -> None:
+    """Call ``register(EngineType(...))`` once for every engine type this plugin provides.
+
+    Keep the module light: import heavy libraries inside the engine's ``load``/``stream``, so
+    ``tedchat --help`` stays instant.
+    """

@@ -1,0 +1,65 @@
+"""Shared fixtures: an isolated tedchat home per test, and running the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+ISOLATING_VARS = (
+    "TEDCHAT_CONFIG",
+    "TEDCHAT_ENGINE",
+    "TEDCHAT_THREADS",
+    "TEDCHAT_THEME",
+    "TEDCHAT_HISTORY",
+    "TEDCHAT_PLUGINS",
+)
+
+
+@pytest.fixture
+def tedchat_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Point every tedchat directory at a fresh folder and clear tedchat's variables."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("TEDCHAT_HOME", str(home))
+    for var in ISOLATING_VARS:
+        monkeypatch.delenv(var, raising=False)
+    yield home
+
+
+def cli_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ISOLATING_VARS}
+    env["TEDCHAT_HOME"] = str(home)
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    home: Path, *args: str, input: str | None = None, timeout: float = 300, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m tedchat ARGS`` as a separate process, the way a person would."""
+    return subprocess.run(
+        [sys.executable, "-m", "tedchat", *args],
+        input=input if input is not None else "",
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=cli_env(home, **env),
+        cwd=str(home),
+    )
+
+
+def one_error_line(stderr: str) -> str:
+    """The stderr of a failed command: exactly one 'error:' line (plus an optional hint)."""
+    assert "Traceback" not in stderr, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    others = [line for line in lines if not line.startswith(("error: ", "hint: "))]
+    assert len(errors) == 1, stderr
+    assert not others, stderr
+    return errors[0]
