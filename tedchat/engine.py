@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from tedchat.errors import EngineError
@@ -37,15 +37,38 @@ class Message:
     content: str
 
 
+DEFAULT_TEMPERATURE = 0.7
+DEFAULT_TOP_P = 0.95
+
+
 @dataclass(frozen=True)
 class GenerationParams:
-    """How to sample an answer. ``temperature == 0`` means greedy."""
+    """How to sample an answer. ``temperature == 0`` means greedy.
+
+    ``None`` leaves a choice to the engine: the model's recommended value where the engine
+    knows one (the model registry), the server's default for remote engines, else
+    :data:`DEFAULT_TEMPERATURE` / :data:`DEFAULT_TOP_P` (see :meth:`with_defaults`).
+    """
 
     max_tokens: int = 1024
-    temperature: float = 0.7
-    top_p: float = 0.95
+    temperature: float | None = None
+    top_p: float | None = None
     seed: int | None = None
     stop: tuple[str, ...] = ()
+
+    def with_defaults(
+        self, temperature: float | None = None, top_p: float | None = None
+    ) -> GenerationParams:
+        """These parameters with every unset value filled: the given ones, else tedchat's."""
+        return replace(
+            self,
+            temperature=_first(self.temperature, temperature, DEFAULT_TEMPERATURE),
+            top_p=_first(self.top_p, top_p, DEFAULT_TOP_P),
+        )
+
+
+def _first(*values: float | None) -> float:
+    return next(v for v in values if v is not None)
 
 
 # --- stream events -------------------------------------------------------------------------

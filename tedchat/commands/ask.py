@@ -39,8 +39,12 @@ def add_generation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", metavar="NAME", help="engine to ask (see: tedchat engines)")
     p.add_argument("--system", metavar="TEXT", help="system prompt")
     p.add_argument("--max-tokens", type=_positive_int, metavar="N", help="answer length limit")
-    p.add_argument("--temperature", type=float, metavar="T", help="0 = greedy")
-    p.add_argument("--top-p", type=float, metavar="P", help="nucleus sampling")
+    p.add_argument(
+        "--temperature", type=float, metavar="T", help="0 = greedy (default: the model's own)"
+    )
+    p.add_argument(
+        "--top-p", type=float, metavar="P", help="nucleus sampling (default: the model's)"
+    )
     p.add_argument("--seed", type=int, metavar="N", help="random seed for sampling")
 
 
@@ -68,11 +72,10 @@ def read_prompt(arg: str | None, stdin: Any = None) -> str:
 def generation_params(args: argparse.Namespace) -> Any:
     from tedchat.engine import GenerationParams
 
-    defaults = GenerationParams()
     return GenerationParams(
-        max_tokens=args.max_tokens or defaults.max_tokens,
-        temperature=defaults.temperature if args.temperature is None else args.temperature,
-        top_p=defaults.top_p if args.top_p is None else args.top_p,
+        max_tokens=args.max_tokens or GenerationParams.max_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
         seed=args.seed,
     )
 
