@@ -74,3 +74,46 @@ def test_stdin_is_appended_to_the_prompt(tedchat_home: Path) -> None:
     record = json.loads(result.stdout)
     # The piped word reached the model: the prompt grew by it, and the answer repeats it.
     assert "banana" in record["text"].lower()
+
+
+def test_ctrl_c_keeps_partial_answer_and_exits_130(tedchat_home: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import cli_env
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tedchat",
+            "ask",
+            "--max-tokens",
+            "2000",
+            "--temperature",
+            "0",
+            "Write a very long essay about the history of computing.",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=cli_env(tedchat_home, **ONE_THREAD),
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.read(20)  # the answer has started streaming
+        assert first
+        proc.send_signal(signal.SIGINT)
+        t0 = time.monotonic()
+        out, err = proc.communicate(timeout=60)
+        stopped_after = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert len(first + out) > 20
+    assert "cancelled" in err.decode().splitlines()[-1]
+    assert "Traceback" not in err.decode()
+    assert stopped_after < 30  # a wide margin: it stops between tokens, well under a second

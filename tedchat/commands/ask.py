@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from tedchat.commands.history import add_history_option
 from tedchat.errors import EXIT_CANCELLED, EXIT_ENGINE, UsageError
 
 DESCRIPTION = """\
@@ -31,6 +32,18 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="print one JSON object at the end instead of streaming text",
     )
+    hist = p.add_mutually_exclusive_group()
+    hist.add_argument("--no-history", action="store_true", help="do not record this exchange")
+    hist.add_argument(
+        "--continue",
+        dest="continue_",
+        action="store_true",
+        help="continue the most recent conversation",
+    )
+    hist.add_argument(
+        "--conversation", type=int, metavar="ID", help="continue conversation ID (history list)"
+    )
+    add_history_option(p)
     p.set_defaults(run=run)
 
 
@@ -91,24 +104,67 @@ def run(args: argparse.Namespace) -> int:
     warn_plugin_failures(context)
     name = args.engine or context.settings.default_engine
     engine = context.engines.get(name)
+    store = None
+    if not args.no_history and context.settings.history.enabled:
+        from tedchat.history import open_history
+
+        store = open_history(context.settings, new_history=args.new_history)
+    elif args.continue_ or args.conversation:
+        raise UsageError("--continue and --conversation need the history, which is turned off")
     try:
-        return asyncio.run(_ask(engine, prompt, args))
+        return asyncio.run(_ask(engine, prompt, args, store))
     except KeyboardInterrupt:
         return EXIT_CANCELLED
+    finally:
+        if store is not None:
+            store.close()
 
 
-async def _ask(engine: Any, prompt: str, args: argparse.Namespace) -> int:
+async def _ask(engine: Any, prompt: str, args: argparse.Namespace, store: Any) -> int:
     import asyncio
 
-    from tedchat.engine import Message, TextDelta
+    from tedchat.engine import TextDelta
     from tedchat.metrics import format_metrics_line
     from tedchat.session import Turn, run_turn
+    from tedchat.tui.conversation import (
+        build_messages,
+        context_budget,
+        conversation_from_store,
+        engine_context_tokens,
+        history_pairs,
+    )
 
-    messages = [Message("user", prompt)]
-    if args.system:
-        messages.insert(0, Message("system", args.system))
+    params = generation_params(args)
+    system, pairs, conversation_id = args.system or "", [], None
+    if store is not None:
+        if args.continue_:
+            conversation_id = store.last_conversation_id()
+            if conversation_id is None:
+                raise UsageError("--continue: there is no conversation yet")
+        elif args.conversation:
+            conversation_id = args.conversation
+        if conversation_id is not None:
+            previous = conversation_from_store(store.get_conversation(conversation_id))
+            system = args.system or previous.system
+            pairs = history_pairs(previous.exchanges)
+        else:
+            conversation_id = store.new_conversation(system=args.system, params=params)
+    context_tokens, _ = engine_context_tokens(engine, default=8192)
+    built = build_messages(system, pairs, prompt, context_budget(context_tokens, params.max_tokens))
+    if built.dropped_exchanges:
+        print(
+            f"note: the conversation outgrew {engine.name}'s context; "
+            f"the oldest {built.dropped_exchanges} exchange(s) were left out",
+            file=sys.stderr,
+        )
+    recorder = None
+    if store is not None:  # the question is saved before it is sent: nothing typed is lost
+        user_id = store.add_user_message(
+            conversation_id, prompt, engine=engine.name, model=engine.model
+        )
+        recorder = store.begin_reply(conversation_id, user_id, engine.name, engine.model)
     await engine.load()
-    turn = Turn(engine, messages, generation_params(args))
+    turn = Turn(engine, built.messages, params)
     out = sys.stdout
 
     def show(event: Any, _turn: Turn) -> None:
@@ -117,7 +173,7 @@ async def _ask(engine: Any, prompt: str, args: argparse.Namespace) -> int:
             out.flush()
 
     try:
-        result = await run_turn(turn, on_event=show)
+        result = await run_turn(turn, on_event=show, recorder=recorder)
     except (asyncio.CancelledError, KeyboardInterrupt):
         metrics = turn.meter.snapshot()
         if args.json:

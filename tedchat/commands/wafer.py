@@ -1,0 +1,74 @@
+"""``tedchat wafer plan|verify``: the wafer-scale emulation engine's placement and accuracy."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "wafer",
+        parents=parents,
+        help="plan a model's placement on emulated wafers; verify the emulator's numerics",
+        description="The wafer-scale emulation engine: placement and predicted speed (plan), "
+        "and agreement of its NumPy forward pass with llama.cpp (verify). All times shown by "
+        "plan are emulated (the timing model's predictions).",
+    )
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    plan = actions.add_parser(
+        "plan",
+        parents=parents,
+        help="placement, fit and predicted TTFT / tokens/s with a time breakdown",
+        description="Place every layer of a model on emulated systems (SRAM-resident, weights "
+        "never move) and predict TTFT and decode tokens/s, side by side with a comparison "
+        "column (H100 beside a wafer, CS-3 beside a GPU). Exit 1 when it does not fit.",
+    )
+    plan.add_argument(
+        "--model",
+        required=True,
+        metavar="M",
+        help="preset (smollm2, tedllm, llama-3.1-8b, llama-3.1-70b, llama-3.1-405b) or a GGUF path",
+    )
+    plan.add_argument("--hardware", default="cs3", metavar="H", help="cs3, cs2, h100, h200, a100")
+    plan.add_argument(
+        "--systems", type=int, metavar="N", help="systems (GPUs for GPU profiles); default: fewest"
+    )
+    plan.add_argument("--context", type=int, default=8192, metavar="N", help="KV tokens per seq")
+    plan.add_argument("--sequences", type=int, default=1, metavar="N", help="concurrent sequences")
+    plan.add_argument("--prompt-tokens", type=int, metavar="N", help="prompt length for TTFT")
+    plan.add_argument("--precision", type=int, choices=(16, 8), default=16, help="weight bits")
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.set_defaults(run=run_plan)
+
+    verify = actions.add_parser(
+        "verify",
+        parents=parents,
+        help="teacher-forced agreement of the NumPy forward pass with llama.cpp",
+        description="Teacher-forced on given text (not on the model's own output): top-1 "
+        "agreement and max / mean absolute logit error against llama.cpp on the same GGUF, "
+        "and greedy-continuation match length. Default prompts: a committed corpus "
+        "(English, Japanese, code).",
+    )
+    verify.add_argument("--model", default="smollm2", metavar="PATH", help="registry name or GGUF")
+    verify.add_argument("--prompts", metavar="FILE", help="one prompt per line")
+    verify.add_argument("--json", action="store_true", help="print the report as JSON")
+    verify.set_defaults(run=run_verify)
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    from tedchat.wafer.plan_report import run_plan as plan
+
+    code, text = plan(args)
+    print(text)
+    if code:
+        print("does not fit: see the minimum number of systems above", file=sys.stderr)
+    return code
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from tedchat.errors import UsageError
+
+    raise UsageError("wafer verify is not wired yet")

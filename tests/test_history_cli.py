@@ -1,0 +1,132 @@
+"""History through the real CLI: ask records, survives SIGKILL, corrupt files, export/import."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import cli_env, one_error_line, run_cli
+
+ONE_THREAD = {"TEDCHAT_THREADS": "1"}
+
+
+def history_file(home: Path) -> Path:
+    return home / "data" / "history.db"
+
+
+def test_sigkill_mid_answer_leaves_prompt_and_partial_reply_interrupted(
+    tedchat_home: Path,
+) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tedchat",
+            "ask",
+            "--max-tokens",
+            "3000",
+            "--temperature",
+            "0",
+            "Write a very long essay about the history of computing.",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=cli_env(tedchat_home, **ONE_THREAD),
+    )
+    try:
+        assert proc.stdout is not None
+        received = proc.stdout.read(200)  # well into the answer
+        time.sleep(0.6)  # past the store's 250 ms flush interval
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    shown = run_cli(tedchat_home, "history", "show", "1", "--json")
+    assert shown.returncode == 0, shown.stderr
+    doc = json.loads(shown.stdout)
+    messages = (
+        doc["conversation"]["messages"] if "messages" in doc["conversation"] else doc["messages"]
+    )
+    user = messages[0]
+    assert user["content"] == "Write a very long essay about the history of computing."
+    reply = user["replies"][0]
+    assert reply["finish_reason"] == "interrupted"
+    assert len(reply["content"]) >= 100
+    assert received.decode(errors="ignore")[:50] in reply["content"]
+
+
+def test_ask_records_and_continue_uses_the_conversation(tedchat_home: Path) -> None:
+    first = run_cli(
+        tedchat_home,
+        "ask",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "20",
+        "What is the capital of France?",
+        **ONE_THREAD,
+    )
+    assert first.returncode == 0, first.stderr
+    second = run_cli(
+        tedchat_home,
+        "ask",
+        "--continue",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "20",
+        "--json",
+        "And of Japan?",
+        **ONE_THREAD,
+    )
+    record = json.loads(second.stdout)
+    assert record["prompt_tokens"] > 40  # the first exchange was sent along
+    listed = json.loads(run_cli(tedchat_home, "history", "list", "--json").stdout)
+    assert len(listed) == 1 and listed[0]["message_count"] == 4
+    nothing = run_cli(tedchat_home, "ask", "--no-history", "--max-tokens", "5", "hi", **ONE_THREAD)
+    assert nothing.returncode == 0
+    assert len(json.loads(run_cli(tedchat_home, "history", "list", "--json").stdout)) == 1
+    found = json.loads(run_cli(tedchat_home, "history", "search", "Paris", "--json").stdout)
+    assert found and found[0]["conversation_id"] == 1
+
+
+def test_export_import_round_trip(tedchat_home: Path, tmp_path: Path) -> None:
+    run_cli(tedchat_home, "ask", "--max-tokens", "10", "東京について一言。", **ONE_THREAD)
+    out = tmp_path / "c.json"
+    assert (
+        run_cli(
+            tedchat_home, "history", "export", "1", "--format", "json", "-o", str(out)
+        ).returncode
+        == 0
+    )
+    imported = run_cli(tedchat_home, "history", "import", str(out))
+    assert imported.returncode == 0 and imported.stdout.strip() == "2"
+    md = run_cli(tedchat_home, "history", "export", "2", "--format", "md").stdout
+    assert "東京について一言。" in md
+    hits = json.loads(run_cli(tedchat_home, "history", "search", "東京", "--json").stdout)
+    assert {h["conversation_id"] for h in hits} == {1, 2}
+
+
+def test_corrupt_history_one_line_untouched_and_new_history(tedchat_home: Path) -> None:
+    db = history_file(tedchat_home)
+    db.parent.mkdir(parents=True)
+    db.write_bytes(b"SQLite format 3\x00" + b"\xff" * 5000)
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    result = run_cli(tedchat_home, "history", "list")
+    assert result.returncode == 1
+    line = one_error_line(result.stderr)
+    assert str(db) in line and "--new-history" in line
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+    fresh = run_cli(tedchat_home, "ask", "--new-history", "--max-tokens", "5", "hi", **ONE_THREAD)
+    assert fresh.returncode == 0, fresh.stderr
+    again = run_cli(tedchat_home, "history", "list", "--json")  # the fresh file is remembered
+    assert again.returncode == 0 and len(json.loads(again.stdout)) == 1
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+    assert len(list(db.parent.glob("history*.db"))) == 2
