@@ -80,6 +80,9 @@ class Settings:
 # default of the same name; defaults whose type no loaded plugin provides are left out.
 DEFAULT_ENGINES: dict[str, dict[str, Any]] = {
     "local": {"type": "llamacpp", "model": "smollm2"},
+    # TEDLLM under llama.cpp, once fetched (`tedchat models pull tedllm && tedchat models
+    # convert tedllm`); until then `tedchat engines` shows it unavailable with those commands.
+    "tedllm": {"type": "llamacpp", "model": "tedllm", "n_ctx": 8192},
     "wafer": {"type": "wafer", "model": "smollm2", "hardware": "cs3"},
     "wafer-70b": {
         "type": "wafer",

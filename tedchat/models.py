@@ -2,6 +2,11 @@
 
 Entries are data (:data:`REGISTRY`). An engine's ``model`` setting takes a registry name or a
 path to a GGUF file; :func:`resolve_model` turns either into a path or a clear error.
+
+A model that is not bundled comes from a Hugging Face repo: ``tedchat models pull NAME``
+(:mod:`tedchat.hub`) downloads its safetensors into ``models/hf/<org>--<repo>/`` in the user
+data dir, and ``tedchat models convert NAME`` (:mod:`tedchat.convert`) writes the GGUF next to
+it as ``models/<filename>`` with the quantisation in the name.
 """
 
 from __future__ import annotations
@@ -35,6 +40,25 @@ class ModelEntry:
     default_system: str | None = None
     temperature: float | None = None
     top_p: float | None = None
+    # Where the weights come from when they are not bundled: a Hugging Face repo that
+    # `models pull` downloads and `models convert` turns into the GGUF.
+    hf_repo: str | None = None
+    hf_revision: str = "main"
+    license_url: str = ""
+    # A base (not instruction-tuned) model continues text: it needs an explicit completion
+    # format (tedchat.prompt_formats), never llama.cpp's llama-2 fallback.
+    base_model: bool = False
+    prompt_format: str | None = None  # a tedchat.prompt_formats name; None: the GGUF decides
+    # What the model card promises; `convert` warns when a checkpoint disagrees.
+    context_length: int | None = None
+    vocab_size: int | None = None
+    bos_token_id: int | None = None
+    eos_token_id: int | None = None
+    source_dtype: str = "F32"  # dtype of the published safetensors (sizes the disk check)
+    download_gb: float | None = None  # shown before the repo's file list is known
+    # Quantisations `convert` makes, the preferred (and default) first; ``filename`` then holds
+    # "{quant}", and the engine runs the first one present.
+    quants: tuple[str, ...] = ()
 
 
 REGISTRY: dict[str, ModelEntry] = {
@@ -53,7 +77,43 @@ REGISTRY: dict[str, ModelEntry] = {
         temperature=0.2,
         top_p=0.9,
     ),
+    "tedllm": ModelEntry(
+        name="tedllm",
+        description="Llama3-tedllm-8b-v0 (Tokyo Electron Device): Llama-3-8B continually "
+        "pre-trained on Japanese; a base model",
+        license="Llama 3 Community License",
+        license_url="https://llama.meta.com/llama3/license/",
+        filename="llama3-tedllm-8b-v0.{quant}.gguf",
+        hf_repo="tokyo-electron-device-ai/llama3-tedllm-8b-v0",
+        base_model=True,
+        # Japanese turn labels: the continual pre-training was mostly Japanese text, and these
+        # labels are what Japanese dialogue in such corpora looks like. `prompt_format =
+        # "plain"` in the engine's table switches to English labels.
+        prompt_format="plain-ja",
+        context_length=8192,
+        vocab_size=141_056,
+        bos_token_id=128_000,
+        eos_token_id=128_001,
+        source_dtype="F32",
+        download_gb=32.5,
+        quants=("Q4_K_M", "Q8_0", "F16"),
+    ),
 }
+
+# What `models pull` fetches from a repo: weights, configs, tokenizer, license texts. Not
+# PyTorch pickles or Meta's original/ checkpoints (the same weights again, and unsafe to load).
+PULL_PATTERNS: tuple[str, ...] = (
+    "*.safetensors",
+    "*.json",
+    "tokenizer.model",
+    "LICENSE*",
+    "USE_POLICY*",
+    "NOTICE*",
+    "README*",
+)
+PULL_IGNORE: tuple[str, ...] = ("original/*", "*.bin", "*.pth", "*.pt")
+# Written by `models pull` into a snapshot folder once every file is there and verified.
+PULL_MARKER = ".tedchat-pull.json"
 
 
 def models_dir() -> Path:
@@ -78,12 +138,56 @@ def package_dir(package: str) -> Path | None:
 
 
 def entry_path(entry: ModelEntry) -> Path:
-    """Where the entry's GGUF is (or would be, once fetched)."""
+    """Where the entry's GGUF is (or would be, once fetched).
+
+    For a converted model: the first of its ``quants`` present, else the default one's path.
+    """
     if entry.package and entry.package_file:
         folder = package_dir(entry.package)
         if folder is not None:
             return folder / entry.package_file
+    if entry.quants:
+        for quant in entry.quants:
+            path = gguf_path(entry, quant)
+            if path.is_file():
+                return path
+        return gguf_path(entry, entry.quants[0])
     return models_dir() / entry.filename
+
+
+def gguf_path(entry: ModelEntry, quant: str) -> Path:
+    """Where ``models convert`` writes the entry's GGUF in quantisation ``quant``."""
+    return models_dir() / entry.filename.format(quant=quant)
+
+
+def snapshot_dir(repo_id: str) -> Path:
+    """Where ``models pull`` keeps a Hugging Face repo's files (verified, complete ones only)."""
+    return models_dir() / "hf" / repo_id.replace("/", "--")
+
+
+def is_pulled(repo_id: str) -> bool:
+    """Whether a finished ``models pull`` left the repo's files in :func:`snapshot_dir`."""
+    return (snapshot_dir(repo_id) / PULL_MARKER).is_file()
+
+
+def _missing(entry: ModelEntry, path: Path) -> ModelNotFoundError:
+    """The error for a registry model whose GGUF is absent, saying how to get it."""
+    if entry.hf_repo is None:
+        return ModelNotFoundError(
+            f"model {entry.name!r} is not installed (expected {path})",
+            hint=entry.install_hint or None,
+        )
+    if is_pulled(entry.hf_repo):
+        return ModelNotFoundError(
+            f"model {entry.name!r} is downloaded but not converted yet (expected {path})",
+            hint=f"convert it: tedchat models convert {entry.name}",
+        )
+    size = f"about {entry.download_gb:.0f} GB, " if entry.download_gb else ""
+    return ModelNotFoundError(
+        f"model {entry.name!r} is not downloaded yet (expected {path})",
+        hint=f"get it with: tedchat models pull {entry.name} && tedchat models convert "
+        f"{entry.name} ({size}{entry.license})",
+    )
 
 
 def resolve_model(model: str) -> Path:
@@ -92,10 +196,7 @@ def resolve_model(model: str) -> Path:
     if entry is not None:
         path = entry_path(entry)
         if not path.is_file():
-            raise ModelNotFoundError(
-                f"model {model!r} is not installed (expected {path})",
-                hint=entry.install_hint or None,
-            )
+            raise _missing(entry, path)
         return path
     path = Path(model).expanduser()
     if path.is_file():

@@ -51,10 +51,7 @@ def test_sigkill_mid_answer_leaves_prompt_and_partial_reply_interrupted(
     shown = run_cli(tedchat_home, "history", "show", "1", "--json")
     assert shown.returncode == 0, shown.stderr
     doc = json.loads(shown.stdout)
-    messages = (
-        doc["conversation"]["messages"] if "messages" in doc["conversation"] else doc["messages"]
-    )
-    user = messages[0]
+    user = doc["messages"][0]
     assert user["content"] == "Write a very long essay about the history of computing."
     reply = user["replies"][0]
     assert reply["finish_reason"] == "interrupted"
