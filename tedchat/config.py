@@ -38,6 +38,8 @@ class RuntimeSettings:
 @dataclass
 class UISettings:
     theme: str = "tokyo-electron"
+    # Context window assumed for engines that do not report theirs (http), in tokens.
+    context_tokens: int = 8192
 
 
 @dataclass
@@ -111,7 +113,8 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "TEDCHAT_HISTORY": ("history", "path"),
 }
 
-SECRET_WORDS = ("api_key", "token", "secret", "password", "authorization")
+SECRET_WORDS = ("key", "token", "secret", "password", "authorization", "cookie")
+NOT_SECRET = ("api_key_env", "tokenizer", "max_tokens")
 
 
 def config_path(explicit: str | Path | None = None) -> tuple[Path, bool]:
@@ -245,14 +248,24 @@ def redact(table: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of a settings table with secret values replaced (for display and records)."""
     out: dict[str, Any] = {}
     for key, value in table.items():
-        secret = any(word in key.lower() for word in SECRET_WORDS)
+        name = key.lower().replace("-", "_")
+        secret = name not in NOT_SECRET and any(word in name for word in SECRET_WORDS)
         if isinstance(value, Mapping):
             out[key] = redact(value)
-        elif secret and key.lower() != "api_key_env" and value:
+        elif secret and value:
             out[key] = "***"
+        elif isinstance(value, str) and "://" in value and "@" in value.split("://", 1)[1]:
+            out[key] = _redact_url(value)
         else:
             out[key] = value
     return out
+
+
+def _redact_url(url: str) -> str:
+    """``https://user:pass@host/x`` -> ``https://***@host/x``."""
+    scheme, rest = url.split("://", 1)
+    userinfo, _, host = rest.partition("@")
+    return f"{scheme}://***@{host}" if userinfo and "/" not in userinfo else url
 
 
 def to_toml(settings: Settings, engines: Mapping[str, Mapping[str, Any]]) -> str:

@@ -56,8 +56,8 @@ async def engine_rows(context: Any) -> list[dict[str, Any]]:
             return out
         try:
             engine = context.engines.get(name)
+            status = await engine.status()  # may learn the model from a server
             out["model"] = engine.model
-            status = await engine.status()
         except TedchatError as exc:
             out["detail"] = exc.message
             return out

@@ -1,0 +1,281 @@
+"""What OpenAI-compatible servers stream, turned into tedchat events.
+
+Pure code (no I/O), so tests feed it the chunk shapes real servers send:
+
+- a role-only first chunk (``delta: {"role": "assistant"}``) and empty deltas: no event;
+- ``usage`` in a chunk whose ``choices`` is empty (``stream_options.include_usage``), or in
+  every chunk (vLLM's continuous usage): the last one wins;
+- ``error`` objects inside ``data`` (a server failing after the stream started);
+- llama-server's ``timings`` and Cerebras' ``time_info``: figures on the server's own clock;
+- reasoning as a ``reasoning_content`` (llama-server, DeepSeek) or ``reasoning`` (vLLM,
+  OpenRouter) delta field, or as ``<think>...</think>`` inside the content, with the tags
+  possibly split across chunks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from tedchat.engine import Event, ReasoningDelta, TextDelta, Timings, Usage
+from tedchat.errors import ServerError
+
+# Server finish reasons -> tedchat's vocabulary (stop | length | cancelled | error).
+FINISH_REASONS: dict[str, str] = {
+    "stop": "stop",
+    "eos": "stop",
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "tool_calls": "stop",
+    "function_call": "stop",
+    "content_filter": "stop",
+    "length": "length",
+    "max_tokens": "length",
+    "model_length": "length",
+    "cancelled": "cancelled",
+    "abort": "cancelled",
+    "error": "error",
+}
+
+# Server timing fields -> (tedchat figure name, factor to seconds or tokens). The names match
+# what the llamacpp engine reports for llama.cpp's own counters, so the two read alike.
+LLAMA_SERVER_TIMINGS: dict[str, tuple[str, float]] = {
+    "prompt_n": ("prompt_eval_tokens", 1.0),
+    "prompt_ms": ("prompt_eval_s", 1e-3),
+    "prompt_per_second": ("prompt_eval_tokens_per_s", 1.0),
+    "predicted_n": ("eval_tokens", 1.0),
+    "predicted_ms": ("eval_s", 1e-3),
+    "predicted_per_second": ("eval_tokens_per_s", 1.0),
+    "cache_n": ("cached_prompt_tokens", 1.0),
+}
+CEREBRAS_TIME_INFO: dict[str, tuple[str, float]] = {
+    "queue_time": ("queue_s", 1.0),
+    "prompt_time": ("prompt_eval_s", 1.0),
+    "completion_time": ("eval_s", 1.0),
+    "total_time": ("total_s", 1.0),
+}
+
+_raw_decode = json.JSONDecoder().raw_decode
+_EMPTY: dict[str, Any] = {}
+
+OPEN_TAG = "<think>"
+CLOSE_TAG = "</think>"
+
+
+def map_finish_reason(reason: str) -> str:
+    """A server's finish reason in tedchat's vocabulary; unknown ones ended normally."""
+    return FINISH_REASONS.get(reason.lower(), "stop")
+
+
+def convert_figures(raw: Mapping[str, Any], table: Mapping[str, tuple[str, float]]) -> dict:
+    """Numeric server figures renamed and scaled by ``table``; other fields are ignored."""
+    out: dict[str, float] = {}
+    for key, (name, factor) in table.items():
+        value = raw.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[name] = float(value) * factor
+    return out
+
+
+def error_text(payload: Any) -> str:
+    """The human message inside an OpenAI-style error payload (or whatever else was sent)."""
+    if isinstance(payload, Mapping):
+        for key in ("error", "detail", "message", "msg"):
+            if payload.get(key):
+                return error_text(payload[key])
+        return json.dumps(payload)[:200]
+    if isinstance(payload, list) and payload:
+        return "; ".join(error_text(p) for p in payload[:3])
+    return " ".join(str(payload).split())[:200]
+
+
+def _loads_or_none(data: str) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None
+
+
+def _partial_tag(text: str, tag: str) -> int:
+    """Length of the longest end of ``text`` that could begin ``tag`` (held back a chunk)."""
+    for n in range(min(len(tag) - 1, len(text)), 0, -1):
+        if text.endswith(tag[:n]):
+            return n
+    return 0
+
+
+class ThinkSplitter:
+    """Splits ``<think>...</think>`` blocks out of answer text, across chunk boundaries.
+
+    A possible partial tag at the end of a chunk (``"<th"``) is held back until the next chunk
+    shows what it is, so a tag split over two chunks is never shown as answer text. Whitespace
+    right after ``</think>`` is dropped: it would otherwise be the "first answer token" and
+    make TTFT too early.
+    """
+
+    __slots__ = ("in_think", "pending", "plain", "strip_leading")
+
+    def __init__(self) -> None:
+        self.in_think = False
+        self.pending = ""
+        self.strip_leading = False
+        # Nothing held back, not in a block: text without '<' passes straight through.
+        self.plain = True
+
+    def feed(self, text: str) -> list[Event]:
+        if self.plain and "<" not in text:
+            return [TextDelta(text)]  # the common case, kept cheap
+        out = self._feed(text)
+        self.plain = not (self.pending or self.in_think or self.strip_leading)
+        return out
+
+    def _feed(self, text: str) -> list[Event]:
+        text = self.pending + text
+        self.pending = ""
+        out: list[Event] = []
+        while text:
+            tag = CLOSE_TAG if self.in_think else OPEN_TAG
+            i = text.find(tag)
+            if i >= 0:
+                self._emit(out, text[:i])
+                text = text[i + len(tag) :]
+                self.in_think = not self.in_think
+                self.strip_leading = not self.in_think
+                continue
+            keep = _partial_tag(text, tag)
+            self._emit(out, text[: len(text) - keep])
+            self.pending = text[len(text) - keep :]
+            break
+        return out
+
+    def flush(self) -> list[Event]:
+        """Whatever was held back, once the stream has ended."""
+        out: list[Event] = []
+        text, self.pending = self.pending, ""
+        self._emit(out, text)
+        self.plain = not (self.in_think or self.strip_leading)
+        return out
+
+    def _emit(self, out: list[Event], text: str) -> None:
+        if self.in_think:
+            if text:
+                out.append(ReasoningDelta(text))
+            return
+        if self.strip_leading:
+            text = text.lstrip()
+            if not text:
+                return
+            self.strip_leading = False
+        if text:
+            out.append(TextDelta(text))
+
+
+class ChunkReader:
+    """Reads one answer's stream, chunk by chunk; remembers what only counts at the end.
+
+    ``source`` (the server's URL, without secrets) goes into error messages. ``keep_answer``
+    keeps the answer text for a tokenizer to count when the server reports no usage.
+    """
+
+    def __init__(self, source: str, *, keep_answer: bool = False) -> None:
+        self.source = source
+        self.finish_reason: str | None = None
+        self.prompt_tokens: int | None = None
+        self.output_tokens: int | None = None
+        self.figures: dict[str, float] = {}
+        self.think = ThinkSplitter()
+        self.answer: list[str] | None = [] if keep_answer else None
+
+    def feed(self, data: str, event: str = "message") -> list[Event]:
+        """Events for one SSE ``data`` payload (``[DONE]`` is the caller's business).
+
+        This runs once per chunk, tens of thousands of times a second, so the common shape
+        (one text delta, no extras) takes the shortest path; everything else is checked.
+        """
+        try:
+            obj, end = _raw_decode(data)
+            if end != len(data):
+                raise ValueError("trailing data")
+        except ValueError:
+            obj = _loads_or_none(data)  # surrounding whitespace is fine; anything else is not
+        if type(obj) is not dict or event != "message" or "error" in obj:
+            self._refuse(obj, data, event)
+        out: list[Event] = []
+        choices = obj.get("choices")
+        if choices:
+            choice = choices[0]
+            delta = choice.get("delta") or choice.get("message") or _EMPTY
+            if "reasoning_content" in delta or "reasoning" in delta:
+                reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+                if reasoning:
+                    out.append(ReasoningDelta(reasoning))
+            content = delta.get("content")
+            if content:
+                think = self.think
+                if think.plain and "<" not in content:
+                    out.append(TextDelta(content))
+                else:
+                    out += think.feed(content)
+            reason = choice.get("finish_reason")
+            if reason:
+                self.finish_reason = map_finish_reason(str(reason))
+        if "usage" in obj or "timings" in obj or "time_info" in obj:
+            self._extras(obj)
+        if self.answer is not None:
+            self.answer.extend(e.text for e in out if type(e) is TextDelta)
+        return out
+
+    def _refuse(self, obj: Any, data: str, event: str) -> None:
+        """Raise for an error event, an error object or data that is not a JSON object."""
+        if event == "error":
+            detail = error_text(obj if obj is not None else data)
+            raise ServerError(f"error from {self.source}: {detail}")
+        if type(obj) is not dict:
+            raise ServerError(f"unparseable stream data from {self.source}: {data[:80]}")
+        if obj.get("error"):
+            raise ServerError(f"error from {self.source}: {error_text(obj['error'])}")
+
+    def _extras(self, obj: Mapping[str, Any]) -> None:
+        usage = obj.get("usage")
+        if isinstance(usage, Mapping):
+            self._usage(usage)
+        timings = obj.get("timings")
+        if isinstance(timings, Mapping):
+            self.figures.update(convert_figures(timings, LLAMA_SERVER_TIMINGS))
+        time_info = obj.get("time_info")
+        if isinstance(time_info, Mapping):
+            self.figures.update(convert_figures(time_info, CEREBRAS_TIME_INFO))
+
+    def _usage(self, usage: Mapping[str, Any]) -> None:
+        prompt = usage.get("prompt_tokens")
+        output = usage.get("completion_tokens")
+        if isinstance(prompt, int):
+            self.prompt_tokens = prompt
+        if isinstance(output, int):
+            # Output tok/s is timed from the first *answer* token, so reasoning tokens the
+            # server counted separately are left out of the answer's count.
+            details = usage.get("completion_tokens_details")
+            if isinstance(details, Mapping) and isinstance(details.get("reasoning_tokens"), int):
+                output = max(0, output - details["reasoning_tokens"])
+            self.output_tokens = output
+
+    def end(self) -> list[Event]:
+        """Events owed once the stream is over: held-back text, usage, server timings."""
+        out = self.think.flush()
+        if self.answer is not None:
+            self.answer.extend(e.text for e in out if type(e) is TextDelta)
+        output, prompt = self.output_tokens, self.prompt_tokens
+        if output is None and "eval_tokens" in self.figures:
+            # llama-server ignores include_usage but its timings count the generated tokens.
+            output = int(self.figures["eval_tokens"])
+            if prompt is None and "prompt_eval_tokens" in self.figures:
+                prompt = int(self.figures["prompt_eval_tokens"])
+        if output is not None or prompt is not None:
+            out.append(Usage(prompt_tokens=prompt, output_tokens=output, source="server"))
+        if self.figures:
+            out.append(Timings(dict(self.figures), source="server"))
+        return out
+
+    def answer_text(self) -> str:
+        return "".join(self.answer or ())

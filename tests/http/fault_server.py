@@ -1,0 +1,455 @@
+"""A scripted OpenAI-compatible server for tests: every fault a real server can throw, on demand.
+
+It is a raw asyncio HTTP/1.1 server (no framework) so a test can do what frameworks prevent:
+drop the connection mid-chunk, stall before the first byte, send garbage or CR-only line ends.
+It listens on 127.0.0.1 only, in a daemon thread of the test process (so the test can see what
+it received and when a client hung up) and serves any number of scenarios at once: the first
+path segment picks one, ``http://127.0.0.1:PORT/<scenario>[~tag]/v1``. The ``~tag`` gives a
+test its own state (e.g. its own 429 counter) and its own request log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+ANSWER = ["The", " capital", " of", " France", " is", " Paris", "."]
+USAGE = {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}
+MODEL_ID = "fault-model"
+
+
+@dataclass
+class Request:
+    """One request as the server saw it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class Exchange:
+    """What a scenario works with: the request, the connection, per-scenario state."""
+
+    request: Request
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    state: dict[str, Any]
+    newline: str = "\n"
+
+    # --- plain responses -----------------------------------------------------------------
+
+    async def json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
+        body = json.dumps(obj).encode()
+        head = {"Content-Type": "application/json", "Content-Length": str(len(body))}
+        await self.head(status, {**head, **(headers or {})})
+        self.writer.write(body)
+        await self.writer.drain()
+
+    async def head(self, status: int, headers: dict[str, str]) -> None:
+        reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 429: "Too Many Requests"}
+        lines = [f"HTTP/1.1 {status} {reason.get(status, 'Status')}"]
+        lines += [f"{k}: {v}" for k, v in {**headers, "Connection": "close"}.items()]
+        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        await self.writer.drain()
+
+    # --- SSE over chunked transfer encoding ----------------------------------------------
+
+    async def start_sse(self) -> None:
+        await self.head(200, {"Content-Type": "text/event-stream", "Transfer-Encoding": "chunked"})
+
+    async def raw(self, text: str) -> None:
+        data = text.encode()
+        self.writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        await self.writer.drain()
+
+    async def data(self, obj: Any) -> None:
+        payload = obj if isinstance(obj, str) else json.dumps(obj)
+        await self.raw(f"data: {payload}{self.newline}{self.newline}")
+
+    async def end_sse(self, done: bool = True) -> None:
+        if done:
+            await self.data("[DONE]")
+        self.writer.write(b"0\r\n\r\n")
+        await self.writer.drain()
+
+    def wants_usage(self) -> bool:
+        body = self.request.body if isinstance(self.request.body, dict) else {}
+        return bool((body.get("stream_options") or {}).get("include_usage"))
+
+
+def chunk(
+    content: str | None = None,
+    *,
+    reasoning: str | None = None,
+    role: str | None = None,
+    finish: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """One ``chat.completion.chunk`` the way OpenAI-compatible servers shape it."""
+    delta: dict[str, Any] = {}
+    if role:
+        delta["role"] = role
+    if content is not None:
+        delta["content"] = content
+    if reasoning is not None:
+        delta["reasoning_content"] = reasoning
+    return {
+        "id": "chatcmpl-test",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": MODEL_ID,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        **extra,
+    }
+
+
+async def answer(ex: Exchange, words: list[str] = ANSWER, *, usage: bool | None = None) -> None:
+    """A well-behaved stream: role chunk, a comment, words, finish, usage if asked, [DONE]."""
+    await ex.start_sse()
+    await ex.data(chunk(role="assistant", content=""))
+    await ex.raw(f": keep-alive comment{ex.newline}")
+    for word in words:
+        await ex.data(chunk(word))
+    await ex.data(chunk(finish="stop"))
+    if ex.wants_usage() if usage is None else usage:
+        await ex.data({**chunk(), "choices": [], "usage": USAGE})
+    await ex.end_sse()
+
+
+# --- scenarios -----------------------------------------------------------------------------
+
+
+async def s_ok(ex: Exchange) -> None:
+    await answer(ex)
+
+
+async def s_nousage(ex: Exchange) -> None:
+    """Like llama_cpp.server: ignores include_usage and reports no counts; sends the answer in
+    two chunks of several tokens each, so counting chunks would be wrong."""
+    await answer(ex, ["The capital of", " France is Paris."], usage=False)
+
+
+async def s_crlf(ex: Exchange) -> None:
+    ex.newline = "\r\n"
+    await answer(ex)
+
+
+async def s_cr(ex: Exchange) -> None:
+    ex.newline = "\r"
+    await answer(ex)
+
+
+async def s_multiline(ex: Exchange) -> None:
+    """Multi-line data, event: and id: fields, a retry-only event: all legal SSE."""
+    await ex.start_sse()
+    body = json.dumps(chunk("Paris"), indent=1).splitlines()
+    await ex.raw("".join(f"data: {line}\n" for line in body) + "\n")
+    await ex.raw('event: message\nid: 7\ndata: {"choices": [{"index": 0, "delta": ')
+    await ex.raw('{"content": " it is"}, "finish_reason": null}]}\n\n')  # split mid-event
+    await ex.raw("retry: 1000\n\n")
+    await ex.data(chunk(".", finish="stop"))
+    await ex.end_sse()
+
+
+async def s_auth(ex: Exchange) -> None:
+    """401 whose message echoes the credential, as careless servers do."""
+    sent = ex.request.headers.get("authorization", "").removeprefix("Bearer ")
+    await ex.json(
+        401,
+        {"error": {"message": f"Incorrect API key provided: {sent}", "type": "invalid_key"}},
+    )
+
+
+async def s_ratelimit(ex: Exchange) -> None:
+    """429 with Retry-After on the first request, then an answer."""
+    ex.state["n"] = ex.state.get("n", 0) + 1
+    if ex.state["n"] == 1:
+        await ex.json(429, {"error": {"message": "Rate limit reached"}}, {"Retry-After": "1"})
+    else:
+        await answer(ex)
+
+
+async def s_busy(ex: Exchange) -> None:
+    """503 every time (retries run out)."""
+    await ex.json(503, {"error": {"message": "server overloaded"}}, {"Retry-After": "0"})
+
+
+async def s_busylong(ex: Exchange) -> None:
+    """429 asking for a wait longer than tedchat is willing to give."""
+    await ex.json(429, {"error": {"message": "quota exceeded"}}, {"Retry-After": "3600"})
+
+
+async def s_error500(ex: Exchange) -> None:
+    await ex.json(500, {"error": {"message": "model crashed: out of memory", "type": "server"}})
+
+
+async def s_stall(ex: Exchange) -> None:
+    """Never answers: waits (at most 30 s) until the client gives up."""
+    await _wait_for_hangup(ex, 30.0)
+
+
+async def s_stallbody(ex: Exchange) -> None:
+    """Sends the headers, then nothing."""
+    await ex.start_sse()
+    await _wait_for_hangup(ex, 30.0)
+
+
+async def s_drop(ex: Exchange) -> None:
+    """Three words, then the connection is cut (no terminating chunk, no [DONE])."""
+    await ex.start_sse()
+    await ex.data(chunk(role="assistant", content=""))
+    for word in ANSWER[:3]:
+        await ex.data(chunk(word))
+    await asyncio.sleep(0.05)
+    ex.writer.transport.abort()
+
+
+async def s_nofinish(ex: Exchange) -> None:
+    """Words, then a clean end of the body without finish_reason or [DONE]."""
+    await ex.start_sse()
+    for word in ANSWER[:3]:
+        await ex.data(chunk(word))
+    await ex.end_sse(done=False)
+
+
+async def s_empty(ex: Exchange) -> None:
+    """200 and an empty stream: what llama_cpp.server does when generation fails."""
+    await ex.start_sse()
+    await ex.end_sse(done=False)
+
+
+async def s_garbage(ex: Exchange) -> None:
+    await ex.start_sse()
+    for word in ANSWER[:2]:
+        await ex.data(chunk(word))
+    await ex.raw("data: <html><body>502 Bad Gateway from the proxy in front</body></html>\n\n")
+    await ex.end_sse()
+
+
+async def s_midstream_error(ex: Exchange) -> None:
+    await ex.start_sse()
+    for word in ANSWER[:2]:
+        await ex.data(chunk(word))
+    await ex.data({"error": {"message": "upstream model overloaded", "code": 503}})
+    await ex.end_sse()
+
+
+async def s_reasoning(ex: Exchange) -> None:
+    """reasoning_content first (quickly), then after a pause the answer."""
+    await ex.start_sse()
+    await ex.data(chunk(role="assistant", content=""))
+    for word in ["The user", " asks about", " France."]:
+        await ex.data(chunk(reasoning=word))
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.4)
+    for word in ["Paris", " is", " the", " capital", "."]:
+        await ex.data(chunk(word))
+        await asyncio.sleep(0.01)
+    await ex.data(chunk(finish="stop"))
+    await ex.end_sse()
+
+
+async def s_think(ex: Exchange) -> None:
+    """<think> blocks in the content, the tags split across chunk boundaries."""
+    await ex.start_sse()
+    for piece in ["<thi", "nk>The user asks", " about France.</th", "ink>", "\n\n"]:
+        await ex.data(chunk(piece))
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.4)
+    for piece in ["Paris", " is <b>the</b> capital", ".", "<"]:  # a lone '<' at the very end
+        await ex.data(chunk(piece))
+    await ex.data(chunk(finish="stop"))
+    await ex.end_sse()
+
+
+async def s_llamaserver(ex: Exchange) -> None:
+    """llama-server: no usage, but timings in the last chunk."""
+    await ex.start_sse()
+    for word in ANSWER:
+        await ex.data(chunk(word))
+    timings = {
+        "cache_n": 0,
+        "prompt_n": 12,
+        "prompt_ms": 30.0,
+        "prompt_per_second": 400.0,
+        "predicted_n": 7,
+        "predicted_ms": 70.0,
+        "predicted_per_second": 100.0,
+    }
+    await ex.data(chunk(finish="stop", timings=timings))
+    await ex.end_sse()
+
+
+async def s_cerebras(ex: Exchange) -> None:
+    """Cerebras Cloud: usage and time_info in the final chunk, finish_reason 'length'."""
+    await ex.start_sse()
+    for word in ANSWER:
+        await ex.data(chunk(word))
+    time_info = {
+        "queue_time": 0.0001,
+        "prompt_time": 0.002,
+        "completion_time": 0.004,
+        "total_time": 0.0065,
+        "created": 1700000000,
+    }
+    await ex.data(chunk(finish="length", usage=USAGE, time_info=time_info))
+    await ex.end_sse()
+
+
+async def s_no_stream_options(ex: Exchange) -> None:
+    """A server that rejects the stream_options field with a 400."""
+    if isinstance(ex.request.body, dict) and "stream_options" in ex.request.body:
+        message = "Unrecognized request argument supplied: stream_options"
+        await ex.json(400, {"error": {"message": message, "type": "invalid_request_error"}})
+    else:
+        await answer(ex)
+
+
+async def s_json(ex: Exchange) -> None:
+    """A server that ignores stream=true and answers with one JSON completion."""
+    message = {"role": "assistant", "content": "Paris."}
+    await ex.json(
+        200,
+        {
+            "object": "chat.completion",
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 2, "total_tokens": 14},
+        },
+    )
+
+
+async def s_slow(ex: Exchange) -> None:
+    """One word every 50 ms for up to 10 s; records when the client hung up."""
+    await ex.start_sse()
+    hangup = asyncio.ensure_future(ex.reader.read())
+    try:
+        for i in range(200):
+            if hangup.done():
+                break
+            await ex.data(chunk(f" w{i}"))
+            await asyncio.wait({hangup}, timeout=0.05)
+        if not hangup.done():
+            await ex.data(chunk(finish="stop"))
+            await ex.end_sse()
+    except ConnectionError:
+        pass
+    finally:
+        hangup.cancel()
+
+
+async def _wait_for_hangup(ex: Exchange, limit: float) -> None:
+    with contextlib.suppress(asyncio.TimeoutError, ConnectionError):
+        await asyncio.wait_for(ex.reader.read(), limit)
+
+
+SCENARIOS: dict[str, Callable[[Exchange], Awaitable[None]]] = {
+    name[2:]: fn for name, fn in globals().items() if name.startswith("s_") and callable(fn)
+}
+
+
+@dataclass
+class FaultServer:
+    """The server, its thread and its log. Use as a context manager (stops on exit)."""
+
+    port: int = 0
+    requests: dict[str, list[Request]] = field(default_factory=dict)
+    hangups: dict[str, float] = field(default_factory=dict)  # scenario key -> monotonic time
+    states: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.base_events.Server | None = None
+
+    def url(self, scenario: str, tag: str = "") -> str:
+        """The base_url (ending in /v1) that plays ``scenario``."""
+        assert scenario in SCENARIOS, scenario
+        key = f"{scenario}~{tag}" if tag else scenario
+        return f"http://127.0.0.1:{self.port}/{key}/v1"
+
+    def __enter__(self) -> FaultServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            self._server = loop.run_until_complete(
+                asyncio.start_server(self._handle, "127.0.0.1", 0)
+            )
+            self.port = self._server.sockets[0].getsockname()[1]
+            ready.set()
+            loop.run_forever()
+            self._server.close()
+            loop.run_until_complete(self._server.wait_closed())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="fault-server", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("fault server did not start")
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        key = ""
+        try:
+            request = await _read_request(reader)
+            if request is None:
+                return
+            key = request.path.strip("/").split("/", 1)[0]
+            self.requests.setdefault(key, []).append(request)
+            ex = Exchange(request, reader, writer, self.states.setdefault(key, {}))
+            scenario = SCENARIOS.get(key.split("~", 1)[0])
+            if scenario is None:
+                await ex.json(404, {"error": {"message": f"no scenario {key!r}"}})
+            elif request.path.endswith("/models"):
+                if scenario in (s_auth, s_stall):
+                    await scenario(ex)
+                else:
+                    await ex.json(200, {"object": "list", "data": [{"id": MODEL_ID}]})
+            else:
+                await scenario(ex)
+        except ConnectionError:
+            pass
+        finally:
+            self.hangups[key] = time.monotonic()
+            if not writer.transport.is_closing():
+                writer.close()
+
+
+async def _read_request(reader: asyncio.StreamReader) -> Request | None:
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        return None
+    lines = head.decode("latin-1").split("\r\n")
+    method, path, _ = lines[0].split(" ", 2)
+    headers = {}
+    for line in lines[1:]:
+        if ":" in line:
+            name, value = line.split(":", 1)
+            headers[name.strip().lower()] = value.strip()
+    raw = await reader.readexactly(int(headers.get("content-length", "0") or 0))
+    try:
+        body: Any = json.loads(raw) if raw else None
+    except ValueError:
+        body = raw
+    return Request(method, path, headers, body)
