@@ -1,0 +1,332 @@
+"""The JSON Schema of a bench record, and a small validator for it.
+
+:data:`RECORD_SCHEMA` is standard JSON Schema (draft 2020-12), so any validator can check a
+record; :func:`validate` is a dependency-free one that understands the subset used here
+(``type``, ``properties``, ``required``, ``additionalProperties``, ``items``, ``enum``,
+``const``, ``minimum``, ``$ref`` to ``#/$defs/...``). ``tedchat bench --schema`` prints it.
+
+Bump :data:`SCHEMA_VERSION` when a field changes meaning or goes away; adding a field does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from tedchat.engine import FINISH_REASONS
+from tedchat.metrics import COUNT_SOURCES
+
+SCHEMA_NAME = "tedchat-bench"
+SCHEMA_VERSION = 1
+
+_NUM = {"type": "number"}
+_NUM_OR_NULL = {"type": ["number", "null"]}
+_INT_OR_NULL = {"type": ["integer", "null"]}
+_STR = {"type": "string"}
+_STR_OR_NULL = {"type": ["string", "null"]}
+_COUNT = {"type": "integer", "minimum": 0}
+_PHASE = {"enum": ["warmup", "measured"]}
+
+
+def _obj(required: dict[str, Any], optional: dict[str, Any] | None = None, extra: bool = False):
+    """An object with these required (and optional) properties; others allowed if ``extra``."""
+    return {
+        "type": "object",
+        "required": list(required),
+        "properties": {**required, **(optional or {})},
+        "additionalProperties": extra,
+    }
+
+
+_SPREAD = {
+    "oneOf": [
+        {"type": "null"},
+        _obj(
+            {
+                "n": {"type": "integer", "minimum": 1},
+                "median": _NUM,
+                "min": _NUM,
+                "max": _NUM,
+                "p90": _NUM_OR_NULL,  # present from 10 samples on
+            }
+        ),
+    ]
+}
+
+_RUN_EMULATED = _obj(
+    {
+        "hardware": _STR,
+        "systems": {"type": "integer", "minimum": 1},
+        "timing_target": _STR_OR_NULL,
+        "ttft_s": _NUM,
+        "output_tokens_per_s": _NUM,
+        "breakdown": {"type": "object", "additionalProperties": _NUM},
+        "replay": {"type": "boolean"},
+    }
+)
+
+_RUN = _obj(
+    {
+        "engine": _STR,
+        "model": _STR,
+        "prompt_id": _STR,
+        "phase": _PHASE,
+        "round": {"type": "integer", "minimum": 1},
+        "batch": _COUNT,
+        "slot": _COUNT,
+        "started_at": _STR,
+        "cache_cleared": {"type": "boolean"},
+        "text": _STR,
+        "prompt_tokens": _INT_OR_NULL,
+        "output_tokens": _COUNT,
+        "output_tokens_source": {"enum": list(COUNT_SOURCES)},
+        "ttft_s": _NUM_OR_NULL,
+        "output_tokens_per_s": _NUM_OR_NULL,
+        "elapsed_s": _NUM_OR_NULL,
+        "finish_reason": {"enum": [*FINISH_REASONS, None]},
+        "timings": {"type": "object", "additionalProperties": _NUM},
+        "error": _STR_OR_NULL,
+        "token_ids": {"type": ["array", "null"], "items": {"type": "integer"}},
+    },
+    {
+        "emulated": _RUN_EMULATED,
+        "reasoning_tokens": _COUNT,
+        "time_to_first_reasoning_s": _NUM_OR_NULL,
+    },
+    extra=True,  # the answer fields are ask --json's answer_record, which may grow
+)
+
+_BATCH = _obj(
+    {
+        "batch": _COUNT,
+        "engine": _STR,
+        "prompt_id": _STR,
+        "phase": _PHASE,
+        "round": {"type": "integer", "minimum": 1},
+        "requests": {"type": "integer", "minimum": 1},
+        "ok": _COUNT,
+        "started_at": _STR,
+        "wall_s": _NUM,
+        "output_tokens": _COUNT,
+        "aggregate_output_tokens_per_s": _NUM_OR_NULL,
+    }
+)
+
+_ENGINE = _obj(
+    {
+        "name": _STR,
+        "type": _STR,
+        "model": _STR_OR_NULL,
+        "local": {"type": ["boolean", "null"]},
+        "plugin": _STR_OR_NULL,
+        "origin": _STR,
+        "settings": {"type": "object"},  # engines.describe(): secrets replaced by "***"
+        "details": {"type": ["object", "null"]},  # the engine's own describe(), redacted
+        "load_s": _NUM_OR_NULL,
+        "load_error": _STR_OR_NULL,
+        "cache_cleared": {"type": ["boolean", "null"]},
+        "cache_note": _STR_OR_NULL,
+    }
+)
+
+_SUMMARY_ROW = _obj(
+    {
+        "engine": _STR,
+        "runs": _COUNT,
+        "ok": _COUNT,
+        "errors": _COUNT,
+        "warmup_errors": _COUNT,
+        "error_messages": {
+            "type": "array",
+            "items": _obj({"message": _STR, "count": {"type": "integer", "minimum": 1}}),
+        },
+        "ttft_s": {"$ref": "#/$defs/spread"},
+        "output_tokens_per_s": {"$ref": "#/$defs/spread"},
+        "output_tokens": {"$ref": "#/$defs/spread"},
+        "approximate_tokens": {"type": "boolean"},
+        "emulated": {
+            "oneOf": [
+                {"type": "null"},
+                _obj(
+                    {
+                        "label": _STR,
+                        "ttft_s": {"$ref": "#/$defs/spread"},
+                        "output_tokens_per_s": {"$ref": "#/$defs/spread"},
+                    }
+                ),
+            ]
+        },
+        "aggregate_output_tokens_per_s": {"$ref": "#/$defs/spread"},
+        "ratio_output_tokens_per_s": _NUM_OR_NULL,
+        "ratio_ttft_s": _NUM_OR_NULL,
+    },
+    {"prompt_id": _STR},
+)
+
+RECORD_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "tedchat bench record",
+    **_obj(
+        {
+            "schema": {"const": SCHEMA_NAME},
+            "schema_version": {"const": SCHEMA_VERSION},
+            "incomplete": {"type": "boolean"},
+            "incomplete_reason": _STR_OR_NULL,
+            "started_at": _STR,
+            "finished_at": _STR_OR_NULL,
+            "config": _obj(
+                {
+                    "engines": {"type": "array", "items": _STR},
+                    "prompts": _STR,
+                    "runs": {"type": "integer", "minimum": 1},
+                    "warmup": _COUNT,
+                    "max_tokens": {"type": "integer", "minimum": 1},
+                    "temperature": _NUM_OR_NULL,
+                    "top_p": _NUM_OR_NULL,
+                    "seed": _INT_OR_NULL,
+                    "concurrency": {"type": "integer", "minimum": 1},
+                }
+            ),
+            "machine": _obj(
+                {
+                    "cpu_model": _STR_OR_NULL,
+                    "cores": _INT_OR_NULL,
+                    "usable_cores": _INT_OR_NULL,
+                    "memory_bytes": _INT_OR_NULL,
+                    "os": _STR,
+                    "arch": _STR,
+                    "load_average": {"type": ["array", "null"], "items": _NUM},
+                }
+            ),
+            "versions": _obj(
+                {
+                    "tedchat": _STR,
+                    "python": _STR,
+                    "llama_cpp": _STR_OR_NULL,
+                    "textual": _STR_OR_NULL,
+                },
+                extra=True,
+            ),
+            "prompts": {
+                "type": "array",
+                "items": _obj({"id": _STR, "text": _STR, "system": _STR_OR_NULL}),
+            },
+            "engines": {"type": "array", "items": {"$ref": "#/$defs/engine"}},
+            "runs": {"type": "array", "items": {"$ref": "#/$defs/run"}},
+            "batches": {"type": "array", "items": {"$ref": "#/$defs/batch"}},
+            "summary": _obj(
+                {
+                    "baseline": _STR_OR_NULL,
+                    "engines": {"type": "array", "items": {"$ref": "#/$defs/summary_row"}},
+                    "prompts": {"type": "array", "items": {"$ref": "#/$defs/summary_row"}},
+                }
+            ),
+        }
+    ),
+    "$defs": {
+        "spread": _SPREAD,
+        "run": _RUN,
+        "batch": _BATCH,
+        "engine": _ENGINE,
+        "summary_row": _SUMMARY_ROW,
+    },
+}
+
+
+# --- validation ----------------------------------------------------------------------------
+
+_TYPES: dict[str, Any] = {
+    "object": lambda v: isinstance(v, Mapping),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    # JSON has no booleans among its numbers; Python's bool is an int, so say so explicitly.
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+}
+
+
+def validate(
+    instance: Any, schema: Mapping[str, Any] | None = None, *, limit: int = 20
+) -> list[str]:
+    """Every way ``instance`` breaks the schema (the record schema by default), up to ``limit``.
+
+    Each problem names where it is, as a JSON path: ``$.runs[3].ttft_s: expected number or
+    null, got 'fast'``. An empty list means valid.
+    """
+    root = RECORD_SCHEMA if schema is None else schema
+    errors: list[str] = []
+    _check(instance, root, root, "$", errors)
+    return errors[:limit]
+
+
+def _check(
+    value: Any, schema: Mapping[str, Any], root: Mapping[str, Any], path: str, errors: list[str]
+) -> None:
+    if "$ref" in schema:
+        _check(value, _resolve(root, schema["$ref"]), root, path, errors)
+        return
+    if "oneOf" in schema:
+        fits = [s for s in schema["oneOf"] if not _errors_of(value, s, root, path)]
+        if len(fits) != 1:
+            # Report the branch that matches the value's kind, which says what is wrong in it.
+            branch = next(
+                (s for s in schema["oneOf"] if s.get("type") != "null"), schema["oneOf"][0]
+            )
+            if value is None or len(fits) > 1:
+                errors.append(f"{path}: matches {len(fits)} of the allowed shapes, not exactly one")
+            else:
+                _check(value, branch, root, path, errors)
+        return
+    if "const" in schema and value != schema["const"]:
+        errors.append(f"{path}: expected {schema['const']!r}, got {value!r}")
+        return
+    if "enum" in schema and value not in schema["enum"]:
+        errors.append(f"{path}: expected one of {schema['enum']!r}, got {value!r}")
+        return
+    if "type" in schema:
+        kinds = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        if not any(_TYPES[k](value) for k in kinds):
+            errors.append(f"{path}: expected {' or '.join(kinds)}, got {_short(value)}")
+            return
+    if "minimum" in schema and _TYPES["number"](value) and value < schema["minimum"]:
+        errors.append(f"{path}: must be at least {schema['minimum']}, got {value!r}")
+    if isinstance(value, Mapping):
+        props = schema.get("properties", {})
+        for key in schema.get("required", []):
+            if key not in value:
+                errors.append(f"{path}: missing {key!r}")
+        extra = schema.get("additionalProperties", True)
+        for key, item in value.items():
+            if key in props:
+                _check(item, props[key], root, f"{path}.{key}", errors)
+            elif extra is False:
+                errors.append(f"{path}: unexpected key {key!r}")
+            elif isinstance(extra, Mapping):
+                _check(item, extra, root, f"{path}.{key}", errors)
+    if isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            _check(item, schema["items"], root, f"{path}[{i}]", errors)
+
+
+def _errors_of(
+    value: Any, schema: Mapping[str, Any], root: Mapping[str, Any], path: str
+) -> list[str]:
+    found: list[str] = []
+    _check(value, schema, root, path, found)
+    return found
+
+
+def _resolve(root: Mapping[str, Any], ref: str) -> Mapping[str, Any]:
+    if not ref.startswith("#/"):
+        raise ValueError(f"only local references are supported, not {ref!r}")
+    node: Any = root
+    for part in ref[2:].split("/"):
+        node = node[part]
+    return node
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
