@@ -122,6 +122,21 @@ class EmulatedTimings:
     breakdown: Mapping[str, float] = field(default_factory=dict)
     timing_target: str | None = None
     replay: bool = False
+    # Where this answer sat on the engine's emulated timeline (concurrent answers share it):
+    # when its request arrived and when its last token was emitted, in emulated seconds.
+    arrival_s: float = 0.0
+    end_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something a person should know about this answer that is not part of it.
+
+    E.g. the oldest turns were left out to fit the context, or emulated pacing cannot be kept
+    live on this machine. Front ends show it apart from the text (stderr, a toast).
+    """
+
+    text: str
 
 
 @dataclass(frozen=True)
@@ -131,7 +146,7 @@ class Done:
     finish_reason: FinishReason
 
 
-Event = TextDelta | ReasoningDelta | Usage | Timings | EmulatedTimings | Done
+Event = TextDelta | ReasoningDelta | Usage | Timings | EmulatedTimings | Notice | Done
 
 
 # --- engines -------------------------------------------------------------------------------

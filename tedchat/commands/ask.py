@@ -44,6 +44,12 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         "--conversation", type=int, metavar="ID", help="continue conversation ID (history list)"
     )
     add_history_option(p)
+    p.add_argument(
+        "--replay",
+        action="store_true",
+        help="compute the whole answer first, then play it on the engine's own (for wafer "
+        "engines: emulated) clock; for emulated hardware faster than this machine",
+    )
     p.set_defaults(run=run)
 
 
@@ -123,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
 async def _ask(engine: Any, prompt: str, args: argparse.Namespace, store: Any) -> int:
     import asyncio
 
-    from tedchat.engine import TextDelta
+    from tedchat.engine import Notice, TextDelta
     from tedchat.metrics import format_metrics_line
     from tedchat.session import Turn, run_turn
     from tedchat.tui.conversation import (
@@ -164,11 +170,19 @@ async def _ask(engine: Any, prompt: str, args: argparse.Namespace, store: Any) -
         )
         recorder = store.begin_reply(conversation_id, user_id, engine.name, engine.model)
     await engine.load()
+    if args.replay:
+        from tedchat.replay import ReplayEngine
+
+        print(f"computing {engine.name}'s answer for the replay...", file=sys.stderr)
+        engine = ReplayEngine(engine)
+        await engine.prepare(built.messages, params)
     turn = Turn(engine, built.messages, params)
     out = sys.stdout
 
     def show(event: Any, _turn: Turn) -> None:
-        if not args.json and isinstance(event, TextDelta):
+        if isinstance(event, Notice):
+            print(f"note: {event.text}", file=sys.stderr)
+        elif not args.json and isinstance(event, TextDelta):
             out.write(event.text)
             out.flush()
 

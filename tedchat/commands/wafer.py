@@ -69,6 +69,52 @@ def run_plan(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from tedchat.errors import UsageError
+    import json
+    from pathlib import Path
 
-    raise UsageError("wafer verify is not wired yet")
+    from tedchat.errors import UsageError
+    from tedchat.models import resolve_model
+    from tedchat.wafer.verify import verify
+
+    path = resolve_model(args.model)
+    prompts = None
+    if args.prompts:
+        try:
+            lines = Path(args.prompts).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise UsageError(f"cannot read {args.prompts}: {exc.strerror}") from exc
+        prompts = [line for line in lines if line.strip()]
+        if not prompts:
+            raise UsageError(f"{args.prompts} has no prompts (one per line)")
+
+    def progress(done: int, total: int) -> None:
+        print(f"\rverifying: prompt {done}/{total}", end="", file=sys.stderr, flush=True)
+
+    reports = verify(path, prompts, progress=progress)
+    print(file=sys.stderr)
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "model": str(path),
+                        "reference": r.reference,
+                        "positions": r.positions,
+                        "top1_agreement": r.top1_agreement,
+                        "max_abs_logit_error": r.max_abs_error,
+                        "mean_abs_logit_error": r.mean_abs_error,
+                        "greedy_match": r.greedy_match,
+                        "passed": r.passed(),
+                    }
+                    for r in reports
+                ],
+                indent=2,
+            )
+        )
+    else:
+        for r in reports:
+            print(r.format())
+            print()
+        for r in reports:
+            print(("PASS " if r.passed() else "FAIL ") + r.summary())
+    return 0 if all(r.passed() for r in reports) else 1

@@ -1,0 +1,108 @@
+"""Replays: answers computed first, then played from a common start on their own clocks.
+
+When emulated hardware streams faster than this machine can make the text, live pacing is
+impossible; a replay computes every answer first and then plays them side by side, each token
+at its emulated time, so the panes show what the hardware would have looked like. Engines with
+an emulated clock provide ``record(messages, params) -> [(seconds, event), ...]``; any other
+engine is recorded on the wall clock as it streams. Replayed emulated figures are labelled
+``replay``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+from tedchat.engine import EmulatedTimings, Engine, EngineStatus, Event, GenerationParams, Message
+
+Recording = list[tuple[float, Event]]
+
+
+async def record(
+    engine: Engine, messages: Sequence[Message], params: GenerationParams
+) -> Recording:
+    """The engine's whole answer with each event's time since the request."""
+    recorder = getattr(engine, "record", None)
+    if recorder is not None:
+        return await recorder(messages, params)
+    await engine.load()
+    out: Recording = []
+    t0 = time.monotonic()
+    async for event in engine.stream(messages, params):
+        out.append((time.monotonic() - t0, event))
+    return out
+
+
+class ReplayStart:
+    """The common start of several replays: the first one to begin sets it."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.t0: float | None = None
+
+    def time(self) -> float:
+        if self.t0 is None:
+            self.t0 = self.clock()
+        return self.t0
+
+
+class ReplayEngine:
+    """An engine that plays another engine's recorded answer (see the module docstring)."""
+
+    def __init__(
+        self,
+        source: Engine,
+        start: ReplayStart | None = None,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
+        self.source = source
+        self.name, self.type, self.model = source.name, source.type, source.model
+        self.local = source.local
+        self.start = start or ReplayStart()
+        self.sleep = sleep
+        self.recording: Recording | None = None
+
+    async def prepare(self, messages: Sequence[Message], params: GenerationParams) -> None:
+        """Compute the answer now, so that playing it later costs nothing."""
+        self.recording = await record(self.source, messages, params)
+
+    async def load(self, progress: Any = None) -> None:
+        await self.source.load(progress)
+
+    async def stream(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> AsyncIterator[Event]:
+        if self.recording is None:
+            await self.prepare(messages, params)
+        assert self.recording is not None
+        t0 = self.start.time()
+        for t, event in self.recording:
+            wait = t0 + t - self.start.clock()
+            if wait > 0:
+                await self.sleep(wait)
+            if isinstance(event, EmulatedTimings):
+                event = dataclasses.replace(event, replay=True)
+            yield event
+
+    async def status(self) -> EngineStatus:
+        return await self.source.status()
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.source.describe(), "replay": True}
+
+    async def close(self) -> None:
+        await self.source.close()
+
+
+async def prepare_replays(
+    engines: Sequence[Engine], messages: Sequence[Message], params: GenerationParams
+) -> list[ReplayEngine]:
+    """Replays of ``engines`` sharing one start, every answer computed before any plays."""
+    start = ReplayStart()
+    replays = [ReplayEngine(e, start) for e in engines]
+    for replay in replays:  # one after another: local engines share the cores
+        await replay.prepare(messages, params)
+    return replays

@@ -1,0 +1,1 @@
+"""The wafer-scale emulation engine: NumPy numerics, placement, pipeline and virtual clock."""

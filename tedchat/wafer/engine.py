@@ -1,0 +1,453 @@
+"""The ``wafer`` engine: real NumPy decoding, laid out and timed as emulated wafer-scale systems.
+
+One :class:`_Runner` thread per engine owns the :class:`~tedchat.wafer.stages.Pipeline` (the
+stages, their weights and every sequence's KV caches) and a
+:class:`~tedchat.wafer.pipeline_sim.PipelineScheduler`. Every request is a sequence; the runner
+repeatedly takes the sequence the scheduler says can go next, really computes its next step
+with the NumPy numerics, and records the step in the scheduler, whose trace is the emulated
+timeline. So concurrent requests interleave through the stages exactly as the timeline says.
+
+Each request's stream carries the runner's tokens to the caller (through the shared
+:func:`tedchat.engine.stream_from_thread`). With ``pace`` on, a token is released at its
+emulated time; when this machine cannot make the text as fast as the emulated hardware would,
+a :class:`~tedchat.engine.Notice` says so and :func:`record` + :mod:`tedchat.wafer.replay`
+offer a replay instead. Every emulated figure travels in :class:`~tedchat.engine.EmulatedTimings`,
+always labelled; the meter's own figures stay wall-clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tedchat.engine import (
+    Done,
+    EmulatedTimings,
+    EngineStatus,
+    Event,
+    GenerationParams,
+    LoadProgress,
+    Message,
+    Notice,
+    ProgressCallback,
+    Runtime,
+    StopCheck,
+    TextDelta,
+    Usage,
+    stream_from_thread,
+)
+from tedchat.errors import EngineError, EngineUnavailable, TedchatError
+from tedchat.models import apply_model_defaults, model_label, resolve_model
+
+# Released late by more than this (host slower than the emulated hardware), pacing says so.
+PACE_SLACK_S = 0.25
+
+#: One emitted item: (emulated seconds since the request arrived, event).
+Timed = tuple[float, Event]
+
+
+@dataclass
+class _Sequence:
+    """One request in flight in the runner."""
+
+    id: int
+    prompt_ids: list[int]
+    params: GenerationParams
+    sampler: Any
+    decoder: Any
+    out: queue.Queue[Timed | BaseException]
+    arrival: float = 0.0
+    generated: int = 0  # tokens sampled
+    output_tokens: int = 0  # of which carried text (not the end-of-turn token)
+    last_token: int | None = None
+    text: str = ""
+    cancelled: bool = False
+    first_emit: float | None = None
+    last_emit: float | None = None
+    busy: dict[str, float] = field(default_factory=dict)  # summed decode step breakdowns
+    decode_steps: int = 0
+
+
+class _Runner:
+    """The thread that decodes every sequence of one engine, in the scheduler's order."""
+
+    def __init__(self, engine: WaferEngine) -> None:
+        self.engine = engine
+        self.cond = threading.Condition()
+        self.active: dict[int, _Sequence] = {}
+        self.ids = itertools.count(1)
+        self.scheduler: Any = None
+        self.now = 0.0  # the emulated clock: the latest emission so far
+        self.thread: threading.Thread | None = None
+
+    def submit(self, prompt_ids: list[int], params: GenerationParams) -> _Sequence:
+        from tedchat.wafer.pipeline_sim import PipelineScheduler
+        from tedchat.wafer.sampling import Sampler
+
+        e = self.engine
+        seq = _Sequence(
+            id=next(self.ids),
+            prompt_ids=prompt_ids,
+            params=params,
+            sampler=Sampler(params.temperature or 0.0, params.top_p or 1.0, seed=params.seed),
+            decoder=e.tokenizer.stream(),
+            out=queue.Queue(),
+        )
+        with self.cond:
+            if not self.active:  # an idle pipeline: a new emulated timeline
+                self.scheduler = PipelineScheduler.from_timing(e.timing)
+                self.now = 0.0
+            seq.arrival = self.now
+            self.scheduler.add_sequence(seq.id, arrival=seq.arrival)
+            e.pipeline.open(seq.id)
+            self.active[seq.id] = seq
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._loop, name="tedchat-wafer", daemon=True)
+                self.thread.start()
+            self.cond.notify()
+        return seq
+
+    def cancel(self, seq: _Sequence) -> None:
+        with self.cond:
+            seq.cancelled = True
+            self.cond.notify()
+
+    def _loop(self) -> None:
+        from tedchat.wafer.numerics import blas_threads
+
+        while True:
+            with self.cond:
+                while not self.active:
+                    if not self.cond.wait(timeout=30.0) and not self.active:
+                        self.thread = None  # idle: let the thread end
+                        return
+                for seq in [s for s in self.active.values() if s.cancelled]:
+                    self._close(seq)
+                if not self.active:
+                    continue
+                sid = self.scheduler.next_ready(list(self.active))
+                seq = self.active[sid]
+            try:
+                with blas_threads(self.engine.threads()):
+                    self._step(seq)
+            except BaseException as exc:  # handed to the request's stream
+                seq.out.put(exc)
+                with self.cond:
+                    self._close(seq)
+
+    def _close(self, seq: _Sequence) -> None:
+        self.active.pop(seq.id, None)
+        self.engine.pipeline.close(seq.id)
+
+    def _step(self, seq: _Sequence) -> None:
+        e = self.engine
+        pipeline, timing = e.pipeline, e.timing
+        if seq.last_token is None:
+            logits = pipeline.run(seq.id, seq.prompt_ids)
+            n = len(seq.prompt_ids)
+            record = self.scheduler.step(seq.id, "prefill", n, n)
+        else:
+            logits = pipeline.run(seq.id, [seq.last_token])
+            ctx = pipeline.context_len(seq.id)
+            record = self.scheduler.step(seq.id, "decode", 1, ctx)
+            for s in range(timing.n_stages):
+                for part, t in timing.stage_step_time(s, "decode", 1, ctx).items():
+                    seq.busy[part] = seq.busy.get(part, 0.0) + t
+                if s < timing.n_stages - 1:
+                    for part, t in timing.link_time(s, 1).items():
+                        seq.busy[part] = seq.busy.get(part, 0.0) + t
+            for part, t in timing.return_link_time().items():
+                seq.busy[part] = seq.busy.get(part, 0.0) + t
+            seq.decode_steps += 1
+        with self.cond:
+            self.now = max(self.now, record.emit)
+        t = record.emit - seq.arrival
+        if seq.first_emit is None:
+            seq.first_emit = t
+        seq.last_emit = t
+        token = seq.sampler(logits)
+        seq.last_token = token
+        seq.generated += 1
+        finish = None
+        if e.tokenizer.is_end_of_turn(token):
+            finish = "stop"
+            text = seq.decoder.flush()
+        else:
+            text = seq.decoder.push(token)
+            seq.text += text
+            stop_at = _stop_index(seq.text, seq.params.stop)
+            if stop_at is not None:
+                cut = len(seq.text) - stop_at
+                text = text[: len(text) - cut] if cut <= len(text) else ""
+                finish = "stop"
+            elif seq.generated >= seq.params.max_tokens:
+                finish = "length"
+                text += seq.decoder.flush()
+        # An end-of-turn token is sampled but carries no text: it is not an output token.
+        counted = 0 if e.tokenizer.is_end_of_turn(token) else 1
+        seq.output_tokens += counted
+        seq.out.put((t, TextDelta(text, tokens=counted)))
+        if finish is None and pipeline.context_len(seq.id) >= pipeline.context:
+            finish = "length"
+        if finish is not None:
+            self._finish(seq, finish, t)
+            with self.cond:
+                self._close(seq)
+
+    def _finish(self, seq: _Sequence, reason: str, t: float) -> None:
+        e = self.engine
+        output = seq.output_tokens
+        span = (seq.last_emit or 0.0) - (seq.first_emit or 0.0)
+        tps = (output - 1) / span if output > 1 and span > 0 else 0.0
+        steps = max(seq.decode_steps, 1)
+        per_token = {k: v / steps for k, v in seq.busy.items()}
+        observed = span / (output - 1) if output > 1 else 0.0
+        if per_token and observed > sum(per_token.values()):
+            # Time spent waiting for a stage another sequence held: interleaving, not work.
+            per_token["queueing"] = observed - sum(per_token.values())
+        seq.out.put((t, Usage(prompt_tokens=len(seq.prompt_ids), output_tokens=output)))
+        seq.out.put(
+            (
+                t,
+                EmulatedTimings(
+                    hardware=e.hardware_name,
+                    systems=e.placement.n_systems,
+                    ttft_s=seq.first_emit or 0.0,
+                    output_tokens_per_s=tps,
+                    breakdown=per_token,
+                    timing_target=e.timing_target,
+                    arrival_s=seq.arrival,
+                    end_s=seq.arrival + t,
+                ),
+            )
+        )
+        seq.out.put((t, Done(reason)))  # type: ignore[arg-type]
+
+
+def _stop_index(text: str, stops: Sequence[str]) -> int | None:
+    """Where the first stop string begins in ``text``, if one occurs."""
+    found = [i for i in (text.find(s) for s in stops if s) if i >= 0]
+    return min(found) if found else None
+
+
+class WaferEngine:
+    """The built-in wafer-scale emulation engine (see the module docstring)."""
+
+    type = "wafer"
+    local = True
+
+    def __init__(
+        self,
+        name: str,
+        settings: dict[str, Any],
+        runtime: Runtime,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self.runtime = runtime
+        self.model = model_label(settings["model"])
+        self.timing_target: str | None = settings["timing_target"] or None
+        self.hardware_name = settings["hardware"]
+        self.clock = clock
+        self.sleep = sleep
+        self.tokenizer: Any = None
+        self.pipeline: Any = None
+        self.timing: Any = None
+        self.placement: Any = None
+        self._runner: _Runner | None = None
+        self._load_lock = threading.Lock()
+
+    # --- loading -------------------------------------------------------------------------
+
+    def threads(self) -> int:
+        return int(self.settings["threads"]) or self.runtime.thread_share()
+
+    def plan(self, path: Any = None) -> Any:
+        """The placement this engine times with (the timing target's, when one is set)."""
+        from tedchat.wafer.hardware import get_hardware
+        from tedchat.wafer.placement import plan
+        from tedchat.wafer.shapes import get_shape, shape_from_gguf
+
+        try:
+            hardware = get_hardware(self.settings["hardware"])
+        except KeyError as exc:
+            raise EngineUnavailable(f"{self.name}: {exc.args[0]}") from exc
+        if self.timing_target:
+            shape = get_shape(self.timing_target)
+        else:
+            shape = shape_from_gguf(path or resolve_model(self.settings["model"]))
+        placement = plan(
+            shape,
+            hardware,
+            self.settings["systems"] or None,
+            context=self.settings["context"],
+            sequences=self.settings["sequences"],
+            precision=self.settings["precision"],
+        )
+        if not placement.fits:
+            need = placement.min_systems
+            raise EngineUnavailable(
+                f"{self.name}: {shape.name} does not fit on {placement.n_systems} "
+                f"{hardware.name} at context {self.settings['context']}"
+                + (f": it needs {need} systems" if need else ""),
+                hint="set systems in the engine's table (tedchat wafer plan shows the layout)",
+            )
+        return placement
+
+    async def load(self, progress: ProgressCallback | None = None) -> None:
+        if self.pipeline is None:
+            await asyncio.to_thread(self._load_sync, progress)
+
+    def _load_sync(self, progress: ProgressCallback | None) -> None:
+        from tedchat.wafer.numerics import Model, blas_threads
+        from tedchat.wafer.stages import Pipeline
+        from tedchat.wafer.timing import TimingModel
+        from tedchat.wafer.tokenizer import Tokenizer
+
+        with self._load_lock:
+            if self.pipeline is not None:
+                return
+            path = resolve_model(self.settings["model"])
+            placement = self.plan(path)
+            self.tokenizer = Tokenizer(path)
+
+            def report(done: int, total: int) -> None:
+                if progress:
+                    progress(LoadProgress("dequantizing weights", done / total if total else None))
+
+            with blas_threads(self.threads()):
+                model = Model.load(path, context=self.settings["context"], progress=report)
+            if self.timing_target or placement.mode != "pipeline":
+                ranges = Pipeline.split(len(model.layers), placement.n_stages)
+            else:
+                ranges = [
+                    (s.first_layer, s.last_layer)
+                    for s in placement.systems
+                    if s.first_layer is not None and s.last_layer is not None
+                ]
+            self.placement = placement
+            self.timing = TimingModel(placement)
+            self.pipeline = Pipeline(model, ranges, self.settings["context"])
+            self._runner = _Runner(self)
+            if progress:
+                progress(LoadProgress("ready", 1.0))
+
+    async def status(self) -> EngineStatus:
+        try:
+            path = resolve_model(self.settings["model"])
+            placement = self.plan(path)
+        except TedchatError as exc:
+            return EngineStatus(False, exc.message)
+        label = f"{placement.n_systems}x {self.hardware_name}"
+        if self.timing_target:
+            label += f" timed as {self.timing_target} (stand-in: {self.model})"
+        return EngineStatus(True, f"emulated {label}")
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": self.type, "model": self.model, **self.settings, "threads": self.threads()}
+
+    def floorplan(self) -> dict[str, Any]:
+        """The placement as a JSON-ready dict (``wafer plan --json``'s shape), for the TUI."""
+        from tedchat.wafer.plan_report import plan_report
+
+        target = self.timing_target or str(resolve_model(self.settings["model"]))
+        return plan_report(
+            target,
+            hardware=self.hardware_name,
+            systems=self.settings["systems"] or None,
+            context=self.settings["context"],
+            sequences=self.settings["sequences"],
+            prompt_tokens=min(1000, self.settings["context"] // 2),
+            precision=self.settings["precision"],
+        )
+
+    async def close(self) -> None:
+        self.pipeline = None
+        self._runner = None
+
+    # --- generation ----------------------------------------------------------------------
+
+    def _prompt(self, messages: Sequence[Message], params: GenerationParams) -> tuple:
+        messages, params = apply_model_defaults(self.settings["model"], messages, params)
+        ids = self.tokenizer.encode_chat(messages)
+        if len(ids) >= self.pipeline.context:
+            raise EngineError(
+                f"{self.name}: the prompt has {len(ids)} tokens; "
+                f"the context holds {self.pipeline.context}"
+            )
+        return ids, params
+
+    async def stream(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> AsyncIterator[Event]:
+        await self.load()
+        ids, params = self._prompt(messages, params)
+        pace = bool(self.settings["pace"])
+        async for event in stream_from_thread(
+            lambda should_stop: self._deliver(ids, params, should_stop, pace), name=self.name
+        ):
+            yield event
+
+    async def record(self, messages: Sequence[Message], params: GenerationParams) -> list[Timed]:
+        """The whole answer with each event's emulated time, computed as fast as possible."""
+        await self.load()
+        ids, params = self._prompt(messages, params)
+        return await asyncio.to_thread(lambda: list(self._timed(ids, params, lambda: False)))
+
+    def _timed(
+        self, ids: list[int], params: GenerationParams, should_stop: StopCheck
+    ) -> Iterator[Timed]:
+        """The runner's output for one request, as it comes (cancelled when abandoned)."""
+        assert self._runner is not None
+        seq = self._runner.submit(ids, params)
+        try:
+            while True:
+                try:
+                    item = seq.out.get(timeout=0.05)
+                except queue.Empty:
+                    if should_stop():
+                        return
+                    continue
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if isinstance(item[1], Done):
+                    return
+        finally:
+            self._runner.cancel(seq)
+
+    def _deliver(
+        self, ids: list[int], params: GenerationParams, should_stop: StopCheck, pace: bool
+    ) -> Iterator[Event]:
+        """Events for the caller; with ``pace``, each released at its emulated time."""
+        start = self.clock()
+        warned = False
+        for t, event in self._timed(ids, params, should_stop):
+            if pace:
+                late = self.clock() - (start + t)
+                if late < 0:
+                    self._sleep_until(start + t, should_stop)
+                elif late > PACE_SLACK_S and not warned and isinstance(event, TextDelta):
+                    warned = True
+                    yield Notice(
+                        f"{self.name}: this machine makes the text slower than the emulated "
+                        f"{self.hardware_name} would stream it, so live pacing lags; use a "
+                        "replay (--replay) to see the emulated timing"
+                    )
+            yield event
+
+    def _sleep_until(self, deadline: float, should_stop: StopCheck) -> None:
+        while not should_stop():
+            left = deadline - self.clock()
+            if left <= 0:
+                return
+            self.sleep(min(left, 0.05))

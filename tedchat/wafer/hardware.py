@@ -1,0 +1,375 @@
+"""Hardware profiles for the wafer virtual clock: data, not code.
+
+Each profile is a frozen dataclass of plain numbers in SI units (bytes, bytes/s, FLOP/s,
+seconds, Hz). Beside the numbers, ``sources`` says where every figure comes from:
+
+- ``spec``: a published figure (the table in ``/work/shared/HARDWARE.md`` names the document);
+- ``secondary``: quoted by secondary sources only, not confirmed by a primary one;
+- ``derived``: computed from other figures of the same profile;
+- ``calibrated``: a constant of the timing model, chosen per hardware (never per model) so that
+  the model reproduces published measurements; it carries a physically plausible range and a
+  one-line justification.
+
+The timing model (:mod:`tedchat.wafer.timing`) reads only these profiles: the same profile
+object serves every model shape, so nothing in it can be tuned to one model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import ClassVar, Literal
+
+ProvenanceKind = Literal["spec", "secondary", "derived", "calibrated", "assumed"]
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where one figure of a profile comes from.
+
+    ``plausible`` (calibrated constants only) is the range a physically sensible value must lie
+    in; the tests check that every calibrated value does.
+    """
+
+    kind: ProvenanceKind
+    note: str
+    plausible: tuple[float, float] | None = None
+
+
+def _spec(note: str) -> Provenance:
+    return Provenance("spec", note)
+
+
+def _secondary(note: str) -> Provenance:
+    return Provenance("secondary", note)
+
+
+def _derived(note: str) -> Provenance:
+    return Provenance("derived", note)
+
+
+def _assumed(note: str) -> Provenance:
+    return Provenance("assumed", note)
+
+
+def _calibrated(low: float, high: float, why: str) -> Provenance:
+    return Provenance("calibrated", why, (low, high))
+
+
+@dataclass(frozen=True)
+class WaferProfile:
+    """A Cerebras wafer-scale system (one wafer per system).
+
+    Spec-sheet figures first, then the timing model's calibrated constants. Grid rows x cols
+    is the processing-element array as the Cerebras SDK addresses it (``--fabric-dims``
+    width,height = cols,rows).
+    """
+
+    name: str
+    label: str
+    # --- published figures ---
+    cores: int
+    sram_bytes: float
+    sram_bandwidth: float  # bytes/s, whole wafer
+    fabric_bandwidth: float  # bytes/s, whole wafer (published in bits/s)
+    grid_rows: int
+    grid_cols: int
+    peak_flops: float  # FLOP/s as published (sparse FP16)
+    system_io_bandwidth: float  # bytes/s in and out of one system
+    clock_hz: float
+    # --- calibrated constants of the timing model (per hardware) ---
+    usable_sram_fraction: float
+    dense_compute_fraction: float
+    hop_latency_s: float
+    reduction_overhead_s: float
+    layer_handoff_s: float
+    link_latency_s: float
+    sources: Mapping[str, Provenance] = field(default_factory=dict, compare=False, hash=False)
+
+    kind: ClassVar[str] = "wafer"
+
+    @property
+    def sram_bytes_per_core(self) -> float:
+        """SRAM of one processing element (derived: SRAM / cores)."""
+        return self.sram_bytes / self.cores
+
+    @property
+    def usable_bytes_per_core(self) -> float:
+        """SRAM per core left for weights and KV cache after code and buffers."""
+        return self.sram_bytes_per_core * self.usable_sram_fraction
+
+    @property
+    def sram_bandwidth_per_core(self) -> float:
+        """Bytes/s one core reads from its own SRAM (aggregate / cores)."""
+        return self.sram_bandwidth / self.cores
+
+    @property
+    def dense_flops_per_core(self) -> float:
+        """Dense FLOP/s one core achieves on the matrix-vector work of a layer."""
+        return self.peak_flops * self.dense_compute_fraction / self.cores
+
+    @property
+    def grid_cores(self) -> int:
+        """Processing elements the SDK can address (rows x cols)."""
+        return self.grid_rows * self.grid_cols
+
+    @property
+    def usable_bytes(self) -> float:
+        """Bytes of one system's grid available to weights and KV cache."""
+        return self.grid_cores * self.usable_bytes_per_core
+
+
+@dataclass(frozen=True)
+class GpuProfile:
+    """A GPU (one device per "system"; several form a tensor-parallel group)."""
+
+    name: str
+    label: str
+    # --- published figures ---
+    memory_bytes: float
+    hbm_bandwidth: float  # bytes/s
+    bf16_flops: float  # dense BF16 FLOP/s
+    interconnect_bandwidth: float  # bytes/s per GPU (NVLink, total)
+    # --- calibrated constants of the timing model (per hardware) ---
+    usable_memory_fraction: float
+    hbm_efficiency: float
+    compute_efficiency: float
+    kernel_overhead_s: float
+    allreduce_latency_s: float
+    sources: Mapping[str, Provenance] = field(default_factory=dict, compare=False, hash=False)
+
+    kind: ClassVar[str] = "gpu"
+
+    @property
+    def usable_bytes(self) -> float:
+        """Bytes of one GPU's memory available to weights and KV cache."""
+        return self.memory_bytes * self.usable_memory_fraction
+
+
+HardwareProfile = WaferProfile | GpuProfile
+
+# ---------------------------------------------------------------------------------------------
+# Wafer-scale systems
+# ---------------------------------------------------------------------------------------------
+
+# Calibrated on the two public CS-3 decode rows of HARDWARE.md (Llama 3.1 8B on 1 CS-3 ~1,800
+# tok/s; Llama 3.1 70B on 4 CS-3 ~450 tok/s), with the placement of tedchat.wafer.placement.
+_WAFER_CALIBRATION: dict[str, Provenance] = {
+    "usable_sram_fraction": _calibrated(
+        0.70,
+        0.95,
+        "0.875 = 42 of 48 KB per core for weights/KV; ~6 KB holds the core's program, "
+        "activation and partial-sum buffers and routing state",
+    ),
+    "dense_compute_fraction": _calibrated(
+        0.05,
+        0.5,
+        "0.125: the 125 PF figure counts sparse FP16; dense is about 900k cores x 1 GHz x 8 "
+        "FP16 FMA (16 FLOP) per cycle = 14 PF, i.e. ~1/8 of it (not constrained by the decode "
+        "rows, where SRAM reads and latency dominate; it sets prefill speed)",
+    ),
+    "hop_latency_s": _calibrated(
+        1e-9,
+        20e-9,
+        "7 ns per mesh hop of a reduce-and-forward chain: ~1 cycle in the router plus a few "
+        "cycles for each core to receive, add its partial sum and send on; fitted on the "
+        "8B/70B decode rows (the dominant term: hops grow with each layer's region)",
+    ),
+    "reduction_overhead_s": _calibrated(
+        0.05e-6,
+        2e-6,
+        "0.2 us (~200 cycles) fixed per dependent reduction phase: task activation, "
+        "synchronisation of the region's cores and the tail of the vector stream",
+    ),
+    "layer_handoff_s": _calibrated(
+        0.2e-6,
+        5e-6,
+        "1 us per layer: moving the activation vector from one layer's region to the next "
+        "(hundreds of hops at the region edges) and waking that layer's tasks",
+    ),
+    "link_latency_s": _calibrated(
+        1e-6,
+        50e-6,
+        "10 us one way between systems: 100 GbE with RDMA through a switch is a few us, plus "
+        "the path from the wafer edge through the system's I/O to the network",
+    ),
+}
+
+CS3 = WaferProfile(
+    name="cs3",
+    label="Cerebras CS-3 (WSE-3)",
+    cores=900_000,
+    sram_bytes=44e9,
+    sram_bandwidth=21e15,
+    fabric_bandwidth=214e15 / 8,
+    grid_rows=1172,
+    grid_cols=762,
+    peak_flops=125e15,
+    system_io_bandwidth=1.2e12 / 8,
+    clock_hz=1e9,
+    usable_sram_fraction=0.875,
+    dense_compute_fraction=0.125,
+    hop_latency_s=7e-9,
+    reduction_overhead_s=0.2e-6,
+    layer_handoff_s=1e-6,
+    link_latency_s=10e-6,
+    sources=MappingProxyType(
+        {
+            "cores": _spec("900,000 cores: Cerebras WSE-3 announcement; seed slide deck"),
+            "sram_bytes": _spec("44 GB on-chip SRAM (48 KB per core): WSE-3; Hot Chips 2024"),
+            "sram_bandwidth": _spec("21 PB/s aggregate SRAM bandwidth: WSE-3 announcement"),
+            "fabric_bandwidth": _spec(
+                "214 Pb/s aggregate, 2-D mesh to 4 neighbours: WSE-3; ALCF SC24 tutorial"
+            ),
+            "grid_rows": _spec("SDK --fabric-dims=762,1172 (width,height) in public kernels"),
+            "grid_cols": _spec("SDK --fabric-dims=762,1172 (width,height) in public kernels"),
+            "peak_flops": _spec("125 PFLOP/s peak (sparse FP16): Cerebras"),
+            "system_io_bandwidth": _spec(
+                "1.2 Tb/s per CS-3 (12 x 100 GbE): CS-3 spec; ALCF tutorial"
+            ),
+            "clock_hz": _secondary("about 1 GHz: secondary sources, no primary confirmation"),
+            **_WAFER_CALIBRATION,
+        }
+    ),
+)
+
+CS2 = WaferProfile(
+    name="cs2",
+    label="Cerebras CS-2 (WSE-2)",
+    cores=850_000,
+    sram_bytes=40e9,
+    sram_bandwidth=20e15,
+    fabric_bandwidth=220e15 / 8,
+    grid_rows=996,
+    grid_cols=757,
+    # No peak figure for WSE-2 in HARDWARE.md: assume WSE-3's per-core rate.
+    peak_flops=125e15 / 900_000 * 850_000,
+    system_io_bandwidth=1.2e12 / 8,
+    clock_hz=1e9,
+    usable_sram_fraction=CS3.usable_sram_fraction,
+    dense_compute_fraction=CS3.dense_compute_fraction,
+    hop_latency_s=CS3.hop_latency_s,
+    reduction_overhead_s=CS3.reduction_overhead_s,
+    layer_handoff_s=CS3.layer_handoff_s,
+    link_latency_s=CS3.link_latency_s,
+    sources=MappingProxyType(
+        {
+            "cores": _spec("850,000 cores: Cerebras WSE-2"),
+            "sram_bytes": _spec("40 GB on-chip SRAM: Cerebras WSE-2"),
+            "sram_bandwidth": _spec("20 PB/s aggregate SRAM bandwidth: Cerebras WSE-2"),
+            "fabric_bandwidth": _spec("220 Pb/s aggregate fabric bandwidth: Cerebras WSE-2"),
+            "grid_rows": _spec("SDK --fabric-dims=757,996 (width,height)"),
+            "grid_cols": _spec("SDK --fabric-dims=757,996 (width,height)"),
+            "peak_flops": _assumed("no figure in HARDWARE.md: WSE-3's per-core rate assumed"),
+            "system_io_bandwidth": _assumed("12 x 100 GbE as on CS-3 (assumed, same chassis I/O)"),
+            "clock_hz": _assumed("about 1 GHz, as WSE-3 (assumed)"),
+            # No public CS-2 inference rows to calibrate on: the CS-3 constants carry over
+            # because WSE-2 and WSE-3 share the core, router and mesh design.
+            **{
+                key: dataclasses.replace(
+                    prov, note=prov.note + " (calibrated on CS-3, assumed for WSE-2)"
+                )
+                for key, prov in _WAFER_CALIBRATION.items()
+            },
+        }
+    ),
+)
+
+# ---------------------------------------------------------------------------------------------
+# GPUs: every figure below comes from the GPU's own spec sheet; nothing is scaled from the wafer.
+# ---------------------------------------------------------------------------------------------
+
+
+def _gpu_calibration(product: str) -> dict[str, Provenance]:
+    return {
+        "usable_memory_fraction": _calibrated(
+            0.7,
+            0.95,
+            f"0.85 of {product} memory: vLLM's default 0.9 utilisation minus CUDA context, "
+            "cuBLAS/NCCL workspaces and activation buffers",
+        ),
+        "hbm_efficiency": _calibrated(
+            0.5,
+            0.95,
+            "0.75 of peak HBM bandwidth: large GEMV kernels reach ~80-90% in microbenchmarks, "
+            "a whole decode step with small kernels and attention reaches less",
+        ),
+        "compute_efficiency": _calibrated(
+            0.2,
+            0.8,
+            "0.5 of dense BF16 peak (model FLOPs utilisation) for prefill GEMMs, typical of "
+            "tuned inference stacks on long prompts",
+        ),
+        "kernel_overhead_s": _calibrated(
+            0.5e-6,
+            10e-6,
+            "2 us per kernel: launch (amortised by CUDA graphs) plus ramp-up/tail of small "
+            "kernels that cannot fill all SMs at batch 1",
+        ),
+        "allreduce_latency_s": _calibrated(
+            2e-6,
+            30e-6,
+            "5 us per small tensor-parallel all-reduce over NVLink (custom all-reduce kernels; "
+            "NCCL's ring is ~10 us)",
+        ),
+    }
+
+
+def _gpu(
+    name: str,
+    label: str,
+    memory: float,
+    hbm: float,
+    flops: float,
+    link: float,
+    sheet: str,
+) -> GpuProfile:
+    return GpuProfile(
+        name=name,
+        label=label,
+        memory_bytes=memory,
+        hbm_bandwidth=hbm,
+        bf16_flops=flops,
+        interconnect_bandwidth=link,
+        usable_memory_fraction=0.85,
+        hbm_efficiency=0.75,
+        compute_efficiency=0.5,
+        kernel_overhead_s=2e-6,
+        allreduce_latency_s=5e-6,
+        sources=MappingProxyType(
+            {
+                "memory_bytes": _spec(f"{memory / 1e9:.0f} GB: {sheet}"),
+                "hbm_bandwidth": _spec(f"{hbm / 1e12:.2f} TB/s: {sheet}"),
+                "bf16_flops": _spec(f"{flops / 1e12:.0f} TFLOP/s dense BF16: {sheet}"),
+                "interconnect_bandwidth": _spec(f"NVLink {link / 1e9:.0f} GB/s: {sheet}"),
+                **_gpu_calibration(label),
+            }
+        ),
+    )
+
+
+H100 = _gpu("h100", "NVIDIA H100 SXM", 80e9, 3.35e12, 989e12, 900e9, "NVIDIA H100 datasheet")
+H200 = _gpu("h200", "NVIDIA H200 SXM", 141e9, 4.8e12, 989e12, 900e9, "NVIDIA H200 datasheet")
+A100 = _gpu("a100", "NVIDIA A100 SXM 80GB", 80e9, 2.0e12, 312e12, 600e9, "NVIDIA A100 datasheet")
+
+#: Every profile by name. Read-only: a variant for an experiment is made with
+#: ``dataclasses.replace(HARDWARE["h100"], hbm_bandwidth=...)``, never by editing one in place.
+HARDWARE: Mapping[str, HardwareProfile] = MappingProxyType(
+    {p.name: p for p in (CS3, CS2, H100, H200, A100)}
+)
+
+
+def get_hardware(name: str) -> HardwareProfile:
+    """The profile called ``name`` (case-insensitive, ``cs-3`` = ``cs3``).
+
+    Raises:
+        KeyError: with the list of known names.
+    """
+    key = name.strip().lower().replace("-", "").replace("_", "")
+    try:
+        return HARDWARE[key]
+    except KeyError:
+        known = ", ".join(HARDWARE)
+        raise KeyError(f"unknown hardware {name!r}: choose one of {known}") from None

@@ -1,0 +1,699 @@
+"""A Llama forward pass in NumPy float32: the numerics of the wafer engine.
+
+The pieces are separate objects so the pipeline can place them on emulated systems:
+
+* :class:`Layer` - one transformer block holding its own float32 weights;
+  ``Layer.forward(x, kv, positions)`` runs it for a run of consecutive positions of one
+  sequence and ``Layer.forward_batch`` for one new token of each of several sequences.
+* :class:`KVCache` - one sequence's keys and values for a set of layers (all of them, or one
+  stage's range), preallocated float32 ``[context, n_kv_heads, head_dim]`` per layer.
+* :class:`Model` - embedding, the layers and the output head, with ``prefill``/``decode``
+  conveniences that run every layer.
+
+Everything stays float32: a float64 intermediate (a cos/sin table, a Python-float scalar
+promoted by old NumPy rules) silently makes NumPy many times slower. Decode is bandwidth-bound
+by design: each layer is four matrix-vector products over contiguous ``(in, out)`` matrices
+(fused q/k/v, output projection, fused gate/up, down), so a token streams every weight once.
+
+Optionally (:class:`LlamaCppRounding`, ``Model.load(path, llamacpp_rounding=True)``) the same
+pass also rounds where llama.cpp's CPU backend rounds, so that it reproduces llama.cpp on the
+quantized file rather than on the exact float32 weights: activations quantized to 8 bits before
+each product with quantized weights, a float16 KV cache, float32 RoPE angles. The default
+numerics never take those paths.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tedchat.wafer.gguf_weights import (
+    LayerWeights,
+    LlamaConfig,
+    LlamaWeights,
+    MatrixSource,
+    WaferModelError,
+    load_block_mins,
+    load_weights,
+    vec_dot_type,
+)
+
+F32 = np.float32
+
+# Prompt tokens per prefill step: bounds the attention score matrix (heads x chunk x context)
+# while keeping the projections large GEMMs.
+PREFILL_CHUNK = 256
+
+
+class ContextFullError(WaferModelError):
+    """A sequence would grow past its KV cache."""
+
+
+@contextlib.contextmanager
+def blas_threads(n: int) -> Iterator[None]:
+    """Limit NumPy's BLAS to ``n`` threads inside the block (needs ``threadpoolctl``).
+
+    BLAS thread pools are process-wide, so this limits every thread's NumPy while active.
+    Without threadpoolctl it does nothing: set the count another way (e.g. the environment).
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(limits=n, user_api="blas"):
+        yield
+
+
+def rms_norm(x: np.ndarray, weight: np.ndarray, eps: np.float32) -> np.ndarray:
+    """``x / sqrt(mean(x^2) + eps) * weight`` over the last axis, in float32."""
+    ms = np.einsum("ij,ij->i", x, x)[:, None]
+    ms *= F32(1.0 / x.shape[-1])
+    ms += eps
+    np.sqrt(ms, out=ms)
+    out = x / ms
+    out *= weight
+    return out
+
+
+def silu_mul(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """SwiGLU: ``silu(gate) * up``; sigmoid via tanh, which cannot overflow."""
+    s = np.multiply(gate, F32(0.5))
+    np.tanh(s, out=s)
+    s *= F32(0.5)
+    s += F32(0.5)
+    s *= gate
+    s *= up
+    return s
+
+
+@dataclass(frozen=True)
+class LlamaCppRounding:
+    """Which of llama.cpp's CPU-backend roundings the forward pass reproduces.
+
+    ``Model(..., llamacpp_rounding=True)`` turns all of them on; verification uses that to
+    compare against llama.cpp on the quantized GGUF itself. Each flag is one source of
+    difference, so they can be measured one at a time.
+    """
+
+    activations: bool = True
+    """Round the input of every matrix product to the weight type's ``vec_dot_type`` (Q8_0,
+    Q8_1, Q8_K, f16 or bf16; see :func:`round_activations`), then multiply exactly."""
+    kv_f16: bool = True
+    """llama.cpp's default float16 KV cache (flash attention off): K and V stored as float16,
+    q rounded to float16 for q.k, the softmax probabilities rounded to float16 for p.v. Turn
+    off when the reference runs with ``type_k = type_v = F32``."""
+    rope_angles: bool = True
+    """RoPE angles as ggml computes them: ``pos * base^(-2i/n)`` as a running float32 product
+    over i (the default tables are exact: float64, rounded once)."""
+
+
+def _round_f16(x: np.ndarray) -> np.ndarray:
+    return x.astype(np.float16).astype(F32)
+
+
+def _round_bf16(x: np.ndarray) -> np.ndarray:
+    """Round to bfloat16 (nearest even), as ggml converts float32 to bf16."""
+    u = np.ascontiguousarray(x, dtype=F32).view(np.uint32)
+    r = (u + (np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1)))) & np.uint32(0xFFFF0000)
+    nan = np.isnan(x)
+    if nan.any():
+        r[nan] = u[nan] & np.uint32(0xFFFF0000) | np.uint32(0x00400000)
+    return r.view(F32)
+
+
+def _quantize_q8(x: np.ndarray, sums: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Q8_0 / Q8_1 rounding of ``x`` ``[T, n]``: blocks of 32 along n, ``d = amax / 127``
+    stored as float16, ``q = round_half_even(x * 127 / amax)`` (ggml's x86 kernels).
+
+    Returns the dequantized values ``fp16(d) * q`` and, when ``sums`` (Q8_1), the per-block
+    error ``fp16(d * sum(q)) - fp16(d) * sum(q)`` ``[T, n / 32]`` of Q8_1's stored block sum,
+    which the Q4_1/Q5_1 dot products multiply by each weight block's offset.
+    """
+    t, n = x.shape
+    xb = x.reshape(t, n // 32, 32)
+    amax = np.abs(xb).max(axis=-1)
+    inv = np.zeros_like(amax)
+    np.divide(F32(127.0), amax, out=inv, where=amax > 0)
+    q = xb * inv[..., None]
+    np.rint(q, out=q)
+    d = amax / F32(127.0)
+    d16 = _round_f16(d)
+    xq = (q * d16[..., None]).reshape(t, n)
+    if not sums:
+        return xq, None
+    qsum = q.sum(axis=-1)  # an exact integer in float32: |sum| <= 32 * 127
+    return xq, _round_f16(d * qsum) - d16 * qsum
+
+
+def _quantize_q8_k(x: np.ndarray) -> np.ndarray:
+    """Q8_K rounding of ``x`` ``[T, n]``: blocks of 256, float32 scale ``max / -127`` where
+    ``max`` is the block's (first) largest-magnitude value; ``q = min(127, round(x / d))``."""
+    t, n = x.shape
+    xb = x.reshape(t, n // 256, 256)
+    at = np.abs(xb).argmax(axis=-1)
+    peak = np.take_along_axis(xb, at[..., None], axis=-1)[..., 0]
+    iscale = np.zeros_like(peak)
+    np.divide(F32(-127.0), peak, out=iscale, where=peak != 0)
+    q = xb * iscale[..., None]
+    np.rint(q, out=q)
+    np.minimum(q, F32(127.0), out=q)
+    d = np.zeros_like(iscale)
+    np.divide(F32(1.0), iscale, out=d, where=iscale != 0)
+    return (q * d[..., None]).reshape(t, n)
+
+
+def round_activations(x: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """``x`` ``[T, n]`` as llama.cpp's CPU backend rounds it for a product with weights whose
+    ``vec_dot_type`` is ``kind`` (see :func:`tedchat.wafer.gguf_weights.vec_dot_type`).
+
+    Returns the rounded float32 values and, for ``"q8_1"``, the per-block sum errors (see
+    :func:`_quantize_q8`); integer block dot products are exact, so multiplying the rounded
+    values by the dequantized weights in float32 reproduces llama.cpp up to summation order.
+    """
+    if kind == "q8_0":
+        return _quantize_q8(x, sums=False)
+    if kind == "q8_1":
+        return _quantize_q8(x, sums=True)
+    if kind == "q8_K":
+        return _quantize_q8_k(x), None
+    if kind == "f16":
+        return _round_f16(x), None
+    if kind == "bf16":
+        return _round_bf16(x), None
+    return x, None
+
+
+class _LlamaCppMatmul:
+    """``x @ w`` with ``x`` rounded per column group as llama.cpp rounds it for the GGUF
+    tensors behind ``w`` (fused matrices may join tensors of different types)."""
+
+    def __init__(self, w: np.ndarray, source: MatrixSource | None) -> None:
+        self.w = w
+        groups: list[list] = []
+        for s in source.slices if source is not None else ():
+            kind = vec_dot_type(s.qtype)
+            if groups and groups[-1][2] == kind and groups[-1][1] == s.start:
+                groups[-1][1] = s.stop
+            else:
+                groups.append([s.start, s.stop, kind])
+        if not groups:
+            groups = [[0, w.shape[1], "f32"]]
+        self.groups = [(a, b, k) for a, b, k in groups]
+        self.mins = None
+        if source is not None and source.needs_block_mins:
+            if source.block_mins is None:
+                raise ValueError("Q4_1/Q5_1 block offsets not loaded (see load_block_mins)")
+            self.mins = source.block_mins
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if len(self.groups) == 1:
+            return self._product(x, self.w, self.groups[0][2], self.mins)
+        out = np.empty((x.shape[0], self.w.shape[1]), dtype=F32)
+        for a, b, kind in self.groups:
+            mins = self.mins[:, a:b] if self.mins is not None else None
+            out[:, a:b] = self._product(x, self.w[:, a:b], kind, mins)
+        return out
+
+    @staticmethod
+    def _product(x: np.ndarray, w: np.ndarray, kind: str, mins: np.ndarray | None) -> np.ndarray:
+        xr, sum_err = round_activations(x, kind)
+        y = xr @ w
+        if sum_err is not None and mins is not None:
+            y += sum_err @ mins
+        return y
+
+
+class Rope:
+    """Rotary position embedding as llama.cpp applies it to GGUF-stored q and k.
+
+    Llama's GGUF conversion permutes the q/k rows so that llama.cpp's "normal" RoPE - rotating
+    adjacent pairs ``(x[2i], x[2i+1])`` of each head by ``pos * theta_base^(-2i/n_rot)`` - equals
+    the original model's rotation. Tables are float32 ``[context, n_rot/2]``.
+    """
+
+    def __init__(
+        self,
+        config: LlamaConfig,
+        context: int,
+        freq_factors: np.ndarray | None = None,
+        *,
+        ggml_angles: bool = False,
+    ) -> None:
+        self.n_rot = config.n_rot
+        self.context = context
+        half = self.n_rot // 2
+        if ggml_angles:
+            angles = self._ggml_angles(config, context, freq_factors)
+        else:
+            # Angles in float64 for accuracy at long positions, then stored as float32.
+            inv_freq = config.rope_theta ** (-np.arange(half, dtype=np.float64) * 2.0 / self.n_rot)
+            if freq_factors is not None:
+                inv_freq = inv_freq / freq_factors.astype(np.float64)
+            pos = np.arange(context, dtype=np.float64) / config.rope_scaling_factor
+            angles = np.outer(pos, inv_freq)
+        self.cos = np.cos(angles).astype(F32)
+        self.sin = np.sin(angles).astype(F32)
+
+    def _ggml_angles(
+        self, config: LlamaConfig, context: int, freq_factors: np.ndarray | None
+    ) -> np.ndarray:
+        """Angles as ggml's CPU RoPE computes them, float32 throughout: ``theta = pos``,
+        multiplied by ``powf(base, -2/n_rot)`` once per pair, divided by the frequency factor,
+        times the frequency scale. The running product drifts by a few float32 ulps per pair
+        (up to ~1e-3 rad at position 500); cos/sin are then taken correctly rounded."""
+        half = self.n_rot // 2
+        exponent = F32(-2.0) / F32(self.n_rot)
+        step = F32(np.float64(F32(config.rope_theta)) ** np.float64(exponent))
+        theta = np.arange(context, dtype=F32)
+        angles = np.empty((context, half), dtype=F32)
+        for i in range(half):
+            angles[:, i] = theta
+            theta = theta * step
+        if freq_factors is not None:
+            angles /= freq_factors.astype(F32)
+        freq_scale = F32(1.0) / F32(config.rope_scaling_factor)
+        if freq_scale != 1:
+            angles *= freq_scale
+        return angles.astype(np.float64)
+
+    def apply(self, x: np.ndarray, positions: np.ndarray) -> None:
+        """Rotate ``x`` (``[T, heads, head_dim]``, row t at ``positions[t]``) in place."""
+        c = self.cos[positions][:, None, :]
+        s = self.sin[positions][:, None, :]
+        x0 = x[..., 0 : self.n_rot : 2]
+        x1 = x[..., 1 : self.n_rot : 2]
+        r0 = x0 * c
+        r0 -= x1 * s
+        r1 = x0 * s
+        r1 += x1 * c
+        x0[...] = r0
+        x1[...] = r1
+
+
+class KVCache:
+    """Keys and values of one sequence for a set of layers.
+
+    Each layer has float32 ``k`` and ``v`` arrays ``[context, n_kv_heads, head_dim]``, allocated
+    up front (the OS commits pages as they are written) and a fill length. ``Layer.forward``
+    writes its positions and sets its length; :attr:`length` is the number of positions every
+    layer of this cache holds.
+    """
+
+    def __init__(
+        self, config: LlamaConfig, context: int, layers: Iterable[int] | None = None
+    ) -> None:
+        if context <= 0:
+            raise ValueError("context must be positive")
+        self.context = context
+        idx = list(range(config.n_layers) if layers is None else layers)
+        shape = (context, config.n_kv_heads, config.head_dim)
+        self.k: dict[int, np.ndarray] = {i: np.zeros(shape, dtype=F32) for i in idx}
+        self.v: dict[int, np.ndarray] = {i: np.zeros(shape, dtype=F32) for i in idx}
+        self.lengths: dict[int, int] = dict.fromkeys(idx, 0)
+
+    @property
+    def layers(self) -> list[int]:
+        return list(self.lengths)
+
+    @property
+    def length(self) -> int:
+        """Positions held by every layer of this cache."""
+        return min(self.lengths.values(), default=0)
+
+    @property
+    def nbytes(self) -> int:
+        """Reserved bytes (what placement must budget), not the pages touched so far."""
+        return sum(a.nbytes for a in self.k.values()) + sum(a.nbytes for a in self.v.values())
+
+    def reset(self) -> None:
+        """Forget every position (the buffers are reused)."""
+        for i in self.lengths:
+            self.lengths[i] = 0
+
+    def truncate(self, n: int) -> None:
+        """Keep the first ``n`` positions (e.g. to reuse a shared prompt prefix)."""
+        if n < 0:
+            raise ValueError("cannot truncate to a negative length")
+        for i, length in self.lengths.items():
+            self.lengths[i] = min(length, n)
+
+
+def _as_start(positions: int | Sequence[int] | np.ndarray, n: int) -> int:
+    """The first position of a consecutive run of ``n`` positions."""
+    if isinstance(positions, (int, np.integer)):
+        return int(positions)
+    pos = np.asarray(positions)
+    if pos.shape != (n,):
+        raise ValueError(f"expected {n} positions, got shape {pos.shape}")
+    start = int(pos[0])
+    if n > 1 and not np.array_equal(pos, np.arange(start, start + n)):
+        raise ValueError("positions must be consecutive")
+    return start
+
+
+class Layer:
+    """One Llama transformer block with its weights (pre-norm attention + SwiGLU FFN)."""
+
+    def __init__(
+        self,
+        weights: LayerWeights,
+        config: LlamaConfig,
+        rope: Rope,
+        rounding: LlamaCppRounding | None = None,
+    ) -> None:
+        self.index = weights.index
+        self.config = config
+        self.rope = rope
+        self.attn_norm = weights.attn_norm
+        self.wqkv = weights.wqkv
+        self.bqkv = weights.bqkv
+        self.wo = weights.wo
+        self.bo = weights.bo
+        self.ffn_norm = weights.ffn_norm
+        self.w_gate_up = weights.w_gate_up
+        self.w_down = weights.w_down
+        self._eps = F32(config.rms_eps)
+        self._scale = F32(1.0 / np.sqrt(config.head_dim))
+        self.rounding = rounding
+        # llama.cpp's roundings, off (None / False) in the default numerics.
+        self._mm: dict[str, _LlamaCppMatmul] | None = None
+        self._kv_f16 = False
+        if rounding is not None:
+            # ggml scales the scores (1.0f / sqrtf(head_dim)) rather than q.
+            self._scale = F32(1.0) / np.sqrt(F32(config.head_dim))
+            self._kv_f16 = rounding.kv_f16
+            if rounding.activations:
+                self._mm = {
+                    name: _LlamaCppMatmul(getattr(self, name), weights.sources.get(name))
+                    for name in ("wqkv", "wo", "w_gate_up", "w_down")
+                }
+
+    @property
+    def nbytes(self) -> int:
+        """Float32 weight bytes this layer holds (and a decoded token streams)."""
+        arrays = [self.attn_norm, self.wqkv, self.wo, self.ffn_norm, self.w_gate_up, self.w_down]
+        arrays += [a for a in (self.bqkv, self.bo) if a is not None]
+        return sum(a.nbytes for a in arrays)
+
+    def forward(
+        self, x: np.ndarray, kv: KVCache, positions: int | Sequence[int] | np.ndarray
+    ) -> np.ndarray:
+        """Run the block on ``x`` (``[T, hidden]`` float32) at consecutive ``positions``.
+
+        ``positions`` is the first position or all T of them; T=1 is decode, T>1 a prompt chunk
+        (causal attention). Writes k/v for those positions into ``kv`` (dropping any later ones)
+        and attends over everything before them. Returns a new ``[T, hidden]`` array.
+        """
+        start = _as_start(positions, x.shape[0])
+        return self._run(x, [(kv, start, 0, x.shape[0])])
+
+    def forward_batch(
+        self,
+        x: np.ndarray,
+        caches: Sequence[KVCache],
+        positions: Sequence[int],
+    ) -> np.ndarray:
+        """Run one new token of each of B sequences: row b of ``x`` at ``positions[b]``.
+
+        The projections run as GEMMs over all B rows, so the weights are streamed once for the
+        whole batch; attention runs per sequence against its own cache.
+        """
+        if not (len(caches) == len(positions) == x.shape[0]):
+            raise ValueError("one cache and one position per row of x")
+        return self._run(
+            x,
+            [
+                (kv, int(p), b, b + 1)
+                for b, (kv, p) in enumerate(zip(caches, positions, strict=True))
+            ],
+        )
+
+    def _run(self, x: np.ndarray, segments: list[tuple[KVCache, int, int, int]]) -> np.ndarray:
+        cfg = self.config
+        nh, nkv, hd = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+        qd, kvd = cfg.q_dim, cfg.kv_dim
+        n = x.shape[0]
+        if x.dtype != F32:
+            raise TypeError(f"activations must be float32, got {x.dtype}")
+        for kv, start, r0, r1 in segments:
+            self._check_room(kv, start, r1 - r0)
+        if len(segments) == 1:
+            start = segments[0][1]
+            positions = np.arange(start, start + n)
+        else:
+            positions = np.array([s[1] + i for s in segments for i in range(s[3] - s[2])])
+
+        mm = self._mm
+        xn = rms_norm(x, self.attn_norm, self._eps)
+        qkv = xn @ self.wqkv if mm is None else mm["wqkv"](xn)
+        if self.bqkv is not None:
+            qkv += self.bqkv
+        # q and k heads side by side: one RoPE call rotates both.
+        self.rope.apply(qkv[:, : qd + kvd].reshape(n, nh + nkv, hd), positions)
+        q = qkv[:, :qd]
+        if self.rounding is None:
+            q *= self._scale
+        k = qkv[:, qd : qd + kvd].reshape(n, nkv, hd)
+        v = qkv[:, qd + kvd :].reshape(n, nkv, hd)
+
+        if len(segments) == 1:
+            kv, start, _, _ = segments[0]
+            attn = self._attend(q, k, v, kv, start)
+        else:
+            attn = np.empty((n, qd), dtype=F32)
+            for kv, start, r0, r1 in segments:
+                attn[r0:r1] = self._attend(q[r0:r1], k[r0:r1], v[r0:r1], kv, start)
+
+        h = attn @ self.wo if mm is None else mm["wo"](attn)
+        if self.bo is not None:
+            h += self.bo
+        h += x
+        hn = rms_norm(h, self.ffn_norm, self._eps)
+        gu = hn @ self.w_gate_up if mm is None else mm["w_gate_up"](hn)
+        act = silu_mul(gu[:, : cfg.ffn], gu[:, cfg.ffn :])
+        h += act @ self.w_down if mm is None else mm["w_down"](act)
+        return h
+
+    def _check_room(self, kv: KVCache, start: int, n: int) -> None:
+        have = kv.lengths.get(self.index)
+        if have is None:
+            raise ValueError(f"this KV cache holds no entries for layer {self.index}")
+        if start > have or start < 0:
+            raise ValueError(
+                f"layer {self.index}: position {start} leaves a gap after {have} cached positions"
+            )
+        if start + n > kv.context or start + n > self.rope.context:
+            limit = min(kv.context, self.rope.context)
+            raise ContextFullError(
+                f"context full: {start + n} positions exceed the context of {limit} tokens"
+            )
+
+    def _attend(
+        self, q: np.ndarray, k: np.ndarray, v: np.ndarray, kv: KVCache, start: int
+    ) -> np.ndarray:
+        """Grouped-query attention of T queries at ``start..`` over cached positions ``0..end``."""
+        cfg = self.config
+        nkv, hd = cfg.n_kv_heads, cfg.head_dim
+        g = cfg.n_heads // nkv
+        t = q.shape[0]
+        end = start + t
+        kc, vc = kv.k[self.index], kv.v[self.index]
+        f16 = self._kv_f16
+        kc[start:end] = k.astype(np.float16) if f16 else k
+        vc[start:end] = v.astype(np.float16) if f16 else v
+        kv.lengths[self.index] = end
+
+        # [T, kv_head, group, d] -> [kv_head, group*T, d]: each kv head serves its group's
+        # queries in one matrix product.
+        qg = q.reshape(t, nkv, g, hd).transpose(1, 2, 0, 3).reshape(nkv, g * t, hd)
+        if f16:
+            qg = _round_f16(qg)
+        scores = qg @ kc[:end].transpose(1, 2, 0)  # [kv_head, group*T, end]
+        if self.rounding is not None:
+            scores *= self._scale
+        if t > 1:
+            # Causal: query i (at start+i) sees keys 0..start+i.
+            future = np.arange(end)[None, :] > (start + np.arange(t))[:, None]
+            mask = np.where(future, F32(-np.inf), F32(0.0))
+            s4 = scores.reshape(nkv, g, t, end)
+            s4 += mask
+        scores -= scores.max(axis=-1, keepdims=True)
+        np.exp(scores, out=scores)
+        if self.rounding is None:
+            scores /= scores.sum(axis=-1, keepdims=True)
+        else:
+            # ggml: sum in double, multiply by the float32 reciprocal.
+            scores *= (1.0 / scores.sum(axis=-1, keepdims=True, dtype=np.float64)).astype(F32)
+            if f16:
+                scores = _round_f16(scores)
+        out = scores @ vc[:end].transpose(1, 0, 2)  # [kv_head, group*T, d]
+        return out.reshape(nkv, g, t, hd).transpose(2, 0, 1, 3).reshape(t, cfg.q_dim)
+
+
+class Model:
+    """A Llama model in float32: embedding, layers, final norm and output head.
+
+    ``context`` (default: the model's training context) sizes the RoPE tables and the default
+    KV cache. The layers are independent :class:`Layer` objects in :attr:`layers`; a pipeline
+    may run any range of them against its own :class:`KVCache`.
+    """
+
+    def __init__(
+        self,
+        weights: LlamaWeights,
+        context: int | None = None,
+        *,
+        llamacpp_rounding: bool | LlamaCppRounding = False,
+    ) -> None:
+        cfg = weights.config
+        self.config = cfg
+        self.path = weights.path
+        self.metadata = weights.metadata
+        self.context = int(context or cfg.context_length)
+        if self.context <= 0:
+            raise ValueError("context must be positive")
+        if llamacpp_rounding is True:
+            llamacpp_rounding = LlamaCppRounding()
+        self.rounding: LlamaCppRounding | None = llamacpp_rounding or None
+        """llama.cpp's roundings this model reproduces; None for the plain float32 numerics."""
+        rounding = self.rounding
+        if rounding is not None and rounding.activations:
+            load_block_mins(weights)
+        self.rope = Rope(
+            cfg,
+            self.context,
+            weights.rope_freq_factors,
+            ggml_angles=rounding is not None and rounding.rope_angles,
+        )
+        self.layers = [Layer(w, cfg, self.rope, rounding) for w in weights.layers]
+        self._weights = weights
+        self.output_norm = weights.output_norm
+        self.output = weights.output  # (hidden, vocab)
+        self._eps = F32(cfg.rms_eps)
+        self._head: _LlamaCppMatmul | None = None
+        if rounding is not None and rounding.activations:
+            self._head = _LlamaCppMatmul(self.output, weights.output_source)
+
+    @classmethod
+    def load(
+        cls,
+        path: Path,
+        *,
+        context: int | None = None,
+        mem_available: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        llamacpp_rounding: bool | LlamaCppRounding = False,
+    ) -> Model:
+        """Load a Llama GGUF (see :func:`tedchat.wafer.gguf_weights.load_weights`).
+
+        ``llamacpp_rounding`` reproduces llama.cpp's CPU rounding (:class:`LlamaCppRounding`).
+        """
+        rounding = LlamaCppRounding() if llamacpp_rounding is True else llamacpp_rounding
+        weights = load_weights(
+            path,
+            mem_available=mem_available,
+            progress=progress,
+            block_mins=bool(rounding and rounding.activations),
+        )
+        return cls(weights, context, llamacpp_rounding=rounding)
+
+    def with_rounding(self, llamacpp_rounding: bool | LlamaCppRounding) -> Model:
+        """The same weights (shared, not copied) and context under other numerics."""
+        return Model(self._weights, self.context, llamacpp_rounding=llamacpp_rounding)
+
+    # ------------------------------------------------------------------ sizes for placement
+
+    @property
+    def embedding_nbytes(self) -> int:
+        """Float32 bytes of the embedding table (shared with the head when tied)."""
+        w = self._weights
+        return w.token_embd.nbytes if w.token_embd is not None else w.output.nbytes
+
+    @property
+    def head_nbytes(self) -> int:
+        """Float32 bytes of the final norm and output matrix."""
+        return self.output.nbytes + self.output_norm.nbytes
+
+    @property
+    def bytes_per_token(self) -> int:
+        """Float32 weight bytes one decoded token reads: every layer plus the output head."""
+        return sum(layer.nbytes for layer in self.layers) + self.head_nbytes
+
+    # ------------------------------------------------------------------ pieces
+
+    def new_cache(self, context: int | None = None, layers: Iterable[int] | None = None) -> KVCache:
+        """A fresh KV cache for one sequence (all layers unless ``layers`` is given)."""
+        return KVCache(self.config, context or self.context, layers)
+
+    def embed(self, token_ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Embeddings ``[T, hidden]`` float32 of ``token_ids``."""
+        ids = np.asarray(token_ids, dtype=np.int64).reshape(-1)
+        if ids.size and (ids.min() < 0 or ids.max() >= self.config.vocab):
+            raise ValueError(f"token id out of range for a vocabulary of {self.config.vocab}")
+        return self._weights.embedding_rows(ids)
+
+    def final_norm_and_logits(self, h: np.ndarray) -> np.ndarray:
+        """Logits ``[T, vocab]`` float32 from last-layer hidden states ``[T, hidden]``."""
+        hn = rms_norm(h, self.output_norm, self._eps)
+        return hn @ self.output if self._head is None else self._head(hn)
+
+    # ------------------------------------------------------------------ whole-model passes
+
+    def forward(
+        self,
+        token_ids: Sequence[int] | np.ndarray,
+        cache: KVCache,
+        *,
+        all_logits: bool = False,
+        chunk: int = PREFILL_CHUNK,
+    ) -> np.ndarray:
+        """Append ``token_ids`` to the sequence in ``cache`` and run every layer.
+
+        The prompt runs in chunks of ``chunk`` positions, each as GEMMs with causal attention.
+        Returns logits ``[T, vocab]`` when ``all_logits`` else the last position's ``[vocab]``.
+        """
+        ids = np.asarray(token_ids, dtype=np.int64).reshape(-1)
+        if ids.size == 0:
+            raise ValueError("no tokens to run")
+        start = cache.length
+        if start + ids.size > min(cache.context, self.context):
+            raise ContextFullError(
+                f"context full: {start + ids.size} positions exceed the context of "
+                f"{min(cache.context, self.context)} tokens"
+            )
+        outs = []
+        for c0 in range(0, ids.size, chunk):
+            piece = ids[c0 : c0 + chunk]
+            h = self.embed(piece)
+            for layer in self.layers:
+                h = layer.forward(h, cache, start + c0)
+            if all_logits:
+                outs.append(self.final_norm_and_logits(h))
+        if all_logits:
+            return np.concatenate(outs, axis=0)
+        return self.final_norm_and_logits(h[-1:])[0]
+
+    def prefill(self, token_ids: Sequence[int] | np.ndarray, cache: KVCache) -> np.ndarray:
+        """Run a prompt (appended to ``cache``); return the last position's logits ``[vocab]``."""
+        return self.forward(token_ids, cache)
+
+    def decode(self, token_id: int, cache: KVCache) -> np.ndarray:
+        """Run one token appended to ``cache``; return its logits ``[vocab]``."""
+        start = cache.length
+        h = self.embed([token_id])
+        for layer in self.layers:
+            h = layer.forward(h, cache, start)
+        return self.final_norm_and_logits(h)[0]
+
+    def decode_batch(self, token_ids: Sequence[int], caches: Sequence[KVCache]) -> np.ndarray:
+        """One token for each of B sequences at once; returns logits ``[B, vocab]``."""
+        positions = [c.length for c in caches]
+        h = self.embed(token_ids)
+        for layer in self.layers:
+            h = layer.forward_batch(h, caches, positions)
+        return self.final_norm_and_logits(h)

@@ -1,0 +1,117 @@
+"""Pipeline stages: one per emulated system, each owning its layers' weights and KV caches.
+
+A :class:`Stage` holds a contiguous range of decoder layers (the first stage also the token
+embeddings, the last the final norm and output head), and for every sequence in flight the KV
+cache of exactly those layers. A token's activations flow stage to stage through
+:meth:`Pipeline.run`; nothing but activations crosses between stages, as on the hardware, where
+weights stay SRAM-resident and only ``hidden x 2`` bytes per token cross the links.
+
+The virtual clock is not here: :mod:`tedchat.wafer.pipeline_sim` schedules the same steps in
+emulated time, and the engine records both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tedchat.wafer.numerics import ContextFullError, KVCache, Layer, Model
+
+
+@dataclass
+class Stage:
+    """One system's share of the model: layers ``first..last`` and their per-sequence KV."""
+
+    index: int
+    layers: list[Layer]
+    model: Model
+    context: int
+    holds_embeddings: bool = False
+    holds_head: bool = False
+    caches: dict[Hashable, KVCache] = field(default_factory=dict)
+
+    @property
+    def layer_range(self) -> tuple[int, int]:
+        return self.layers[0].index, self.layers[-1].index
+
+    def open(self, seq_id: Hashable) -> None:
+        """Reserve this stage's KV cache for a new sequence."""
+        self.caches[seq_id] = self.model.new_cache(
+            self.context, layers=[layer.index for layer in self.layers]
+        )
+
+    def close(self, seq_id: Hashable) -> None:
+        self.caches.pop(seq_id, None)
+
+    def forward(self, seq_id: Hashable, h: np.ndarray, start: int) -> np.ndarray:
+        """Run this stage's layers on activations ``h`` at positions from ``start``."""
+        cache = self.caches[seq_id]
+        for layer in self.layers:
+            h = layer.forward(h, cache, start)
+        return h
+
+
+class Pipeline:
+    """The model split into stages; :meth:`run` moves one sequence-step through all of them."""
+
+    def __init__(self, model: Model, layer_ranges: Sequence[tuple[int, int]], context: int):
+        if not layer_ranges:
+            raise ValueError("a pipeline needs at least one stage")
+        self.model = model
+        self.context = min(context, model.context)
+        last = len(layer_ranges) - 1
+        self.stages = [
+            Stage(
+                index=i,
+                layers=model.layers[first : stop + 1],
+                model=model,
+                context=self.context,
+                holds_embeddings=i == 0,
+                holds_head=i == last,
+            )
+            for i, (first, stop) in enumerate(layer_ranges)
+        ]
+        self.positions: dict[Hashable, int] = {}
+
+    @staticmethod
+    def split(n_layers: int, n_stages: int) -> list[tuple[int, int]]:
+        """Contiguous, balanced layer ranges for ``n_stages`` stages."""
+        n_stages = max(1, min(n_stages, n_layers))
+        bounds = [round(i * n_layers / n_stages) for i in range(n_stages + 1)]
+        return [(bounds[i], bounds[i + 1] - 1) for i in range(n_stages)]
+
+    def open(self, seq_id: Hashable) -> None:
+        for stage in self.stages:
+            stage.open(seq_id)
+        self.positions[seq_id] = 0
+
+    def close(self, seq_id: Hashable) -> None:
+        for stage in self.stages:
+            stage.close(seq_id)
+        self.positions.pop(seq_id, None)
+
+    def run(self, seq_id: Hashable, token_ids: Sequence[int], chunk: int = 256) -> np.ndarray:
+        """Append ``token_ids`` to the sequence; return the last position's logits ``[vocab]``.
+
+        A prompt runs in chunks, each chunk's activations passing every stage in turn.
+        """
+        ids = np.asarray(token_ids, dtype=np.int64).reshape(-1)
+        start = self.positions[seq_id]
+        if start + ids.size > self.context:
+            raise ContextFullError(
+                f"context full: {start + ids.size} positions exceed the context of "
+                f"{self.context} tokens"
+            )
+        h = None
+        for c0 in range(0, ids.size, chunk):
+            h = self.model.embed(ids[c0 : c0 + chunk])  # stage 0 holds the embeddings
+            for stage in self.stages:
+                h = stage.forward(seq_id, h, start + c0)
+        self.positions[seq_id] = start + ids.size
+        assert h is not None
+        return self.model.final_norm_and_logits(h[-1:])[0]  # the last stage holds the head
+
+    def context_len(self, seq_id: Hashable) -> int:
+        return self.positions[seq_id]
