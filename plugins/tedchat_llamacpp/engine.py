@@ -1,10 +1,33 @@
-"""The ``llamacpp`` engine: a GGUF run by llama.cpp in a worker thread."""
+"""The ``llamacpp`` engine: a GGUF run by llama.cpp in a worker thread.
+
+What it adds to llama-cpp-python, and why:
+
+- **The file is checked before llama.cpp opens it** (:mod:`tedchat_llamacpp.gguf_header`): a
+  truncated download, a file that is not GGUF, or an architecture this llama.cpp does not run
+  becomes one clear error line instead of an abort.
+- **An explicit prompt format** (setting ``prompt_format``, see :mod:`tedchat.prompt_formats`):
+  the GGUF's own chat template when it has one, else a documented completion format for base
+  models such as TEDLLM — never llama-cpp-python's silent fallback to the llama-2 template.
+- **Cancel while the prompt is processed**: a 2,000-token prompt takes seconds on this kind of
+  machine, and the tokens loop cannot stop it. llama.cpp's abort callback asks the request's
+  ``should_stop`` between graph nodes, so the decode returns within milliseconds. It is set
+  for the prompt only: llama.cpp calls it at every node (about 600 times a token for
+  SmolLM2), and while tokens are generated the loop checks ``should_stop`` between them.
+- **A conversation longer than the context** loses its oldest exchanges (never the system
+  message or the newest user message), said by a :class:`~tedchat.engine.Notice` event before
+  the answer (and in :attr:`LlamaCppEngine.last_trim`, for tests and tools).
+  The cut is sticky: later turns keep dropping the same prefix while the rest fits, so the
+  prompt keeps its prefix and llama.cpp's KV cache is reused instead of reprocessing the whole
+  context every turn; when it must cut again it cuts down to :data:`TRIM_TARGET` of the room.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +38,7 @@ from tedchat.engine import (
     GenerationParams,
     LoadProgress,
     Message,
+    Notice,
     ProgressCallback,
     Runtime,
     StopCheck,
@@ -23,21 +47,74 @@ from tedchat.engine import (
     Usage,
     stream_from_thread,
 )
-from tedchat.errors import EngineError, ModelFormatError, TedchatError
-from tedchat.models import apply_model_defaults, model_label, resolve_model
+from tedchat.errors import ConfigError, EngineError, ModelFormatError, TedchatError
+from tedchat.models import apply_model_defaults, model_label, registry_entry, resolve_model
+from tedchat.prompt_formats import CHAT_TEMPLATE, PLAIN_FORMATS, PROMPT_FORMATS, choose_format
+from tedchat_llamacpp.gguf_header import GGUFInfo, read_gguf_header
 
-GGUF_MAGIC = b"GGUF"
+log = logging.getLogger("tedchat.llamacpp")
+native_log = logging.getLogger("tedchat.llamacpp.native")
+
+# When the conversation must be cut, cut it down to this share of the room for the prompt, so
+# the next turns fit without cutting again (and reuse the KV cache).
+TRIM_TARGET = 0.6
 
 
-def check_gguf_header(path: Path) -> None:
-    """Refuse a file that is not GGUF before llama.cpp opens it (it may crash on some)."""
-    try:
-        with path.open("rb") as f:
-            head = f.read(8)
-    except OSError as exc:
-        raise ModelFormatError(f"cannot read model file {path}: {exc.strerror}") from exc
-    if len(head) < 8 or head[:4] != GGUF_MAGIC:
-        raise ModelFormatError(f"not a GGUF model file: {path}")
+def check_gguf_header(path: Path) -> GGUFInfo:
+    """Refuse a file llama.cpp cannot run before it opens it (it may crash on some)."""
+    return read_gguf_header(path)
+
+
+def _never() -> bool:
+    return False
+
+
+_LLAMA_LOG_LEVELS = {0: "NONE", 1: "INFO", 2: "WARN", 3: "ERROR", 4: "DEBUG", 5: "CONT"}
+
+
+def _route_llama_logs() -> None:
+    """Send llama.cpp's own log lines to Python logging, at DEBUG level.
+
+    llama-cpp-python prints llama.cpp's ERROR lines to stderr, and an aborted decode (a
+    cancelled prompt) logs one ("removing memory module entries ..."): that would break the
+    one-line contract of the CLI and draw over the TUI. Whatever goes wrong is raised as an
+    error by this engine anyway; the lines stay available in the ``--debug`` log.
+    """
+    import ctypes
+
+    import llama_cpp
+
+    global _log_callback  # llama.cpp keeps the pointer: the object must live as long
+    if _log_callback is None:
+
+        @llama_cpp.llama_log_callback
+        def on_log(level: int, text: bytes, _data: ctypes.c_void_p) -> None:
+            if native_log.isEnabledFor(logging.DEBUG):
+                line = text.decode("utf-8", errors="replace").rstrip()
+                if line:
+                    native_log.debug("%s %s", _LLAMA_LOG_LEVELS.get(level, level), line)
+
+        _log_callback = on_log
+    llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
+
+
+_log_callback: Any = None
+
+
+@dataclass(frozen=True)
+class ContextTrimmed:
+    """The oldest messages were left out so the conversation fits the context window."""
+
+    dropped_messages: int
+    dropped_tokens: int
+    prompt_tokens: int
+    n_ctx: int
+
+    def text(self) -> str:
+        return (
+            f"the conversation is longer than the {self.n_ctx}-token context: the oldest "
+            f"{self.dropped_messages} messages ({self.dropped_tokens} tokens) were left out"
+        )
 
 
 class LlamaCppEngine:
@@ -51,9 +128,24 @@ class LlamaCppEngine:
         self.settings = settings
         self.runtime = runtime
         self.model = model_label(settings["model"])
+        fmt = settings.get("prompt_format", "auto")
+        if fmt not in PROMPT_FORMATS:
+            raise ConfigError(
+                f"engines.{name}.prompt_format must be one of {', '.join(PROMPT_FORMATS)}; "
+                f"got {fmt!r}"
+            )
         self._llm: Any = None
         # llama-cpp-python's Llama is not thread-safe: every use of it holds this lock.
         self._lock = threading.Lock()
+        self._info: GGUFInfo | None = None
+        self._format: str | None = None  # the concrete format, chosen at load
+        self._formatter: Any = None  # the GGUF's chat template (Jinja), for chat-template
+        # The running request's stop check, read by llama.cpp's abort callback; the ctypes
+        # callback object must stay referenced for as long as llama.cpp may call it.
+        self._should_stop: StopCheck = _never
+        self._abort_callback: Any = None
+        self._dropped: tuple[Message, ...] = ()
+        self.last_trim: ContextTrimmed | None = None
 
     # --- contract ------------------------------------------------------------------------
 
@@ -73,16 +165,18 @@ class LlamaCppEngine:
             if self._llm is not None:
                 return
             path = resolve_model(self.settings["model"])
-            check_gguf_header(path)
+            info = check_gguf_header(path)
+            fmt = self._choose_format(info)
             if progress:
                 progress(LoadProgress(f"loading {path.name}", None))
             try:
                 from llama_cpp import Llama
             except ImportError as exc:  # pragma: no cover - a broken install
                 raise EngineError(f"llama-cpp-python is not installed: {exc}") from exc
+            _route_llama_logs()
             threads = self.threads()
             try:
-                self._llm = Llama(
+                llm = Llama(
                     model_path=str(path),
                     n_ctx=self.settings["n_ctx"],
                     n_threads=threads,
@@ -93,25 +187,101 @@ class LlamaCppEngine:
                 )
             except (ValueError, RuntimeError) as exc:
                 raise ModelFormatError(f"llama.cpp could not load {path}: {exc}") from exc
+            self._formatter = self._chat_formatter(llm, info) if fmt == CHAT_TEMPLATE else None
+            self._install_abort_callback(llm)
+            self._llm, self._info, self._format = llm, info, fmt
             if progress:
                 progress(LoadProgress("ready", 1.0))
+
+    def _choose_format(self, info: GGUFInfo) -> str:
+        entry = registry_entry(self.settings["model"])
+        fmt = choose_format(
+            self.settings.get("prompt_format", "auto"),
+            entry.prompt_format if entry else None,
+            info.has_chat_template,
+        )
+        if fmt == CHAT_TEMPLATE and not info.has_chat_template:
+            raise ConfigError(
+                f"{info.path.name} has no chat template (a base model?), but "
+                f'[engines.{self.name}] sets prompt_format = "chat-template"',
+                hint='use prompt_format = "plain" (or "plain-ja", or "auto")',
+            )
+        return fmt
+
+    @staticmethod
+    def _chat_formatter(llm: Any, info: GGUFInfo) -> Any:
+        """The GGUF's chat template, rendered as llama-cpp-python's own chat handler does."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        eos, bos = llm.token_eos(), llm.token_bos()
+        return Jinja2ChatFormatter(
+            template=info.metadata["tokenizer.chat_template"],
+            eos_token=llm.detokenize([eos], special=True).decode("utf-8", "replace")
+            if eos != -1
+            else "",
+            bos_token=llm.detokenize([bos], special=True).decode("utf-8", "replace")
+            if bos != -1
+            else "",
+            stop_token_ids=[eos],
+        )
+
+    def _install_abort_callback(self, llm: Any) -> None:
+        """Make the callback through which llama.cpp asks the request whether to stop."""
+        import llama_cpp
+
+        def abort(_data: Any) -> bool:
+            try:
+                return bool(self._should_stop())
+            except Exception:  # an exception must not cross into C
+                return False
+
+        self._abort_callback = llama_cpp.ggml_abort_callback(abort)
+
+    def _set_abort(self, ctx: Any, on: bool) -> None:
+        import llama_cpp
+
+        callback = self._abort_callback if on else llama_cpp.ggml_abort_callback()  # NULL
+        llama_cpp.llama_set_abort_callback(ctx, callback, None)
 
     async def status(self) -> EngineStatus:
         try:
             path = resolve_model(self.settings["model"])
             check_gguf_header(path)
         except TedchatError as exc:
-            return EngineStatus(False, exc.message)
+            # The hint says how to get the model (`models pull` ...): `tedchat engines` shows it.
+            return EngineStatus(False, exc.message + (f"; {exc.hint}" if exc.hint else ""))
         return EngineStatus(True, str(path))
 
     def describe(self) -> dict[str, Any]:
-        return {"type": self.type, "model": self.model, **self.settings, "threads": self.threads()}
+        return {
+            "type": self.type,
+            "model": self.model,
+            **self.settings,
+            "threads": self.threads(),
+            "prompt_format_used": self._format,
+        }
 
     async def close(self) -> None:
         with self._lock:
             if self._llm is not None:
                 self._llm.close()
                 self._llm = None
+                self._abort_callback = None
+
+    async def reset_cache(self) -> None:
+        """Forget the evaluated prompt, so the next request is not served from the KV cache.
+
+        llama-cpp-python reuses the longest prefix the new prompt shares with the last one;
+        ``tedchat bench`` calls this before every run so repeated prompts are timed cold.
+        (Optional engine method; see the bench section of the README.)
+        """
+        # In a thread: the lock may be held by a generation that is just finishing.
+        await asyncio.to_thread(self._reset_sync)
+
+    def _reset_sync(self) -> None:
+        with self._lock:
+            if self._llm is not None:
+                self._llm.reset()
 
     async def stream(
         self, messages: Sequence[Message], params: GenerationParams
@@ -121,6 +291,63 @@ class LlamaCppEngine:
             lambda should_stop: self._generate(messages, params, should_stop), name=self.name
         ):
             yield event
+
+    # --- prompts -------------------------------------------------------------------------
+
+    def _render(self, llm: Any, messages: Sequence[Message]) -> tuple[list[int], list[str], Any]:
+        """Prompt token ids, stop strings and stopping criteria for ``messages``."""
+        if self._formatter is not None:
+            result = self._formatter(
+                messages=[{"role": m.role, "content": m.content} for m in messages]
+            )
+            ids = llm.tokenize(
+                result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
+            )
+            stop = result.stop if isinstance(result.stop, list) else [result.stop]
+            return ids, [s for s in stop if s], result.stopping_criteria
+        fmt = PLAIN_FORMATS[self._format or "plain"]
+        # special=False: text a user types cannot become a control token. add_bos=True adds
+        # BOS where the model asks for it (tokenizer.ggml.add_bos_token).
+        ids = llm.tokenize(fmt.render(messages).encode("utf-8"), add_bos=True, special=False)
+        return ids, list(fmt.stops()), None
+
+    def _fit(
+        self, llm: Any, messages: Sequence[Message], params: GenerationParams
+    ) -> tuple[list[int], list[str], Any]:
+        """Render ``messages``, leaving out the oldest exchanges if they do not fit the context.
+
+        The answer keeps room for ``max_tokens`` (at most a quarter of the context). The system
+        message and the newest user message always stay.
+        """
+        n_ctx = llm.n_ctx()
+        room = n_ctx - min(params.max_tokens, n_ctx // 4)
+        system = [m for m in messages if m.role == "system"]
+        turns = [m for m in messages if m.role != "system"]
+        users = [i for i, m in enumerate(turns) if m.role == "user"]
+        last_user = users[-1] if users else 0
+        # Keep cutting where the last request cut while the rest fits (a stable prefix).
+        kept = len(self._dropped)
+        cut = kept if 0 < kept <= last_user and tuple(turns[:kept]) == self._dropped else 0
+        ids, stop, criteria = self._render(llm, system + turns[cut:])
+        if len(ids) > room:
+            goal = int(room * TRIM_TARGET)
+            while len(ids) > goal and cut < last_user:
+                # A whole exchange at a time: up to the next user message.
+                cut = next(i for i in users if i > cut)
+                ids, stop, criteria = self._render(llm, system + turns[cut:])
+        self._dropped = tuple(turns[:cut])
+        if len(ids) >= n_ctx:
+            raise EngineError(
+                f"{self.name}: the message is {len(ids)} tokens, more than the {n_ctx}-token "
+                "context window",
+                hint=f"raise n_ctx in [engines.{self.name}], or send a shorter message",
+            )
+        self.last_trim = None
+        if cut:
+            full = len(self._render(llm, messages)[0])
+            self.last_trim = ContextTrimmed(cut, full - len(ids), len(ids), n_ctx)
+            log.info("%s: %s", self.name, self.last_trim.text())
+        return ids, stop, criteria
 
     # --- work in the worker thread -------------------------------------------------------
 
@@ -136,39 +363,48 @@ class LlamaCppEngine:
             threads = self.threads()
             llama_cpp.llama_set_n_threads(ctx, threads, threads)
             llama_cpp.llama_perf_context_reset(ctx)
+            prompt, stops, criteria = self._fit(llm, messages, params)
+            if self.last_trim is not None:
+                yield Notice(self.last_trim.text())
             sampled = 0
             shown = 0
-            prompt_tokens: int | None = None
+            # A plain-format prompt ends at "Assistant:"; the answer's leading space goes.
+            strip_leading = self._formatter is None
 
             # Called once per sampling step: an exact count of generated tokens, so each text
             # delta can say how many tokens it carries (a chunk can hold several when a
-            # character spans tokens, as Japanese often does). At the first step the ids seen
-            # are exactly the prompt.
+            # character spans tokens, as Japanese often does).
             def count(ids: Any, scores: Any) -> Any:
-                nonlocal sampled, prompt_tokens
-                if prompt_tokens is None:
-                    prompt_tokens = len(ids)
+                nonlocal sampled
+                if sampled == 0:  # the prompt is processed: the token loop checks from here
+                    self._set_abort(ctx, False)
                 sampled += 1
                 return scores
 
+            self._should_stop = should_stop
+            self._set_abort(ctx, True)
+            finish = "stop"
             try:
-                chunks = llm.create_chat_completion(
-                    messages=[{"role": m.role, "content": m.content} for m in messages],
+                chunks = llm.create_completion(
+                    prompt=prompt,
                     stream=True,
                     max_tokens=params.max_tokens,
                     temperature=params.temperature,
                     top_p=params.top_p,
                     seed=params.seed,
-                    stop=list(params.stop) or None,
+                    stop=[*stops, *params.stop] or None,
+                    stopping_criteria=criteria,
                     logits_processor=llama_cpp.LogitsProcessorList([count]),
                 )
-                finish = "stop"
                 for chunk in chunks:
                     if should_stop():
                         finish = "cancelled"
                         break
                     choice = chunk["choices"][0]
-                    text = choice.get("delta", {}).get("content")
+                    text = choice.get("text")
+                    if text and strip_leading:
+                        text = text.lstrip()
+                        strip_leading = not text
                     if text:
                         yield TextDelta(text, tokens=sampled - shown)
                         shown = sampled
@@ -177,10 +413,17 @@ class LlamaCppEngine:
                 close = getattr(chunks, "close", None)
                 if close is not None:
                     close()
+            except RuntimeError as exc:
+                if not should_stop():
+                    raise EngineError(f"{self.name}: llama.cpp failed: {exc}") from exc
+                finish = "cancelled"  # the abort callback stopped the prompt's decode
             except ValueError as exc:  # llama-cpp-python's way of saying the prompt is too long
                 raise EngineError(f"{self.name}: {exc}") from exc
+            finally:
+                self._set_abort(ctx, False)
+                self._should_stop = _never
             perf = llama_cpp.llama_perf_context(ctx)
-            yield Usage(prompt_tokens=prompt_tokens, output_tokens=shown, source="engine")
+            yield Usage(prompt_tokens=len(prompt), output_tokens=shown, source="engine")
             yield Timings(
                 {
                     "prompt_eval_tokens": float(perf.n_p_eval),

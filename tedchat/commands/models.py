@@ -177,11 +177,14 @@ def run_convert(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from tedchat.convert import convert_checkpoint
+    from tedchat.errors import ModelNotFoundError
     from tedchat.hub import pulled_folder
     from tedchat.models import REGISTRY, gguf_path, models_dir
 
     entry = REGISTRY.get(args.source)
     folder = Path(args.source).expanduser()
+    if entry is None and not folder.is_dir() and args.source.startswith(("/", ".", "~")):
+        raise ModelNotFoundError(f"checkpoint folder not found: {folder}")
     if entry is not None or not folder.is_dir():
         folder = pulled_folder(args.source)  # a registry name or a pulled repo id
     quant = args.quant or (entry.quants[0] if entry and entry.quants else "Q4_K_M")
