@@ -129,16 +129,16 @@ def run(args: argparse.Namespace) -> int:
 async def _ask(engine: Any, prompt: str, args: argparse.Namespace, store: Any) -> int:
     import asyncio
 
-    from tedchat.engine import Notice, TextDelta
-    from tedchat.metrics import format_metrics_line
-    from tedchat.session import Turn, run_turn
-    from tedchat.tui.conversation import (
+    from tedchat.conversation import (
         build_messages,
         context_budget,
         conversation_from_store,
         engine_context_tokens,
         history_pairs,
     )
+    from tedchat.engine import Notice, TextDelta
+    from tedchat.metrics import format_metrics_line
+    from tedchat.session import Turn, run_turn
 
     params = generation_params(args)
     system, pairs, conversation_id = args.system or "", [], None

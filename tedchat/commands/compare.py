@@ -1,0 +1,64 @@
+"""``tedchat compare``: one prompt to 2-4 engines at once, side by side."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from tedchat.commands.ask import add_generation_options
+from tedchat.commands.history import add_history_option
+from tedchat.errors import UsageError
+
+DESCRIPTION = """\
+Open the side-by-side screen: every prompt goes to all the engines at once, each answer streams
+in its own pane with its own live TTFT and tokens/s, and a table compares them when all are
+done (the winner of each figure marked). Local engines share the machine's thread budget.
+--replay computes every answer first, then plays them from a common start, each token at its
+emulated time (engines without an emulated clock replay as they streamed): the way to see
+emulated hardware that is faster than this machine can make the text."""
+
+
+def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    from tedchat.commands.chat import add_theme_option
+
+    p = sub.add_parser(
+        "compare",
+        parents=parents,
+        help="compare 2-4 engines side by side in the terminal UI",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("engines", nargs="+", metavar="ENGINE", help="2 to 4 engine names")
+    p.add_argument(
+        "--replay",
+        action="store_true",
+        help="compute the answers first, then play them from a common start on their clocks",
+    )
+    add_generation_options(p)
+    add_theme_option(p)
+    add_history_option(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tedchat.commands.chat import run_app, ui_params
+    from tedchat.registry import load_context
+
+    if args.engine:
+        raise UsageError("compare takes its engines as arguments, not --engine")
+    if not 2 <= len(args.engines) <= 4:
+        raise UsageError(f"compare takes 2 to 4 engines, got {len(args.engines)}")
+    if len(set(args.engines)) != len(args.engines):
+        raise UsageError("compare the same engine with itself? name each engine once")
+    context = load_context(args.config)
+    for name in args.engines:
+        context.engines.spec(name)  # unknown names fail here, with the list of known ones
+    return run_app(
+        context,
+        compare=list(args.engines),
+        replay=args.replay,
+        theme=getattr(args, "theme", None),
+        params=ui_params(args),
+        system=args.system or "",
+        new_history=args.new_history,
+    )

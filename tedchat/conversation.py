@@ -1,0 +1,231 @@
+"""A conversation as front ends hold it: exchanges, settings, and what is sent to an engine.
+
+Used by the chat screen and by ``tedchat ask --continue``.
+
+Pure data and functions (no Textual), so the rules are unit-tested on their own:
+
+- an :class:`Exchange` is one user prompt and the reply currently shown for it (a regenerated
+  reply replaces the shown one; the history store keeps every reply);
+- :func:`build_messages` turns the conversation into the messages of the next request and drops
+  the oldest exchanges when they would outgrow the engine's context. Token counts here are
+  *estimates* (characters / 4): the engine's own count is only known after the request, and the
+  notice says the figure is approximate;
+- :func:`conversation_from_store` and :func:`metrics_from_store` rebuild a conversation and its
+  replies' figures from the history, so a resumed reply shows the line it showed when it ran.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tedchat.engine import EmulatedTimings, Engine, GenerationParams, Message
+from tedchat.metrics import StreamMetrics
+
+#: Characters per token for the estimate (a common rule of thumb for English; Japanese runs
+#: nearer 1-2 characters a token, so the estimate errs towards keeping too much, and the
+#: engine's own error then says so).
+CHARS_PER_TOKEN = 4
+#: Per-message overhead of chat templates (role markers), in tokens.
+MESSAGE_OVERHEAD_TOKENS = 4
+#: Keys of ``Engine.describe()`` that give the context window in tokens.
+CONTEXT_KEYS = ("n_ctx", "context", "context_tokens", "context_length", "max_context")
+
+
+@dataclass
+class ReplyRecord:
+    """One reply as shown: who made it, its text and figures (None while it streams)."""
+
+    engine: str
+    model: str
+    text: str = ""
+    metrics: StreamMetrics | None = None
+    finish_reason: str | None = None
+    error: str | None = None
+    store_id: int | None = None
+
+
+@dataclass
+class Exchange:
+    """A user prompt and the reply shown for it."""
+
+    prompt: str
+    reply: ReplyRecord | None = None
+    message_id: int | None = None  # the user message's id in the history store
+
+
+@dataclass
+class ChatConversation:
+    """What the chat screen is talking about; ``id`` is None until the first prompt is stored."""
+
+    id: int | None = None
+    title: str | None = None
+    system: str = ""
+    params: GenerationParams = field(default_factory=GenerationParams)
+    exchanges: list[Exchange] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BuiltMessages:
+    """The messages for one request and what had to be left out to fit the context."""
+
+    messages: list[Message]
+    dropped_exchanges: int
+    estimated_tokens: int
+    budget_tokens: int
+    fits: bool  # False: even the system prompt and the new prompt alone are over budget
+
+
+def estimate_tokens(text: str) -> int:
+    """Approximate tokens of ``text`` (characters / 4, rounded up)."""
+    return -(-len(text) // CHARS_PER_TOKEN)
+
+
+def _message_tokens(message: Message) -> int:
+    return estimate_tokens(message.content) + MESSAGE_OVERHEAD_TOKENS
+
+
+def context_budget(context_tokens: int, max_tokens: int) -> int:
+    """Tokens the prompt side may use: the context minus room for the answer.
+
+    When the answer limit alone is most of the context, half the context stays for the prompt
+    (the engine stops the answer early rather than refusing the request).
+    """
+    return max(context_tokens - max_tokens, context_tokens // 2)
+
+
+def build_messages(
+    system: str,
+    history: Sequence[tuple[str, str]],
+    prompt: str,
+    budget_tokens: int,
+) -> BuiltMessages:
+    """Messages for the next request: system, the newest exchanges that fit, then ``prompt``.
+
+    ``history`` is (user, assistant) pairs, oldest first. Exchanges are dropped whole, oldest
+    first, until the estimate fits ``budget_tokens``. The system prompt and the new prompt are
+    always sent.
+    """
+    head = [Message("system", system)] if system.strip() else []
+    tail = [Message("user", prompt)]
+    fixed = sum(_message_tokens(m) for m in head + tail)
+    pairs: list[list[Message]] = []
+    for user, assistant in history:
+        pair = [Message("user", user)]
+        if assistant:
+            pair.append(Message("assistant", assistant))
+        pairs.append(pair)
+    costs = [sum(_message_tokens(m) for m in pair) for pair in pairs]
+    total = fixed + sum(costs)
+    dropped = 0
+    while dropped < len(pairs) and total > budget_tokens:
+        total -= costs[dropped]
+        dropped += 1
+    kept = [m for pair in pairs[dropped:] for m in pair]
+    return BuiltMessages(head + kept + tail, dropped, total, budget_tokens, total <= budget_tokens)
+
+
+def engine_context_tokens(engine: Engine, default: int) -> tuple[int, bool]:
+    """The engine's context window and whether the engine said so (else ``default``)."""
+    try:
+        described = engine.describe()
+    except Exception:  # describe() is for display; a failure here must not stop a request
+        described = {}
+    for key in CONTEXT_KEYS:
+        value = described.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value, True
+    return default, False
+
+
+def history_pairs(exchanges: Sequence[Exchange]) -> list[tuple[str, str]]:
+    """(prompt, reply text) of finished exchanges, for :func:`build_messages`."""
+    return [(ex.prompt, ex.reply.text if ex.reply else "") for ex in exchanges]
+
+
+# --- from the history store -----------------------------------------------------------------
+
+
+def params_from_dict(data: Mapping[str, Any] | None) -> GenerationParams:
+    """GenerationParams from the JSON the store keeps (unknown or ill-typed keys ignored)."""
+    defaults = GenerationParams()
+    if not data:
+        return defaults
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(GenerationParams):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if f.name == "stop" and isinstance(value, (list, tuple)):
+            values["stop"] = tuple(str(v) for v in value)
+        elif f.name in ("temperature", "top_p") and (value is None or number):
+            values[f.name] = None if value is None else float(value)  # None: the model's own
+        elif f.name == "seed" and (value is None or (number and isinstance(value, int))):
+            values["seed"] = value
+        elif f.name == "max_tokens" and number and isinstance(value, int) and value > 0:
+            values["max_tokens"] = value
+    return dataclasses.replace(defaults, **values)
+
+
+def params_to_dict(params: GenerationParams) -> dict[str, Any]:
+    data = dataclasses.asdict(params)
+    data["stop"] = list(params.stop)
+    return data
+
+
+def metrics_from_store(metrics: Any, finish_reason: str | None) -> StreamMetrics:
+    """Rebuild the figures of a stored reply (:class:`tedchat.store.ReplyMetrics`), so they
+    are shown by the same :func:`tedchat.metrics.format_metrics_line` as live ones."""
+    extra: dict[str, Any] = dict(getattr(metrics, "extra", {}) or {})
+    emulated = None
+    raw = extra.get("emulated")
+    if isinstance(raw, Mapping):
+        names = {f.name for f in dataclasses.fields(EmulatedTimings)}
+        try:
+            emulated = EmulatedTimings(**{k: v for k, v in raw.items() if k in names})
+        except TypeError:
+            emulated = None
+    timings = extra.get("timings")
+    return StreamMetrics(
+        ttft_s=metrics.ttft_s,
+        output_tokens=metrics.output_tokens or 0,
+        output_tokens_source=str(extra.get("output_tokens_source") or "engine"),
+        output_tokens_per_s=metrics.output_tokens_per_s,
+        elapsed_s=extra.get("elapsed_s"),
+        prompt_tokens=metrics.prompt_tokens,
+        time_to_first_reasoning_s=extra.get("time_to_first_reasoning_s"),
+        reasoning_tokens=int(extra.get("reasoning_tokens") or 0),
+        finish_reason=finish_reason,
+        timings=dict(timings) if isinstance(timings, Mapping) else {},
+        emulated=emulated,
+    )
+
+
+def conversation_from_store(stored: Any) -> ChatConversation:
+    """A :class:`ChatConversation` from :meth:`tedchat.store.Store.get_conversation`; each
+    exchange shows the newest reply to its prompt."""
+    conv = ChatConversation(
+        id=stored.id,
+        title=stored.title,
+        system=stored.system or "",
+        params=params_from_dict(stored.params),
+    )
+    for message in stored.messages:
+        if message.role != "user":
+            continue
+        reply = None
+        if message.replies:
+            last = message.replies[-1]
+            reply = ReplyRecord(
+                engine=last.engine or "?",
+                model=last.model or "?",
+                text=last.content,
+                metrics=metrics_from_store(last.metrics, last.finish_reason),
+                finish_reason=last.finish_reason,
+                store_id=last.id,
+            )
+        conv.exchanges.append(Exchange(message.content, reply, message.id))
+    return conv

@@ -1,0 +1,527 @@
+"""The chat screen: a conversation with one engine at a time, streamed as Markdown.
+
+- The log follows the bottom while an answer streams (``anchor()``) unless the user scrolls up;
+  scrolling back to the bottom follows again (Textual re-anchors there).
+- Every answer runs through :func:`tedchat.tui.live.stream_answer` (``run_turn``, the history's
+  reply writer as recorder, drawing on the screen's frame clock). Esc cancels the worker running
+  it: the partial reply stays, marked ``cancelled``.
+- The prompt is usable at once: a prompt sent while the engine loads waits for the load.
+- When the conversation outgrows the engine's context, the oldest exchanges are left out of the
+  request and a notice in the log says how many (estimated at characters / 4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+from textual.worker import Worker, WorkerCancelled, WorkerFailed
+
+from tedchat.conversation import (
+    ChatConversation,
+    Exchange,
+    ReplyRecord,
+    build_messages,
+    context_budget,
+    conversation_from_store,
+    engine_context_tokens,
+    history_pairs,
+    params_to_dict,
+)
+from tedchat.engine import Engine, Event
+from tedchat.errors import EngineError, HistoryError, TedchatError
+from tedchat.session import Turn
+from tedchat.tui.engines import LoadState
+from tedchat.tui.live import FrameClock, stream_answer
+from tedchat.tui.screens.floorplan import FloorplanScreen
+from tedchat.tui.screens.history import HistoryChoice, HistoryScreen
+from tedchat.tui.screens.params import ParamsScreen
+from tedchat.tui.screens.pickers import CodeBlockPicker, ComparePicker, EnginePicker
+from tedchat.tui.widgets.messages import Notice, ReplyView, UserMessage, code_blocks
+from tedchat.tui.widgets.prompt import PromptInput
+from tedchat.tui.widgets.status_bar import StatusLine
+
+if TYPE_CHECKING:
+    from tedchat.tui.app import TedchatApp
+
+WELCOME = "Type a prompt below and press Enter. F1 lists the keys; Ctrl+P opens the commands."
+
+
+class ChatScreen(Screen[None]):
+    """One conversation, one engine at a time (switchable), streaming answers."""
+
+    DEFAULT_CSS = """
+    ChatScreen > #log {
+        height: 1fr;
+        padding: 0 1 1 1;
+        scrollbar-size-vertical: 1;
+        scrollbar-gutter: stable;  /* a width that never changes: frozen answers keep fitting */
+    }
+    ChatScreen #welcome { color: $text-muted; margin: 1 0 0 0; }
+    """
+
+    BINDINGS = [
+        Binding("escape", "cancel", "Stop", id="cancel"),
+        Binding("ctrl+r,f5", "regenerate", "Regenerate", id="regenerate"),
+        Binding("f3", "switch_engine", "Engine", id="switch-engine"),
+        Binding("ctrl+o,f2", "conversations", "Conversations", id="conversations"),
+        Binding("ctrl+n", "new_conversation", "New", id="new-conversation"),
+        Binding("ctrl+l", "edit_last", "Edit last prompt", id="edit-last", show=False),
+        Binding("f4", "settings", "Settings", id="settings", show=False),
+        Binding("f8", "copy_reply", "Copy reply", id="copy-reply", show=False),
+        Binding("f9", "copy_code", "Copy code block", id="copy-code", show=False),
+        Binding("f10", "floorplan", "Floorplan", id="floorplan", show=False),
+        Binding("f12", "compare", "Compare engines", id="compare", show=False),
+    ]
+
+    def __init__(self, engine_name: str) -> None:
+        super().__init__()
+        self.engine_name = engine_name
+        self.conversation = ChatConversation()
+        self._answer: Worker[Any] | None = None
+        self._views: dict[int, tuple[UserMessage, ReplyView | None]] = {}  # id(exchange) ->
+        self._editing: Exchange | None = None
+        self.frame_clock = FrameClock(self)
+        self._unsubscribe = None
+
+    @property
+    def tedchat(self) -> TedchatApp:
+        return self.app  # type: ignore[return-value]
+
+    # --- layout ------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Header(icon="◆")
+        with VerticalScroll(id="log"):
+            yield Static(Text(WELCOME), id="welcome")
+        yield StatusLine()
+        yield PromptInput(id="prompt")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        app = self.tedchat
+        self.conversation.system = app.initial_system
+        self.conversation.params = app.initial_params
+        self.query_one("#log", VerticalScroll).anchor()
+        self._unsubscribe = app.loader.subscribe(self._load_changed)
+        self._show_engine()
+        self.query_one(PromptInput).focus()
+        self._update_title()
+
+    def on_unmount(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+
+    @property
+    def busy(self) -> bool:
+        return self._answer is not None and self._answer.is_running
+
+    @property
+    def log_view(self) -> VerticalScroll:
+        return self.query_one("#log", VerticalScroll)
+
+    @property
+    def status(self) -> StatusLine:
+        return self.query_one(StatusLine)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "cancel":
+            return True if (self.busy or self._editing is not None) else None
+        if action in ("regenerate", "copy_reply", "copy_code", "edit_last"):
+            return True if self.conversation.exchanges else None
+        return True
+
+    # --- engine ------------------------------------------------------------------------------
+
+    def _show_engine(self) -> None:
+        try:
+            engine = self.tedchat.loader.engine(self.engine_name)
+        except TedchatError as exc:
+            self.status.set_engine(self.engine_name, "?")
+            self.status.show_load(LoadState(self.engine_name, "failed", error=exc.message))
+            return
+        self.status.set_engine(engine.name, engine.model)
+        self.status.show_load(self.tedchat.loader.state(self.engine_name))
+
+    def _load_changed(self, state: LoadState) -> None:
+        if state.name == self.engine_name and self.is_mounted:
+            self.status.show_load(state)
+
+    def set_engine(self, name: str) -> None:
+        """Use ``name`` for the next prompts, and start loading it now."""
+        try:
+            self.tedchat.loader.engine(name)
+        except TedchatError as exc:
+            self.notify(exc.message, severity="error")
+            return
+        self.engine_name = name
+        self._show_engine()
+        self.tedchat.loader.start(name)
+        self.notify(f"next prompts go to {name}")
+
+    # --- sending -----------------------------------------------------------------------------
+
+    @on(PromptInput.Submitted)
+    def _submitted(self, event: PromptInput.Submitted) -> None:
+        if self.busy:
+            # Keep what they typed: it goes out once they stop the running answer.
+            event.prompt.set_text(event.text)
+            self.notify("an answer is still streaming: Esc stops it", severity="warning")
+            return
+        if self._editing is not None:
+            self._drop_exchange(self._editing)
+            self._editing = None
+        self.send(event.text)
+
+    def send(self, prompt: str) -> Exchange:
+        """Add ``prompt`` to the conversation and start its answer."""
+        exchange = Exchange(prompt)
+        self.conversation.exchanges.append(exchange)
+        user = UserMessage(prompt)
+        self._mount_in_log(user)
+        self._views[id(exchange)] = (user, None)
+        self._start_answer(exchange)
+        return exchange
+
+    def _mount_in_log(self, *widgets: Any) -> None:
+        log = self.log_view
+        for welcome in self.query("#welcome"):
+            welcome.remove()
+        log.mount(*widgets)
+        log.anchor()  # a new prompt brings the view back to the bottom and follows it
+
+    def _start_answer(self, exchange: Exchange) -> None:
+        engine = self._engine_or_notice()
+        if engine is None:
+            return
+        view = ReplyView(engine.name, engine.model)
+        user, _old = self._views[id(exchange)]
+        self._views[id(exchange)] = (user, view)
+        self._mount_in_log(view)
+        self._answer = self.run_worker(
+            self._run_answer(exchange, engine, view),
+            group="answer",
+            exit_on_error=False,
+        )
+        self.refresh_bindings()
+
+    def _engine_or_notice(self) -> Engine | None:
+        try:
+            return self.tedchat.loader.engine(self.engine_name)
+        except TedchatError as exc:
+            self._mount_in_log(Notice(exc.message, error=True))
+            return None
+
+    async def _run_answer(self, exchange: Exchange, engine: Engine, view: ReplyView) -> None:
+        try:
+            await self._answer_exchange(exchange, engine, view)
+        except asyncio.CancelledError:
+            if exchange.reply is None:  # stopped while the engine was still loading
+                exchange.reply = ReplyRecord(engine.name, engine.model, finish_reason="cancelled")
+                view.set_caption(f"{engine.name} · {engine.model} · cancelled before it began")
+            raise
+        finally:
+            self.call_after_refresh(self.refresh_bindings)
+
+    async def _answer_exchange(self, exchange: Exchange, engine: Engine, view: ReplyView) -> None:
+        app = self.tedchat
+        conv = self.conversation
+        store = await app.history()
+        recorder = None
+        if store is not None:
+            try:
+                if conv.id is None:
+                    conv.id = await app.in_history(
+                        store.new_conversation,
+                        None,
+                        conv.system or None,
+                        params_to_dict(conv.params),
+                    )
+                if exchange.message_id is None:
+                    # Committed before the request: nothing typed is lost.
+                    exchange.message_id = await app.in_history(
+                        store.add_user_message,
+                        conv.id,
+                        exchange.prompt,
+                        engine=engine.name,
+                        model=engine.model,
+                    )
+            except HistoryError as exc:
+                app.history_failed(exc)
+                store = None
+        if not app.loader.is_ready(engine.name):
+            view.set_caption(f"{engine.name} · {engine.model} · waiting for the engine to load…")
+        try:
+            await app.loader.ready(engine.name)
+        except EngineError as exc:
+            exchange.reply = ReplyRecord(engine.name, engine.model, error=exc.message)
+            view.set_result(None, exc.message + (f" ({exc.hint})" if exc.hint else ""))
+            return
+        index = conv.exchanges.index(exchange) if exchange in conv.exchanges else 0
+        context, known = engine_context_tokens(engine, app.settings.ui.context_tokens)
+        built = build_messages(
+            conv.system,
+            history_pairs(conv.exchanges[:index]),
+            exchange.prompt,
+            context_budget(context, conv.params.max_tokens),
+        )
+        if built.dropped_exchanges:
+            self._context_notice(built.dropped_exchanges, context, known, engine.name, view)
+        if store is not None and conv.id is not None and exchange.message_id is not None:
+            recorder = await app.reply_recorder(store, conv.id, exchange.message_id, engine)
+        turn = Turn(engine, built.messages, conv.params, clock=app.clock_for(engine))
+        self.status.set_engine(engine.name, engine.model)
+        record = ReplyRecord(engine.name, engine.model)
+        exchange.reply = record
+        try:
+            result = await stream_answer(
+                turn,
+                view,
+                self.frame_clock,
+                figures=self.status,
+                recorder=recorder,
+                observe=self._observe,
+            )
+        except asyncio.CancelledError:
+            record.text = turn.text
+            record.metrics = turn.meter.snapshot()
+            record.finish_reason = "cancelled"
+            raise
+        record.text = result.text
+        record.metrics = result.metrics
+        record.finish_reason = result.metrics.finish_reason
+        record.error = result.error.message if result.error else None
+        record.store_id = recorder.id if recorder is not None else None
+        self._update_title()
+
+    def _observe(self, event: Event) -> None:
+        """Forward the active wafer stage to an open floorplan (events that carry one)."""
+        stage = getattr(event, "stage", None)
+        if stage is None:
+            return
+        for screen in self.app.screen_stack:
+            if isinstance(screen, FloorplanScreen) and screen.engine_name == self.engine_name:
+                screen.set_active(stage, getattr(event, "layer", None))
+
+    def _context_notice(
+        self, dropped: int, context: int, known: bool, engine: str, view: ReplyView
+    ) -> None:
+        source = f"{engine}'s context" if known else "the assumed context ([ui] context_tokens)"
+        text = (
+            f"⚠ The conversation outgrew {source} of {context:,} tokens: the oldest "
+            f"{dropped} exchange{'s were' if dropped != 1 else ' was'} left out of this request "
+            "(estimated at 4 characters a token)."
+        )
+        self.log_view.mount(Notice(text), before=view)
+
+    # --- actions -----------------------------------------------------------------------------
+
+    def action_cancel(self) -> None:
+        if self.busy and self._answer is not None:
+            self._answer.cancel()
+            return
+        if self._editing is not None:
+            self._editing = None
+            self.query_one(PromptInput).set_text("")
+            self.notify("edit abandoned: the conversation is unchanged")
+            self.refresh_bindings()
+
+    def action_regenerate(self) -> None:
+        if self.busy:
+            self.notify("an answer is still streaming: Esc stops it first", severity="warning")
+            return
+        if not self.conversation.exchanges:
+            return
+        exchange = self.conversation.exchanges[-1]
+        _user, view = self._views.get(id(exchange), (None, None))
+        if view is not None:
+            view.remove()
+        self._start_answer(exchange)
+
+    def action_edit_last(self) -> None:
+        if self.busy:
+            self.notify("an answer is still streaming: Esc stops it first", severity="warning")
+            return
+        if not self.conversation.exchanges:
+            return
+        self._editing = self.conversation.exchanges[-1]
+        self.query_one(PromptInput).set_text(self._editing.prompt)
+        self.notify(
+            "editing the last prompt: Enter resends it in place of the old one · Esc keeps it"
+        )
+        self.refresh_bindings()
+
+    def _drop_exchange(self, exchange: Exchange) -> None:
+        """Take an exchange out of the view and of what is sent (the history keeps it)."""
+        user, view = self._views.pop(id(exchange), (None, None))
+        for widget in (user, view):
+            if widget is not None:
+                widget.remove()
+        if exchange in self.conversation.exchanges:
+            self.conversation.exchanges.remove(exchange)
+
+    def _selected_reply(self) -> ReplyView | None:
+        focused = self.focused
+        while focused is not None and not isinstance(focused, ReplyView):
+            focused = focused.parent  # type: ignore[assignment]
+            if focused is self:
+                focused = None
+        if isinstance(focused, ReplyView):
+            return focused
+        replies = list(self.query(ReplyView))
+        return replies[-1] if replies else None
+
+    def action_copy_reply(self) -> None:
+        view = self._selected_reply()
+        if view is None or not view.text:
+            self.notify("no reply to copy yet")
+            return
+        self.app.copy_to_clipboard(view.text)
+        self.notify(f"copied the reply ({len(view.text):,} characters)")
+
+    def action_copy_code(self) -> None:
+        view = self._selected_reply()
+        blocks = code_blocks(view.text) if view is not None else []
+        if not blocks:
+            self.notify("the reply has no code block")
+            return
+        if len(blocks) == 1:
+            self._copy_block(blocks, 0)
+            return
+        self.app.push_screen(
+            CodeBlockPicker(blocks),
+            lambda i: self._copy_block(blocks, i) if i is not None else None,
+        )
+
+    def _copy_block(self, blocks: list[str], index: int) -> None:
+        self.app.copy_to_clipboard(blocks[index])
+        self.notify(f"copied code block {index + 1} ({len(blocks[index].splitlines())} lines)")
+
+    def action_switch_engine(self) -> None:
+        self.app.push_screen(
+            EnginePicker(self.tedchat.engine_choices(), self.engine_name),
+            lambda name: self.set_engine(name) if name else None,
+        )
+
+    def action_settings(self) -> None:
+        def apply(result: tuple[str, Any] | None) -> None:
+            if result is None:
+                return
+            self.conversation.system, self.conversation.params = result
+            self.notify("settings apply from the next prompt")
+
+        self.app.push_screen(
+            ParamsScreen(self.conversation.system, self.conversation.params), apply
+        )
+
+    def action_floorplan(self) -> None:
+        try:
+            engine = self.tedchat.loader.engine(self.engine_name)
+        except TedchatError as exc:
+            self.notify(exc.message, severity="error")
+            return
+        floorplan = getattr(engine, "floorplan", None)
+        if not callable(floorplan):
+            self.notify(
+                f"{self.engine_name} has no floorplan (wafer engines have one)", severity="warning"
+            )
+            return
+        self.app.push_screen(FloorplanScreen(self.engine_name, floorplan))
+
+    def action_compare(self) -> None:
+        self.app.push_screen(
+            ComparePicker(self.tedchat.engine_choices(), [self.engine_name]),
+            lambda names: self.tedchat.open_compare(names) if names else None,
+        )
+
+    @work(exclusive=True, group="history-screen")
+    async def action_conversations(self) -> None:
+        store = await self.tedchat.history()
+        if store is None:
+            self.notify(self.tedchat.history_unavailable(), severity="warning")
+            return
+        choice: HistoryChoice = await self.app.push_screen_wait(
+            HistoryScreen(store, self.conversation.id)
+        )
+        if self.conversation.id in choice.deleted and choice.action != "open":
+            await self._reset(ChatConversation())
+        if choice.action == "new":
+            await self._new()
+        elif choice.action == "open" and choice.conversation_id is not None:
+            await self.open_conversation(choice.conversation_id)
+
+    async def action_new_conversation(self) -> None:
+        await self._new()
+
+    async def _new(self) -> None:
+        conv = ChatConversation(
+            system=self.tedchat.initial_system, params=self.tedchat.initial_params
+        )
+        await self._reset(conv)
+
+    async def open_conversation(self, conversation_id: int) -> None:
+        """Show a stored conversation; the next prompt continues it."""
+        store = await self.tedchat.history()
+        if store is None:
+            self.notify(self.tedchat.history_unavailable(), severity="warning")
+            return
+        try:
+            stored = store.get_conversation(conversation_id)
+        except HistoryError as exc:
+            self.notify(exc.message, severity="error")
+            return
+        await self._reset(conversation_from_store(stored))
+
+    async def _reset(self, conv: ChatConversation) -> None:
+        """Replace the shown conversation (stopping an answer that still streams)."""
+        if self.busy and self._answer is not None:
+            worker = self._answer
+            worker.cancel()
+            with contextlib.suppress(WorkerCancelled, WorkerFailed):
+                await worker.wait()
+        self.conversation = conv
+        self._views.clear()
+        self._editing = None
+        log = self.log_view
+        await log.remove_children()
+        widgets: list[Any] = []
+        pending: list[tuple[ReplyView, str]] = []
+        for exchange in conv.exchanges:
+            user = UserMessage(exchange.prompt)
+            view = None
+            widgets.append(user)
+            if exchange.reply is not None:
+                r = exchange.reply
+                view = ReplyView(r.engine, r.model)
+                widgets.append(view)
+                pending.append((view, r.text))
+            self._views[id(exchange)] = (user, view)
+        if not widgets:
+            widgets.append(Static(Text(WELCOME), id="welcome"))
+        await log.mount_all(widgets)
+        for view, text in pending:
+            await view.replace_text(text)
+        for exchange in conv.exchanges:
+            _user, view = self._views[id(exchange)]
+            if view is not None and exchange.reply is not None:
+                view.set_result(exchange.reply.metrics, exchange.reply.error)
+        log.anchor()
+        self.status.show_figures(None)
+        self.status.reset_rates()
+        self._update_title()
+        self.refresh_bindings()
+
+    def _update_title(self) -> None:
+        title = self.conversation.title
+        if title is None and self.conversation.exchanges:
+            first = self.conversation.exchanges[0].prompt.strip().splitlines()
+            title = first[0][:60] if first else None
+        self.sub_title = title or "new conversation"

@@ -1,0 +1,289 @@
+"""Side by side: one prompt to 2-4 engines at once, each streaming in its own pane.
+
+All engines are loaded first, then every answer starts in the same event-loop step, so no
+engine's TTFT includes another's load. Local engines running together share the machine's
+thread budget: ``runtime.local_engines_at_once`` is set to how many of them are local before
+they load or run, and restored when the screen closes.
+
+Each pane's answer runs through :func:`tedchat.tui.live.stream_answer` like the chat screen's,
+all drawn on one frame clock. When all have finished, a summary table compares their figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+from textual.worker import Worker
+
+from tedchat.conversation import params_to_dict
+from tedchat.engine import Engine, GenerationParams, Message
+from tedchat.errors import EngineError, HistoryError, TedchatError
+from tedchat.session import Turn
+from tedchat.tui.engines import LoadState
+from tedchat.tui.live import FrameClock, stream_answer
+from tedchat.tui.widgets.compare_pane import ComparePane
+from tedchat.tui.widgets.compare_summary import CompareSummary, PaneResult, time_to_last_token
+from tedchat.tui.widgets.messages import Notice
+from tedchat.tui.widgets.prompt import PromptInput
+
+if TYPE_CHECKING:
+    from tedchat.tui.app import TedchatApp
+
+MIN_PANES, MAX_PANES = 2, 4
+
+
+REPLAY_NOTICE = (
+    "replay: every answer is computed first, then played from a common start at its emulated "
+    "times (engines without an emulated clock play back as they streamed)"
+)
+
+
+class CompareScreen(Screen[None]):
+    """2 to 4 engines answering the same prompts side by side."""
+
+    DEFAULT_CSS = """
+    CompareScreen > #panes { height: 1fr; }
+    CompareScreen > #notice { height: auto; color: $warning; padding: 0 1; display: none; }
+    CompareScreen > #notice.-shown { display: block; }
+    """
+
+    BINDINGS = [
+        Binding("escape", "cancel", "Stop all", id="compare-cancel"),
+        Binding("f12,ctrl+b", "close", "Back to chat", id="compare-close"),
+    ]
+
+    def __init__(
+        self,
+        engine_names: list[str],
+        *,
+        replay: bool = False,
+        params: GenerationParams | None = None,
+        system: str = "",
+    ) -> None:
+        if not MIN_PANES <= len(engine_names) <= MAX_PANES:
+            raise ValueError(f"compare takes 2 to 4 engines, got {len(engine_names)}")
+        super().__init__()
+        self.engine_names = list(engine_names)
+        self.replay = replay
+        self.params = params or GenerationParams()
+        self.system = system
+        self.frame_clock = FrameClock(self)
+        self._run: Worker[Any] | None = None
+        self._conversation_id: int | None = None
+        self._unsubscribe = None
+        self._saved_local_at_once: int | None = None
+
+    @property
+    def tedchat(self) -> TedchatApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Header(icon="◆")
+        yield Static(id="notice")
+        with Horizontal(id="panes"):
+            for name in self.engine_names:
+                try:
+                    model = self.tedchat.loader.engine(name).model
+                except TedchatError:
+                    model = "?"
+                yield ComparePane(name, model)
+        yield CompareSummary()
+        yield PromptInput(id="prompt")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "side by side: " + " · ".join(self.engine_names)
+        loader = self.tedchat.loader
+        engines = []
+        for name in self.engine_names:
+            try:
+                engines.append(loader.engine(name))
+            except TedchatError as exc:
+                self._notice(exc.message)
+        # Share the thread budget before anything loads: llama.cpp sizes its threads at load.
+        runtime = self.tedchat.context.engines.runtime
+        self._saved_local_at_once = runtime.local_engines_at_once
+        runtime.local_engines_at_once = max(1, sum(1 for e in engines if e.local))
+        if self.replay:
+            self._notice(REPLAY_NOTICE)
+        self._unsubscribe = loader.subscribe(self._load_changed)
+        for pane in self.query(ComparePane):
+            pane.status.show_load(loader.state(pane.engine_name))
+        for name in self.engine_names:
+            loader.start(name)
+        self.query_one(PromptInput).focus()
+
+    def on_unmount(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        if self._saved_local_at_once is not None:
+            self.tedchat.context.engines.runtime.local_engines_at_once = self._saved_local_at_once
+
+    def _notice(self, text: str) -> None:
+        notice = self.query_one("#notice", Static)
+        notice.update(Text(text))
+        notice.add_class("-shown")
+
+    def _load_changed(self, state: LoadState) -> None:
+        for pane in self.query(ComparePane):
+            if pane.engine_name == state.name:
+                pane.status.show_load(state)
+
+    @property
+    def busy(self) -> bool:
+        return self._run is not None and self._run.is_running
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "cancel":
+            return True if self.busy else None
+        return True
+
+    # --- sending -----------------------------------------------------------------------------
+
+    @on(PromptInput.Submitted)
+    def _submitted(self, event: PromptInput.Submitted) -> None:
+        if self.busy:
+            event.prompt.set_text(event.text)
+            self.notify("answers are still streaming: Esc stops them", severity="warning")
+            return
+        self.send(event.text)
+
+    def send(self, prompt: str) -> None:
+        """Send ``prompt`` to every pane's engine at once."""
+        self.query_one(CompareSummary).hide()
+        panes = list(self.query(ComparePane))
+        views = [pane.add_exchange(prompt) for pane in panes]
+        self._run = self.run_worker(
+            self._run_all(prompt, panes, views), group="compare", exit_on_error=False
+        )
+        self.refresh_bindings()
+
+    async def _run_all(self, prompt: str, panes: list[ComparePane], views: list[Any]) -> None:
+        app = self.tedchat
+        store = await app.history()
+        message_id = None
+        if store is not None:
+            try:
+                if self._conversation_id is None:
+                    self._conversation_id = await app.in_history(
+                        store.new_conversation,
+                        None,
+                        self.system or None,
+                        params_to_dict(self.params),
+                    )
+                message_id = await app.in_history(
+                    store.add_user_message, self._conversation_id, prompt
+                )
+            except HistoryError as exc:
+                app.history_failed(exc)
+                store = None
+        for pane, view in zip(panes, views, strict=True):
+            if not app.loader.is_ready(pane.engine_name):
+                view.set_caption(f"{pane.engine_name} · waiting for the engine to load…")
+        loaded = await asyncio.gather(
+            *(app.loader.ready(p.engine_name) for p in panes), return_exceptions=True
+        )
+        ready = []
+        for pane, view, engine in zip(panes, views, loaded, strict=True):
+            if isinstance(engine, BaseException):
+                message = engine.message if isinstance(engine, TedchatError) else str(engine)
+                view.set_result(None, message)
+                continue
+            ready.append((pane, view, engine))
+        messages = self._messages(prompt)
+        if self.replay:
+            ready = await self._prepare_replays(ready, messages)
+        jobs = []
+        for pane, view, engine in ready:
+            recorder = None
+            if store is not None and message_id is not None and self._conversation_id is not None:
+                recorder = await app.reply_recorder(
+                    store, self._conversation_id, message_id, engine
+                )
+            turn = Turn(engine, messages, self.params, clock=app.clock_for(engine))
+            jobs.append(
+                (
+                    pane,
+                    turn,
+                    stream_answer(
+                        turn,
+                        view,
+                        self.frame_clock,
+                        figures=pane.status,
+                        recorder=recorder,
+                    ),
+                )
+            )
+        # Every answer starts in this same step: a fair start for TTFT.
+        try:
+            results = await asyncio.gather(*(job for _p, _t, job in jobs), return_exceptions=True)
+        except asyncio.CancelledError:
+            # gather let every pane finish its cancellation (partial text drawn) first.
+            self._summarise(jobs, [None] * len(jobs))
+            raise
+        self._summarise(jobs, list(results))
+
+    async def _prepare_replays(
+        self, ready: list[tuple[ComparePane, Any, Engine]], messages: list[Message]
+    ) -> list[tuple[ComparePane, Any, Engine]]:
+        """Compute every answer first; the replays then start together (tedchat.replay)."""
+        from tedchat.replay import ReplayEngine, ReplayStart
+
+        start = ReplayStart()
+        replays = [(pane, view, ReplayEngine(engine, start)) for pane, view, engine in ready]
+        for pane, view, _replay in replays:
+            view.set_caption(f"{pane.engine_name} · computing the answer for the replay…")
+        outcomes = await asyncio.gather(
+            *(r.prepare(messages, self.params) for _p, _v, r in replays), return_exceptions=True
+        )
+        kept = []
+        for (pane, view, replay), outcome in zip(replays, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                message = outcome.message if isinstance(outcome, TedchatError) else str(outcome)
+                view.set_result(None, message)
+            else:
+                kept.append((pane, view, replay))
+        return kept
+
+    def _summarise(self, jobs: list[tuple[ComparePane, Turn, Any]], results: list[Any]) -> None:
+        summary = []
+        for (pane, turn, _job), result in zip(jobs, results, strict=True):
+            if isinstance(result, BaseException) and not isinstance(
+                result, (EngineError, asyncio.CancelledError)
+            ):
+                pane.log_view.mount(Notice(f"{type(result).__name__}: {result}", error=True))
+            summary.append(
+                PaneResult(
+                    pane.engine_name,
+                    pane.model,
+                    turn.meter.snapshot(),
+                    time_to_last_token(turn.meter),
+                )
+            )
+        if summary:
+            self.query_one(CompareSummary).show(summary)
+        self.call_after_refresh(self.refresh_bindings)
+
+    def _messages(self, prompt: str) -> list[Message]:
+        # Each prompt stands alone: the panes' answers differ, so there is no one history.
+        system = [Message("system", self.system)] if self.system.strip() else []
+        return [*system, Message("user", prompt)]
+
+    # --- actions -----------------------------------------------------------------------------
+
+    def action_cancel(self) -> None:
+        if self._run is not None and self._run.is_running:
+            self._run.cancel()
+
+    def action_close(self) -> None:
+        if self._run is not None and self._run.is_running:
+            self._run.cancel()
+        self.dismiss(None)

@@ -1,0 +1,244 @@
+"""A test engine plugin: streams a fixed text on a schedule the test chooses.
+
+Loaded exactly like a user's single-file plugin (``[plugins] dirs``), so the TUI tests drive the
+real plugin path. Engine type ``scripted``; its settings:
+
+- ``text`` / ``file``: the answer (a file wins when given);
+- ``chunk_chars``: 0 splits the text into words (with their leading space), N into N-character
+  pieces (Japanese has no spaces); one piece per TextDelta, each carrying one token;
+- ``ttft_s``, ``tokens_per_s``: the schedule of piece *i*: ``ttft_s + i / tokens_per_s``
+  (``tokens_per_s = 0``: as fast as possible);
+- ``virtual``: instead of sleeping, the schedule is written to ``engine.now`` right before each
+  event, so a test that times turns on ``lambda: engine.now`` gets exact, repeatable figures;
+- ``load_s``: how long ``load`` takes (reporting progress); ``fail``: an error to raise when
+  streaming; ``count``: ``deltas`` (each delta says 1 token), ``usage`` (a Usage event at the
+  end) or ``chunks`` (nothing said: the count is approximate, shown with ``~``);
+- ``emulated``: also send EmulatedTimings (the figures a wafer engine reports);
+- ``context``: the context window ``describe()`` reports (0: none);
+- ``local``: whether the engine counts as local (shares the thread budget);
+- ``floorplan``: give the engine a ``floorplan()`` method returning a small placement;
+- ``stages``: send events with a ``stage`` attribute (the active wafer system) this many apart;
+- ``notice``: send a Notice with this text before the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tedchat
+from tedchat.engine import (
+    Done,
+    EmulatedTimings,
+    EngineStatus,
+    EngineType,
+    Event,
+    GenerationParams,
+    LoadProgress,
+    Message,
+    Notice,
+    ProgressCallback,
+    Runtime,
+    TextDelta,
+    Usage,
+)
+from tedchat.errors import EngineError
+
+SETTINGS: dict[str, Any] = {
+    "model": "scripted-1",
+    "text": "Hello from the scripted engine.",
+    "file": "",
+    "chunk_chars": 0,
+    "ttft_s": 0.05,
+    "tokens_per_s": 100.0,
+    "virtual": False,
+    "load_s": 0.0,
+    "fail": "",
+    "count": "deltas",
+    "emulated": False,
+    "context": 0,
+    "local": False,
+    "floorplan": False,
+    "stages": 0,
+    "notice": "",
+}
+
+
+@dataclass(frozen=True)
+class StageEvent:
+    """Which emulated system works on the current token (not part of the contract)."""
+
+    stage: int
+    layer: int | None = None
+
+
+def pieces(text: str, chunk_chars: int) -> list[str]:
+    if chunk_chars > 0:
+        return [text[i : i + chunk_chars] for i in range(0, len(text), chunk_chars)]
+    return re.findall(r"\s*\S+|\s+$", text)
+
+
+def small_plan() -> dict[str, Any]:
+    """A two-wafer placement of a 4-layer model, in the floorplan widget's documented shape."""
+
+    def region(label: str, kind: str, layer: Any, row0: int, rows: int) -> dict[str, Any]:
+        return {
+            "label": label,
+            "kind": kind,
+            "layer": layer,
+            "row0": row0,
+            "col0": 0,
+            "rows": rows,
+            "cols": 100,
+            "weight_bytes": 1_000_000 * rows,
+            "kv_bytes": 10_000 * rows,
+        }
+
+    return {
+        "hardware": "cs3",
+        "label": "CS-3",
+        "kind": "wafer",
+        "mode": "pipeline",
+        "systems": 2,
+        "grid": [120, 100],
+        "fits": True,
+        "per_system": [
+            {
+                "index": 0,
+                "holds": "embed + layers 0-1",
+                "used_bytes": 2.0e10,
+                "memory_bytes": 4.4e10,
+                "regions": [
+                    region("E", "embed", "embed", 0, 20),
+                    region("0", "layer", 0, 20, 50),
+                    region("1", "layer", 1, 70, 50),
+                ],
+            },
+            {
+                "index": 1,
+                "holds": "layers 2-3 + head",
+                "used_bytes": 2.2e10,
+                "memory_bytes": 4.4e10,
+                "regions": [
+                    region("2", "layer", 2, 0, 50),
+                    region("3", "layer", 3, 50, 50),
+                    region("H", "head", "head", 100, 20),
+                ],
+            },
+        ],
+        "prediction": {
+            "emulated": True,
+            "ttft_s": 0.0042,
+            "ttft_breakdown": {"compute": 0.002, "fabric": 0.0012, "link": 0.001},
+            "decode_s_per_token": 0.0005,
+            "decode_tokens_per_s": 2000.0,
+            "decode_breakdown": {"compute": 0.0002, "fabric": 0.0002, "link": 0.0001},
+        },
+    }
+
+
+class ScriptedEngine:
+    type = "scripted"
+
+    def __init__(self, name: str, settings: dict[str, Any], runtime: Runtime) -> None:
+        self.name = name
+        self.settings = settings
+        self.runtime = runtime
+        self.model = settings["model"]
+        self.local = bool(settings["local"])
+        self.now = 0.0  # the virtual clock (see ``virtual``)
+        self.loaded = False
+        self.requests: list[list[Message]] = []  # what each request sent (tests read it)
+        self.threads_seen: list[int] = []
+        if settings["floorplan"]:
+            self.floorplan = small_plan
+
+    def text(self) -> str:
+        if self.settings["file"]:
+            return Path(self.settings["file"]).read_text(encoding="utf-8")
+        return self.settings["text"]
+
+    async def load(self, progress: ProgressCallback | None = None) -> None:
+        if self.loaded:
+            return
+        steps = 5
+        for i in range(steps):
+            if progress:
+                progress(LoadProgress("warming up", i / steps))
+            await asyncio.sleep(self.settings["load_s"] / steps)
+        self.loaded = True
+        if progress:
+            progress(LoadProgress("ready", 1.0))
+
+    async def status(self) -> EngineStatus:
+        return EngineStatus(True, "scripted")
+
+    def describe(self) -> dict[str, Any]:
+        out = {"type": self.type, "model": self.model}
+        if self.settings["context"]:
+            out["n_ctx"] = self.settings["context"]
+        return out
+
+    async def close(self) -> None:
+        self.loaded = False
+
+    def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[Event]:
+        # Not a generator itself: the virtual clock restarts when the request is handed over,
+        # which is when run_turn starts its meter.
+        self.now = 0.0
+        self.requests.append(list(messages))
+        self.threads_seen.append(self.runtime.thread_share())
+        return self._events(params)
+
+    async def _events(self, params: GenerationParams) -> AsyncIterator[Event]:
+        s = self.settings
+        parts = pieces(self.text(), int(s["chunk_chars"]))[: max(1, params.max_tokens)]
+        rate = float(s["tokens_per_s"])
+        t0 = time.perf_counter()
+        stages = int(s["stages"])
+        if s["notice"]:
+            yield Notice(s["notice"])
+        for i, part in enumerate(parts):
+            due = float(s["ttft_s"]) + (i / rate if rate > 0 else 0.0)
+            if s["virtual"]:
+                await asyncio.sleep(0)
+                self.now = due
+            else:
+                wait = t0 + due - time.perf_counter()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                elif i % 50 == 0:
+                    await asyncio.sleep(0)
+            if s["fail"] and i == len(parts) // 2:
+                raise EngineError(s["fail"])
+            if stages and i % stages == 0:
+                yield StageEvent(stage=(i // stages) % 2, layer=(i // stages) % 4)  # type: ignore[misc]
+            yield TextDelta(part, tokens=1 if s["count"] == "deltas" else None)
+        if s["count"] == "usage":
+            yield Usage(prompt_tokens=7, output_tokens=len(parts), source="engine")
+        if s["emulated"]:
+            yield EmulatedTimings(
+                hardware="CS-3",
+                systems=2,
+                ttft_s=0.0042,
+                output_tokens_per_s=2000.0,
+                breakdown={"compute": 0.0002},
+            )
+        yield Done("length" if len(parts) >= params.max_tokens else "stop")
+
+
+@tedchat.hookimpl
+def register_engine_types(register: Any) -> None:
+    register(
+        EngineType(
+            name="scripted",
+            factory=ScriptedEngine,
+            settings=SETTINGS,
+            description="test engine: a fixed text on a chosen schedule",
+        )
+    )

@@ -1,0 +1,55 @@
+"""The chat and compare screens on the real llama.cpp engine (the bundled SmolLM2 model):
+greedy, a few tokens, through the same paths as a person's session."""
+
+from __future__ import annotations
+
+import re
+
+from tedchat.engine import GenerationParams
+from tedchat.tui.screens.compare import CompareScreen
+from tedchat.tui.widgets.compare_pane import ComparePane
+from tedchat.tui.widgets.messages import ReplyView
+from tedchat.tui.widgets.status_bar import StatusLine
+
+from .conftest import answered, send, wait_for
+
+GREEDY = GenerationParams(max_tokens=12, temperature=0.0)
+SECOND_LOCAL = """
+[engines.local2]
+type = "llamacpp"
+model = "smollm2"
+"""
+
+
+async def test_chat_on_the_real_local_engine(make_app) -> None:
+    app = make_app(engine="local", params=GREEDY)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await send(pilot, "What is the capital of France?")
+        await answered(pilot, timeout=120)
+        screen = app.chat_screen()
+        [view] = screen.query(ReplyView)
+        assert view.text.strip()
+        figures = screen.query_one(StatusLine).figures_text
+        # The engine counts its tokens itself: no "~" (approximate) anywhere.
+        assert re.fullmatch(r"TTFT \d+ ms · [\d.]+ tok/s · \d+ tokens( · length)?", figures)
+        await app.history_idle()
+        [summary] = app._store.list_conversations()
+        [reply] = app._store.get_conversation(summary.id).messages[0].replies
+        assert (reply.engine, reply.model) == ("local", "smollm2")
+        assert reply.metrics.output_tokens and reply.metrics.output_tokens <= 12
+        assert reply.metrics.extra.get("timings", {}).get("eval_tokens")  # llama.cpp's own
+
+
+async def test_compare_two_real_local_engines_sharing_the_cores(make_app) -> None:
+    app = make_app(SECOND_LOCAL, compare=["local", "local2"], params=GREEDY)
+    async with app.run_test(size=(120, 34)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen))
+        assert app.context.engines.runtime.local_engines_at_once == 2
+        share = app.context.engines.runtime.thread_share()
+        for name in ("local", "local2"):
+            assert app.loader.engine(name).threads() <= max(1, share)
+        await send(pilot, "Name a colour.")
+        await answered(pilot, timeout=180)
+        texts = [pane.query_one(ReplyView).text for pane in app.screen.query(ComparePane)]
+        assert all(t.strip() for t in texts)
+        assert texts[0] == texts[1]  # same model, greedy: the same answer

@@ -1,0 +1,93 @@
+"""tedchat in a real terminal: tmux runs the installed command, keys are typed into it and the
+screen is read back with capture-pane (what a person would see).
+
+Skipped, saying why, where tmux is not installed (Debian/Ubuntu package: ``tmux``).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import BASE_CONFIG
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+from tui_terminal import (
+    PROMPT_PLACEHOLDER,
+    TmuxSession,
+    clean_env,
+    tedchat_exe,
+    tmux_path,
+)
+
+pytestmark = pytest.mark.skipif(
+    tmux_path() is None, reason="tmux is not installed (apt-get install tmux)"
+)
+
+FIGURES = re.compile(r"TTFT \d+ ms · ~?[\d.]+ tok/s · ~?\d+ tokens")
+
+
+def home_with_config(tmp_path: Path, config: str = BASE_CONFIG) -> Path:
+    home = tmp_path / "home"
+    (home / "config").mkdir(parents=True)
+    (home / "config" / "config.toml").write_text(config, encoding="utf-8")
+    return home
+
+
+def start(tmux: TmuxSession, home: Path, *args: str) -> None:
+    tmux.start([tedchat_exe(), *args], clean_env(home))
+    seen = tmux.wait_for(lambda s: PROMPT_PLACEHOLDER in s, 30)
+    assert seen is not None, "tedchat did not start:\n" + tmux.capture()
+
+
+def type_prompt(tmux: TmuxSession, text: str) -> None:
+    tmux.send_keys(text, literal=True)
+    tmux.send_keys("Enter")
+
+
+def test_bare_tedchat_streams_an_answer_with_figures(tmp_path: Path) -> None:
+    home = home_with_config(tmp_path)
+    with TmuxSession(100, 30) as tmux:
+        start(tmux, home)  # no command: the chat screen
+        type_prompt(tmux, "what is the answer?")
+        seen = tmux.wait_for(lambda s: "12 tokens" in s and "Done." in s, 30)
+        assert seen is not None, tmux.capture()
+        screen = seen.screen
+        assert "what is the answer?" in screen
+        assert "The answer is 42." in screen  # Markdown rendered: ** markers gone
+        assert "print('hi')" in screen
+        # Under the reply and in the status bar: engine, model and figures.
+        assert re.search(r"fast · script-fast · " + FIGURES.pattern, screen)
+        status = [
+            line for line in screen.splitlines() if line.lstrip().startswith("fast · script-fast")
+        ]
+        assert any(FIGURES.search(line) for line in status), screen
+
+
+def test_chat_with_the_real_llamacpp_engine(tmp_path: Path) -> None:
+    home = home_with_config(tmp_path, "")  # the default config: engine "local"
+    with TmuxSession(100, 30) as tmux:
+        start(tmux, home, "chat", "--engine", "local", "--temperature", "0", "--max-tokens", "16")
+        type_prompt(tmux, "What is the capital of France?")
+        seen = tmux.wait_for(lambda s: re.search(r"local · smollm2 · " + FIGURES.pattern, s), 120)
+        assert seen is not None, tmux.capture()
+        reply_area = seen.screen.split("What is the capital of France?", 1)[1]
+        assert re.search(r"[A-Za-z]{3,}", reply_area.split("local · smollm2")[0]), seen.screen
+
+
+def test_compare_two_engines_side_by_side(tmp_path: Path) -> None:
+    home = home_with_config(tmp_path)
+    with TmuxSession(140, 36) as tmux:
+        start(tmux, home, "compare", "local", "fast", "--temperature", "0", "--max-tokens", "16")
+        type_prompt(tmux, "Name a colour.")
+        seen = tmux.wait_for(lambda s: "Side by side" in s, 120)
+        assert seen is not None, tmux.capture()
+        screen = seen.screen
+        assert screen.count("Name a colour.") == 2  # the prompt went to both panes
+        assert "local · smollm2" in screen and "fast · script-fast" in screen
+        assert len(FIGURES.findall(screen)) >= 2  # each pane's own status line
+        assert "★" in screen  # the summary marks winners
