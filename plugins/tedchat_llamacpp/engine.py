@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
@@ -391,7 +392,9 @@ class LlamaCppEngine:
                     max_tokens=params.max_tokens,
                     temperature=params.temperature,
                     top_p=params.top_p,
-                    seed=params.seed,
+                    # llama-cpp-python's own default seed is fixed: every regeneration would
+                    # repeat the same sampled answer. Unset means a fresh draw.
+                    seed=params.seed if params.seed is not None else random.getrandbits(31),
                     stop=[*stops, *params.stop] or None,
                     stopping_criteria=criteria,
                     logits_processor=llama_cpp.LogitsProcessorList([count]),
