@@ -14,6 +14,11 @@ the layout the forward pass wants, so that a token reads each matrix exactly onc
 
 Tied embeddings are held once, as the ``(hidden, vocab)`` output matrix; embedding lookup gathers
 its columns.
+
+Each matrix also records which GGUF tensors and types its columns came from
+(:class:`MatrixSource`), and on request the integer form of its 32-weight blocks
+(:class:`QuantBlocks`): what :mod:`tedchat.wafer.numerics` needs to reproduce llama.cpp's own
+rounding of a quantized file (``LlamaCppRounding``). The plain numerics need neither.
 """
 
 from __future__ import annotations
@@ -35,9 +40,12 @@ _CHUNK_BYTES = 8 << 20
 ProgressCallback = Callable[[int, int], None]
 """Called as ``progress(done_bytes, total_bytes)`` of float32 weights while loading."""
 
-# ggml type ids (`gguf.GGMLQuantizationType`) of the weight types whose 32-weight blocks store
-# an offset ``m`` beside the scale (Q4_1, Q5_1), and where ``m`` sits in the block: bytes 2..3.
-_OFFSET_BLOCK_TYPES = frozenset({3, 7})
+# ggml type ids (`gguf.GGMLQuantizationType`) of the 32-weight block types whose integer form
+# :class:`QuantBlocks` holds, with each block's size in bytes: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0.
+_BLOCK_BYTES = {2: 18, 3: 20, 6: 22, 7: 24, 8: 34}
+_OFFSET_BLOCK_TYPES = frozenset({3, 7})  # Q4_1, Q5_1: blocks store an offset m beside d
+BLOCK_QUANT_TYPES = frozenset(_BLOCK_BYTES)
+"""ggml type ids whose weights :class:`QuantBlocks` can hold in integer form."""
 
 # What llama.cpp's CPU backend rounds the activations to before a product with weights of each
 # type: ggml's ``vec_dot_type`` type trait. Q8_0/Q8_1: blocks of 32, fp16 scale (Q8_1 also an
@@ -167,20 +175,34 @@ class WeightSlice:
 
 
 @dataclass
+class QuantBlocks:
+    """The integer form of a matrix's 32-weight blocks (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 columns):
+    weight ``[32 b + j, o] = scales[b, o] * ints[b, j, o] + mins[b, o]``, exactly as the file
+    stores it. Columns of other types hold zeros."""
+
+    ints: np.ndarray
+    """``(in // 32, 32, out)`` int8."""
+    scales: np.ndarray
+    """``(in // 32, out)`` float32 (float16 in the file)."""
+    mins: np.ndarray | None = None
+    """``(in // 32, out)`` float32 for Q4_1/Q5_1 columns (zero elsewhere); None without any."""
+
+
+@dataclass
 class MatrixSource:
     """Where the columns of one ``(in, out)`` matrix came from, for numerics that mimic the
     quantized file (see ``LlamaCppRounding`` in :mod:`tedchat.wafer.numerics`).
     """
 
     slices: tuple[WeightSlice, ...]
-    block_mins: np.ndarray | None = None
-    """``(in // 32, out)`` float32: the offset ``m`` of each 32-weight block of Q4_1/Q5_1
-    columns (zero in other columns). Read only on request (``load_weights(block_mins=True)`` or
-    :func:`load_block_mins`)."""
+    blocks: QuantBlocks | None = None
+    """Read only on request (``load_weights(quant_blocks=True)`` or :func:`load_quant_blocks`):
+    as large as the int8 weights, on top of the float32 ones."""
 
     @property
-    def needs_block_mins(self) -> bool:
-        return any(s.qtype in _OFFSET_BLOCK_TYPES for s in self.slices)
+    def has_blocks(self) -> bool:
+        """True when some columns are of a type :class:`QuantBlocks` holds."""
+        return any(s.qtype in _BLOCK_BYTES for s in self.slices)
 
 
 @dataclass
@@ -465,14 +487,14 @@ class _Loader:
         path: Path,
         total: int,
         progress: ProgressCallback | None,
-        block_mins: bool = False,
+        quant_blocks: bool = False,
     ) -> None:
         self.path = path
         self.tensors = {t.name: t for t in reader.tensors}
         self.total = total
         self.done = 0
         self.progress = progress
-        self.block_mins = block_mins
+        self.quant_blocks = quant_blocks
 
     def tensor(self, name: str, shape: tuple[int, ...]) -> Any:
         """The reader tensor ``name``, checked to have GGUF shape ``shape`` (ne0 first)."""
@@ -536,8 +558,8 @@ class _Loader:
             slices.append(WeightSlice(name, qtype, start, start + n_out))
             start += n_out
         source = MatrixSource(tuple(slices))
-        if self.block_mins:
-            source.block_mins = _block_mins(self.tensors, source, n_in, self.path)
+        if self.quant_blocks:
+            source.blocks = _quant_blocks(self.tensors, source, n_in, self.path)
         return source
 
     def rows_into(self, name: str, n_in: int, n_out: int, out: np.ndarray) -> None:
@@ -598,23 +620,23 @@ def load_weights(
     *,
     mem_available: int | None = None,
     progress: ProgressCallback | None = None,
-    block_mins: bool = False,
+    quant_blocks: bool = False,
 ) -> LlamaWeights:
     """Read a Llama GGUF and dequantize every weight once to float32.
 
     Checks the architecture and metadata first, then refuses (before allocating anything) a
     model whose float32 weights exceed available memory; ``mem_available`` (bytes) replaces
     /proc/meminfo's MemAvailable. ``progress(done_bytes, total_bytes)`` is called as tensors
-    are dequantized. ``block_mins`` also keeps the block offsets of Q4_1/Q5_1 matrices
-    (:attr:`MatrixSource.block_mins`, 1/32 of those matrices' float32 size), which numerics
-    that mimic llama.cpp's rounding need. Raises :class:`WaferModelError` with one clear line
-    on any problem.
+    are dequantized. ``quant_blocks`` also keeps the integer form of Q4_0/Q4_1/Q5_0/Q5_1/Q8_0
+    matrices (:attr:`MatrixSource.blocks`, about a quarter of their float32 size), which
+    numerics that mimic llama.cpp's rounding need. Raises :class:`WaferModelError` with one
+    clear line on any problem.
     """
     path = Path(path)
     reader = open_gguf(path)
     cfg = _config_from_reader(reader, path)
     check_memory(cfg, path, mem_available=mem_available)
-    ld = _Loader(reader, path, cfg.float32_bytes, progress, block_mins=block_mins)
+    ld = _Loader(reader, path, cfg.float32_bytes, progress, quant_blocks=quant_blocks)
 
     layers = [_load_layer(ld, cfg, i) for i in range(cfg.n_layers)]
     output_norm = ld.vector("output_norm.weight", cfg.hidden)
@@ -645,33 +667,71 @@ def load_weights(
     return weights
 
 
-def _block_mins(
+def _decode_blocks(raw: np.ndarray, qtype: int) -> tuple[np.ndarray, ...]:
+    """Raw blocks ``(rows, n_blocks, bytes)`` of ``qtype`` as ``(ints, d, m)``: int8
+    ``(rows, n_blocks, 32)``, float32 scales and offsets ``(rows, n_blocks)`` (m None for types
+    without one), so that ``weight = d * int + m``."""
+
+    def half(lo: int) -> np.ndarray:
+        return np.ascontiguousarray(raw[..., lo : lo + 2]).view(np.float16)[..., 0]
+
+    def nibbles(qs: np.ndarray) -> np.ndarray:
+        return np.concatenate([qs & 0x0F, qs >> 4], axis=-1).astype(np.int16)
+
+    def fifth_bits(qh_at: int) -> np.ndarray:
+        qh = np.ascontiguousarray(raw[..., qh_at : qh_at + 4]).view("<u4")
+        return ((qh >> np.arange(32, dtype=np.uint32)) & 1).astype(np.int16) << 4
+
+    d = half(0).astype(np.float32)
+    m = None
+    if qtype == 2:  # Q4_0
+        ints = nibbles(raw[..., 2:]) - 8
+    elif qtype == 3:  # Q4_1
+        m = half(2).astype(np.float32)
+        ints = nibbles(raw[..., 4:])
+    elif qtype == 6:  # Q5_0
+        ints = (nibbles(raw[..., 6:]) | fifth_bits(2)) - 16
+    elif qtype == 7:  # Q5_1
+        m = half(2).astype(np.float32)
+        ints = nibbles(raw[..., 8:]) | fifth_bits(4)
+    else:  # Q8_0
+        ints = np.ascontiguousarray(raw[..., 2:]).view(np.int8)
+    return ints.astype(np.int8), d, m
+
+
+def _quant_blocks(
     tensors: dict[str, Any], source: MatrixSource, n_in: int, path: Path
-) -> np.ndarray | None:
-    """The ``(n_in // 32, out)`` block offsets of ``source``'s Q4_1/Q5_1 columns, else None."""
-    if not source.needs_block_mins:
+) -> QuantBlocks | None:
+    """The :class:`QuantBlocks` of ``source``'s block-typed columns, else None."""
+    if not source.has_blocks:
         return None
-    n_blocks = n_in // 32
-    out = np.zeros((n_blocks, source.slices[-1].stop), dtype=np.float32)
+    n_blocks, n_out = n_in // 32, source.slices[-1].stop
+    ints = np.zeros((n_blocks, 32, n_out), dtype=np.int8)
+    scales = np.zeros((n_blocks, n_out), dtype=np.float32)
+    offsets = any(s.qtype in _OFFSET_BLOCK_TYPES for s in source.slices)
+    mins = np.zeros((n_blocks, n_out), dtype=np.float32) if offsets else None
     for s in source.slices:
-        if s.qtype not in _OFFSET_BLOCK_TYPES:
+        size = _BLOCK_BYTES.get(s.qtype)
+        if size is None:
             continue
         raw = np.asarray(tensors[s.name].data)
         rows = s.stop - s.start
-        if raw.size % (rows * n_blocks):
+        if n_in % 32 or raw.size != rows * n_blocks * size:
             raise WaferModelError(f"truncated or corrupt GGUF {path}: tensor {s.name}")
-        blocks = raw.reshape(rows, n_blocks, -1)
-        m = np.ascontiguousarray(blocks[:, :, 2:4]).view(np.float16)[:, :, 0]
-        out[:, s.start : s.stop] = m.T
-    return out
+        q, d, m = _decode_blocks(raw.reshape(rows, n_blocks, size), s.qtype)
+        ints[:, :, s.start : s.stop] = q.transpose(1, 2, 0)
+        scales[:, s.start : s.stop] = d.T
+        if m is not None and mins is not None:
+            mins[:, s.start : s.stop] = m.T
+    return QuantBlocks(ints, scales, mins)
 
 
-def load_block_mins(weights: LlamaWeights) -> None:
-    """Fill in the Q4_1/Q5_1 block offsets of ``weights`` from its file, where missing."""
+def load_quant_blocks(weights: LlamaWeights) -> None:
+    """Fill in :attr:`MatrixSource.blocks` of ``weights`` from its file, where missing."""
     pending = [src for layer in weights.layers for src in layer.sources.values()]
     if weights.output_source is not None:
         pending.append(weights.output_source)
-    pending = [s for s in pending if s.needs_block_mins and s.block_mins is None]
+    pending = [s for s in pending if s.has_blocks and s.blocks is None]
     if not pending:
         return
     tensors = {t.name: t for t in open_gguf(weights.path).tensors}
@@ -679,7 +739,7 @@ def load_block_mins(weights: LlamaWeights) -> None:
         t = tensors.get(src.slices[0].name)
         if t is None:
             raise WaferModelError(f"GGUF {weights.path} has no tensor {src.slices[0].name!r}")
-        src.block_mins = _block_mins(tensors, src, int(t.shape[0]), weights.path)
+        src.blocks = _quant_blocks(tensors, src, int(t.shape[0]), weights.path)
 
 
 def _check_finite(w: LlamaWeights) -> None:

@@ -32,12 +32,14 @@ from pathlib import Path
 import numpy as np
 
 from tedchat.wafer.gguf_weights import (
+    BLOCK_QUANT_TYPES,
     LayerWeights,
     LlamaConfig,
     LlamaWeights,
     MatrixSource,
+    QuantBlocks,
     WaferModelError,
-    load_block_mins,
+    load_quant_blocks,
     load_weights,
     vec_dot_type,
 )
@@ -91,13 +93,28 @@ def silu_mul(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
     return s
 
 
+# --------------------------------------------------------------------------- llama.cpp rounding
+#
+# Everything below up to ``class Rope`` serves the optional LlamaCppRounding mode: NumPy
+# reproductions of how ggml's CPU backend (x86, AVX2 kernels) rounds, checked bit for bit
+# against llama.cpp's intermediate tensors. The default numerics use none of it.
+
+
 @dataclass(frozen=True)
 class LlamaCppRounding:
     """Which of llama.cpp's CPU-backend roundings the forward pass reproduces.
 
     ``Model(..., llamacpp_rounding=True)`` turns all of them on; verification uses that to
     compare against llama.cpp on the quantized GGUF itself. Each flag is one source of
-    difference, so they can be measured one at a time.
+    difference, so they can be measured one at a time. The reason all are needed: llama.cpp
+    rounds activations to 8 bits before every quantized product, so an ulp of difference
+    anywhere upstream can move a value across a rounding boundary, and 30 layers amplify such
+    flips into logit differences as large as the quantization noise itself.
+
+    What is reproduced is llama.cpp's CPU backend on x86 with AVX2 kernels, weights in plain
+    CPU buffers (``use_extra_bufts`` off: no repacked layouts), flash attention off, as
+    :func:`tedchat.wafer.verify.reference_llama` runs it; checked on the llama.cpp of
+    llama-cpp-python 0.3.36. Other CPUs (ARM, AVX-512 builds) sum in other orders.
     """
 
     activations: bool = True
@@ -107,9 +124,218 @@ class LlamaCppRounding:
     """llama.cpp's default float16 KV cache (flash attention off): K and V stored as float16,
     q rounded to float16 for q.k, the softmax probabilities rounded to float16 for p.v. Turn
     off when the reference runs with ``type_k = type_v = F32``."""
-    rope_angles: bool = True
-    """RoPE angles as ggml computes them: ``pos * base^(-2i/n)`` as a running float32 product
-    over i (the default tables are exact: float64, rounded once)."""
+    rms_norm: bool = True
+    """ggml's RMSNorm rounding (:func:`rms_norm_ggml`)."""
+    rope: bool = True
+    """ggml's RoPE: angles as a running float32 product, the C library's ``cosf``/``sinf``,
+    and the rotation with a fused multiply-add (:class:`Rope`, ``ggml=True``)."""
+    silu: bool = True
+    """SiLU with ggml's vectorised ``expf`` (:func:`silu_mul_ggml`)."""
+    attention: bool = True
+    """Softmax with ggml's ``expf`` and its block sums, and q.k and p.v summed in the order of
+    llama.cpp's CPU matrix products (:func:`_ggml_dot`)."""
+    sum_order: bool = True
+    """With ``activations``: sum weight products in ggml's order (:func:`_block_product`) for
+    Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 and F16/F32 weights, instead of BLAS's. The costly one: about
+    15x the plain forward pass. K-quants, I-quants and BF16 keep BLAS's order."""
+
+
+def rms_norm_ggml(x: np.ndarray, weight: np.ndarray, eps: np.float32) -> np.ndarray:
+    """:func:`rms_norm` rounded as ggml's CPU kernel rounds it: the float32 squares summed in
+    float64, the mean rounded to float32, ``scale = 1 / sqrtf(mean + eps)`` in float32, then
+    ``x * scale`` and ``* weight``. Bit-exact matters here: activations are quantized right
+    after, and an ulp decides ties (which layer 0, fed quantized embeddings, hits often)."""
+    sq = np.square(x)
+    mean = (sq.sum(axis=-1, dtype=np.float64, keepdims=True) / x.shape[-1]).astype(F32)
+    mean += eps
+    scale = F32(1.0) / np.sqrt(mean)
+    out = x * scale
+    out *= weight
+    return out
+
+
+def _fma(a: np.ndarray, b: np.ndarray | np.float32, c: np.ndarray) -> np.ndarray:
+    """float32 ``a * b + c`` rounded once, as a fused multiply-add does.
+
+    The float32 product is exact in float64 and the sum is rounded twice (to float64, then to
+    float32), which differs from one rounding only when the float64 sum lands within 2^-29 ulp
+    of a float32 rounding midpoint.
+    """
+    out = np.multiply(a, b, dtype=np.float64)
+    out += c
+    return out.astype(F32)
+
+
+def _hexf(s: str) -> np.float32:
+    return F32(float.fromhex(s))
+
+
+# ggml's vectorised expf: n = round(x / ln 2) by the 1.5 * 2^23 shift trick, b = x - n ln 2 in
+# two parts, e^b by a degree-5 polynomial, then scaled by 2^n built in the exponent bits.
+_EXP_SHIFT = _hexf("0x1.8p23")
+_EXP_INV_LN2 = _hexf("0x1.715476p+0")
+_EXP_LN2_HI = _hexf("0x1.62e4p-1")
+_EXP_LN2_LO = _hexf("0x1.7f7d1cp-20")
+_EXP_C = tuple(
+    _hexf(s)
+    for s in ("0x1.0e4020p-7", "0x1.573e2ep-5", "0x1.555e66p-3", "0x1.fffdb6p-2", "0x1.ffffecp-1")
+)
+
+
+def ggml_expf(x: np.ndarray) -> np.ndarray:
+    """``exp(x)`` in float32, bit for bit as ggml's AVX2 kernels compute it for softmax and
+    SiLU (within ~1.5 ulp of the exact value, and not always the nearest float)."""
+    x = np.asarray(x, dtype=F32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        z = _fma(x, _EXP_INV_LN2, _EXP_SHIFT)
+        n = z - _EXP_SHIFT
+        b = _fma(-n, _EXP_LN2_LO, _fma(-n, _EXP_LN2_HI, x))
+        e = z.view(np.uint32) << np.uint32(23)
+        k = (e + np.uint32(0x3F800000)).view(F32)  # 2^n, for |n| <= 126
+        u = b * b
+        c0, c1, c2, c3, c4 = _EXP_C
+        j = _fma(_fma(_fma(c0, b, c1), u, _fma(c2, b, c3)), u, c4 * b)
+        out = _fma(k, j, k)
+        big = np.abs(n) > F32(126)
+        if big.any():
+            # 2^n would leave the exponent range: apply it as two factors s1 * s2.
+            d = np.where(n <= 0, np.uint32(0x82000000), np.uint32(0))
+            s1 = (d + np.uint32(0x7F000000)).view(F32)
+            s2 = (e - d).view(F32)
+            huge = np.abs(n) > F32(192)
+            slow = np.where(huge, s1 * s1, _fma(s2, j, s2) * s1)
+            out = np.where(big, slow, out)
+    return out
+
+
+def silu_mul_ggml(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """:func:`silu_mul` as ggml computes it: ``gate / (1 + expf(-gate)) * up`` with
+    :func:`ggml_expf`, in float32."""
+    s = ggml_expf(-gate)
+    s += F32(1.0)
+    np.divide(gate, s, out=s)
+    s *= up
+    return s
+
+
+def _hsum8(x: np.ndarray) -> np.ndarray:
+    """Sum the last axis (8 lanes) in the order of ggml's AVX horizontal sum."""
+    a = x[..., 4:] + x[..., :4]
+    b = a[..., :2] + a[..., 2:]
+    return b[..., 0] + b[..., 1]
+
+
+def _dot_lanes(a: np.ndarray, b: np.ndarray, exact_products: bool) -> np.ndarray:
+    """``a @ b.swapaxes(-1, -2)`` for ``a`` ``[B, M, K]``, ``b`` ``[B, N, K]`` (float32) summed
+    as llama.cpp's tiled CPU matrix product sums: 8 lanes, lane l accumulating elements
+    ``l, l+8, l+16, ...`` with fused multiply-adds, then a horizontal sum.
+
+    ``exact_products`` says every float32 product is exact (float16 inputs), so plain float32
+    adds are the fused ones. K is padded with zeros to a multiple of 8 (adding exact zeros
+    changes nothing); rows of ``a`` run in blocks to bound the temporary lanes.
+    """
+    nb, m, k = a.shape
+    n = b.shape[1]
+    pad = -k % 8
+    if pad:
+        a = np.concatenate([a, np.zeros((nb, m, pad), dtype=F32)], axis=-1)
+        b = np.concatenate([b, np.zeros((nb, n, pad), dtype=F32)], axis=-1)
+    steps = (k + pad) // 8
+    a4 = a.reshape(nb, m, 1, steps, 8)
+    b4 = b.reshape(nb, 1, n, steps, 8)
+    out = np.empty((nb, m, n), dtype=F32)
+    rows = max(1, (1 << 21) // max(1, nb * n * 8))
+    for r0 in range(0, m, rows):
+        ar = a4[:, r0 : r0 + rows]
+        acc = np.zeros((nb, ar.shape[1], n, 8), dtype=F32)
+        for s in range(steps):
+            if exact_products:
+                acc += ar[..., s, :] * b4[..., s, :]
+            else:
+                acc = _fma(ar[..., s, :], b4[..., s, :], acc)
+        out[:, r0 : r0 + rows] = _hsum8(acc)
+    return out
+
+
+def _dot_vec(a: np.ndarray, b: np.ndarray, exact_products: bool) -> np.ndarray:
+    """:func:`_dot_lanes` summed as ggml's float16/float32 dot product sums, which llama.cpp
+    uses when the product has a single column (one token): 4 accumulators of 8 lanes over
+    steps of 32 elements (fused multiply-adds), reduced pairwise (0+2, 1+3, then together),
+    the lanes by two horizontal adds; then the last ``K % 32`` products one by one, in float64
+    for float16 inputs (``exact_products``), in float32 for float32 ones."""
+    nb, m, k = a.shape
+    n = b.shape[1]
+    main = k - k % 32
+    steps = main // 32
+    a4 = a[..., :main].reshape(nb, m, 1, steps, 4, 8)
+    b4 = b[..., :main].reshape(nb, 1, n, steps, 4, 8)
+    acc = np.zeros((nb, m, n, 4, 8), dtype=F32)
+    for s in range(steps):
+        if exact_products:
+            acc += a4[..., s, :, :] * b4[..., s, :, :]
+        else:
+            acc = _fma(a4[..., s, :, :], b4[..., s, :, :], acc)
+    x = (acc[..., 0, :] + acc[..., 2, :]) + (acc[..., 1, :] + acc[..., 3, :])
+    t = x[..., :4] + x[..., 4:]
+    out = (t[..., 0] + t[..., 1]) + (t[..., 2] + t[..., 3])
+    if main < k:
+        tail = a[:, :, None, main:] * b[:, None, :, main:]  # float32 products
+        if exact_products:
+            out = (out + tail.sum(axis=-1, dtype=np.float64)).astype(F32)
+        else:
+            for i in range(k - main):
+                out += tail[..., i]
+    return out
+
+
+def _ggml_dot(a: np.ndarray, b: np.ndarray, exact_products: bool, columns: int) -> np.ndarray:
+    """``a @ b.swapaxes(-1, -2)`` summed as llama.cpp's CPU matrix product for a product of
+    ``columns`` activation columns (tokens): the tiled order from 2 on, the dot-product order
+    for one."""
+    if columns == 1:
+        return _dot_vec(a, b, exact_products)
+    return _dot_lanes(a, b, exact_products)
+
+
+def _softmax_ggml(scores: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis as ggml's CPU kernel rounds it (scores already scaled and
+    masked): :func:`ggml_expf` of ``score - max``, summed in blocks of 8 (horizontal sum in
+    float32, blocks in float64), then multiplied by the float32 reciprocal of the sum."""
+    scores -= scores.max(axis=-1, keepdims=True)
+    e = ggml_expf(scores)
+    n = e.shape[-1]
+    pad = -n % 8
+    blocks = np.concatenate([e, np.zeros((*e.shape[:-1], pad), dtype=F32)], axis=-1) if pad else e
+    blocks = blocks.reshape(*e.shape[:-1], (n + pad) // 8, 8)
+    total = _hsum8(blocks).sum(axis=-1, dtype=np.float64, keepdims=True)
+    e *= (1.0 / total).astype(F32)
+    return e
+
+
+def _libm_cos_sin(angles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float32 ``cosf``/``sinf`` of float32 ``angles`` from the C library (the one llama.cpp's
+    RoPE calls; glibc's are not always the nearest float), else correctly rounded ones."""
+    import ctypes
+    import ctypes.util
+
+    flat = np.ascontiguousarray(angles, dtype=F32).reshape(-1)
+    try:
+        libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+        cosf, sinf = libm.cosf, libm.sinf
+    except (OSError, AttributeError):
+        wide = flat.astype(np.float64)
+        return (
+            np.cos(wide).astype(F32).reshape(angles.shape),
+            np.sin(wide).astype(F32).reshape(angles.shape),
+        )
+    for f in (cosf, sinf):
+        f.restype = ctypes.c_float
+        f.argtypes = [ctypes.c_float]
+    # Each distinct angle once: low-frequency columns repeat a lot at small positions.
+    uniq, inverse = np.unique(flat, return_inverse=True)
+    c = np.fromiter((cosf(float(a)) for a in uniq), dtype=F32, count=uniq.size)
+    s = np.fromiter((sinf(float(a)) for a in uniq), dtype=F32, count=uniq.size)
+    return c[inverse].reshape(angles.shape), s[inverse].reshape(angles.shape)
 
 
 def _round_f16(x: np.ndarray) -> np.ndarray:
@@ -126,14 +352,11 @@ def _round_bf16(x: np.ndarray) -> np.ndarray:
     return r.view(F32)
 
 
-def _quantize_q8(x: np.ndarray, sums: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """Q8_0 / Q8_1 rounding of ``x`` ``[T, n]``: blocks of 32 along n, ``d = amax / 127``
-    stored as float16, ``q = round_half_even(x * 127 / amax)`` (ggml's x86 kernels).
-
-    Returns the dequantized values ``fp16(d) * q`` and, when ``sums`` (Q8_1), the per-block
-    error ``fp16(d * sum(q)) - fp16(d) * sum(q)`` ``[T, n / 32]`` of Q8_1's stored block sum,
-    which the Q4_1/Q5_1 dot products multiply by each weight block's offset.
-    """
+def _q8_blocks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Q8_0 / Q8_1 blocks of ``x`` ``[T, n]`` as ggml's x86 kernels make them: blocks of 32
+    along n, ``q = round_half_even(x * (127 / amax))`` and ``d = amax / 127``. Returns ``q``
+    ``[T, n / 32, 32]`` (integers in float32) and ``d`` ``[T, n / 32]`` before its rounding
+    to float16 for storage."""
     t, n = x.shape
     xb = x.reshape(t, n // 32, 32)
     amax = np.abs(xb).max(axis=-1)
@@ -141,9 +364,17 @@ def _quantize_q8(x: np.ndarray, sums: bool) -> tuple[np.ndarray, np.ndarray | No
     np.divide(F32(127.0), amax, out=inv, where=amax > 0)
     q = xb * inv[..., None]
     np.rint(q, out=q)
-    d = amax / F32(127.0)
+    return q, amax / F32(127.0)
+
+
+def _quantize_q8(x: np.ndarray, sums: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Q8_0 / Q8_1 rounding of ``x`` ``[T, n]`` (see :func:`_q8_blocks`), dequantized:
+    ``fp16(d) * q``; and when ``sums`` (Q8_1) the per-block error ``fp16(d * sum(q)) -
+    fp16(d) * sum(q)`` ``[T, n / 32]`` of Q8_1's stored block sum, which the Q4_1/Q5_1 dot
+    products multiply by each weight block's offset."""
+    q, d = _q8_blocks(x)
     d16 = _round_f16(d)
-    xq = (q * d16[..., None]).reshape(t, n)
+    xq = (q * d16[..., None]).reshape(x.shape)
     if not sums:
         return xq, None
     qsum = q.sum(axis=-1)  # an exact integer in float32: |sum| <= 32 * 127
@@ -188,43 +419,127 @@ def round_activations(x: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray 
     return x, None
 
 
-class _LlamaCppMatmul:
-    """``x @ w`` with ``x`` rounded per column group as llama.cpp rounds it for the GGUF
-    tensors behind ``w`` (fused matrices may join tensors of different types)."""
+def _hsum8_first(acc: np.ndarray) -> np.ndarray:
+    """:func:`_hsum8` over the first axis (8 lanes)."""
+    a = acc[4:] + acc[:4]
+    b = a[:2] + a[2:]
+    return b[0] + b[1]
 
-    def __init__(self, w: np.ndarray, source: MatrixSource | None) -> None:
+
+# Temporaries of the exact block product: 8 lanes x rows x columns elements per step (small
+# enough for the L2 cache; measured fastest).
+_LANE_ELEMENTS = 1 << 16
+
+
+def _block_product(
+    x: np.ndarray, ints: np.ndarray, blocks: QuantBlocks, a: int, b: int, kind: str
+) -> np.ndarray:
+    """``x @ W[:, a:b]`` for 32-weight block columns, summed bit for bit as ggml's AVX2 dot
+    products (and llama.cpp's tiled ones) sum them.
+
+    Per block, the integer dot product of the Q8 activations with the weight integers is
+    exact; ggml splits it into 8 lanes of 4 consecutive elements, accumulates each lane over
+    the blocks with ``fma(d_w * d_x, lane, acc)`` in float32 and adds the lanes by a horizontal
+    sum; for Q4_1/Q5_1 it then adds ``sum over blocks of m_w * s_x`` (Q8_1's float16 block
+    sums), also by fused multiply-adds. ``ints`` is ``blocks.ints[..., a:b]`` as float32
+    ``[in / 32, 8, 4, b - a]``.
+    """
+    t = x.shape[0]
+    q, d = _q8_blocks(x)
+    nb = q.shape[1]
+    dx = _round_f16(d).astype(np.float64)
+    sx = _round_f16(d * q.sum(axis=-1)) if kind == "q8_1" else None
+    lanes_x = q.reshape(t, nb, 8, 4).transpose(1, 2, 0, 3)  # [block, lane, T, 4]
+    out = np.empty((t, b - a), dtype=F32)
+    if sx is not None and blocks.mins is not None:
+        # Q4_1/Q5_1: the offsets' sum, a float32 chain over the blocks of its own.
+        mins = blocks.mins[:, a:b]
+        summs = np.zeros((t, b - a), dtype=F32)
+        for k in range(nb):
+            summs = _fma(sx[:, k, None], mins[k], summs)
+    else:
+        summs = None
+    rows = min(t, 256)
+    cols = max(8, _LANE_ELEMENTS // (8 * rows))
+    for c0 in range(a, b, cols):
+        c1 = min(b, c0 + cols)
+        n = c1 - c0
+        w = ints[..., c0 - a : c1 - a]
+        scales = blocks.scales[:, c0:c1].astype(np.float64)
+        for r0 in range(0, t, rows):
+            r1 = min(t, r0 + rows)
+            acc = np.zeros((8, r1 - r0, n), dtype=F32)
+            dd = np.empty((r1 - r0, n), dtype=np.float64)
+            wide = np.empty(acc.shape, dtype=np.float64)
+            for k in range(nb):
+                np.matmul(lanes_x[k, :, r0:r1], w[k], out=wide)  # exact integers
+                np.multiply(dx[r0:r1, k, None], scales[k], out=dd)  # exact: fp16 x fp16
+                wide *= dd  # exact in float64
+                # Added in float64, rounded once to float32: a fused multiply-add.
+                np.add(wide, acc, out=acc, dtype=np.float64, casting="same_kind")
+            out[r0:r1, c0 - a : c1 - a] = _hsum8_first(acc)
+    if summs is not None:
+        out += summs
+    return out
+
+
+class _LlamaCppMatmul:
+    """``x @ w`` as llama.cpp's CPU backend computes it for the GGUF tensors behind ``w``:
+    ``x`` rounded per column group to the weight type's ``vec_dot_type`` (fused matrices may
+    join tensors of different types), and with ``sum_order`` the products summed in ggml's
+    order where it is known: 32-weight block types (Q4_0 ... Q8_0) and F16/F32 weights."""
+
+    def __init__(self, w: np.ndarray, source: MatrixSource | None, sum_order: bool) -> None:
         self.w = w
+        self.blocks = source.blocks if source is not None else None
+        if source is not None and source.has_blocks and self.blocks is None:
+            raise ValueError("block integers not loaded (see load_quant_blocks)")
         groups: list[list] = []
         for s in source.slices if source is not None else ():
             kind = vec_dot_type(s.qtype)
-            if groups and groups[-1][2] == kind and groups[-1][1] == s.start:
+            how = "plain"
+            if sum_order and s.qtype in BLOCK_QUANT_TYPES:
+                how = "blocks"
+            elif sum_order and kind in ("f16", "f32"):
+                how = "lanes"
+            if groups and groups[-1][1] == s.start and groups[-1][2:] == [kind, how]:
                 groups[-1][1] = s.stop
             else:
-                groups.append([s.start, s.stop, kind])
+                groups.append([s.start, s.stop, kind, how])
         if not groups:
-            groups = [[0, w.shape[1], "f32"]]
-        self.groups = [(a, b, k) for a, b, k in groups]
-        self.mins = None
-        if source is not None and source.needs_block_mins:
-            if source.block_mins is None:
-                raise ValueError("Q4_1/Q5_1 block offsets not loaded (see load_block_mins)")
-            self.mins = source.block_mins
+            groups = [[0, w.shape[1], "f32", "lanes" if sum_order else "plain"]]
+        self.groups = [tuple(g) for g in groups]
+        # The block integers as float32 (BLAS computes their lane sums exactly).
+        self.ints = {
+            (a, b): self.blocks.ints[:, :, a:b].astype(F32).reshape(-1, 8, 4, b - a)
+            for a, b, _, how in self.groups
+            if how == "blocks" and self.blocks is not None
+        }
+        # tinyBLAS reads F16/F32 weights row by row: (out, in) rows for the lane order.
+        self.rows = {
+            (a, b): np.ascontiguousarray(w[:, a:b].T)[None]
+            for a, b, _, how in self.groups
+            if how == "lanes"
+        }
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if len(self.groups) == 1:
-            return self._product(x, self.w, self.groups[0][2], self.mins)
+            return self._product(x, *self.groups[0])
         out = np.empty((x.shape[0], self.w.shape[1]), dtype=F32)
-        for a, b, kind in self.groups:
-            mins = self.mins[:, a:b] if self.mins is not None else None
-            out[:, a:b] = self._product(x, self.w[:, a:b], kind, mins)
+        for group in self.groups:
+            out[:, group[0] : group[1]] = self._product(x, *group)
         return out
 
-    @staticmethod
-    def _product(x: np.ndarray, w: np.ndarray, kind: str, mins: np.ndarray | None) -> np.ndarray:
+    def _product(self, x: np.ndarray, a: int, b: int, kind: str, how: str) -> np.ndarray:
+        if how == "blocks" and self.blocks is not None:
+            return _block_product(x, self.ints[(a, b)], self.blocks, a, b, kind)
         xr, sum_err = round_activations(x, kind)
-        y = xr @ w
-        if sum_err is not None and mins is not None:
-            y += sum_err @ mins
+        if how == "lanes":
+            exact = kind == "f16"
+            return _ggml_dot(xr[None], self.rows[(a, b)], exact, xr.shape[0])[0]
+        y = xr @ self.w[:, a:b]
+        if sum_err is not None and self.blocks is not None and self.blocks.mins is not None:
+            y += sum_err @ self.blocks.mins[:, a:b]
         return y
 
 
@@ -242,13 +557,15 @@ class Rope:
         context: int,
         freq_factors: np.ndarray | None = None,
         *,
-        ggml_angles: bool = False,
+        ggml: bool = False,
     ) -> None:
         self.n_rot = config.n_rot
         self.context = context
+        self.ggml = ggml
+        """Reproduce ggml's rounding: its angles and ``cosf``/``sinf``, and a fused rotation."""
         half = self.n_rot // 2
-        if ggml_angles:
-            angles = self._ggml_angles(config, context, freq_factors)
+        if ggml:
+            self.cos, self.sin = _libm_cos_sin(self._ggml_angles(config, context, freq_factors))
         else:
             # Angles in float64 for accuracy at long positions, then stored as float32.
             inv_freq = config.rope_theta ** (-np.arange(half, dtype=np.float64) * 2.0 / self.n_rot)
@@ -256,8 +573,8 @@ class Rope:
                 inv_freq = inv_freq / freq_factors.astype(np.float64)
             pos = np.arange(context, dtype=np.float64) / config.rope_scaling_factor
             angles = np.outer(pos, inv_freq)
-        self.cos = np.cos(angles).astype(F32)
-        self.sin = np.sin(angles).astype(F32)
+            self.cos = np.cos(angles).astype(F32)
+            self.sin = np.sin(angles).astype(F32)
 
     def _ggml_angles(
         self, config: LlamaConfig, context: int, freq_factors: np.ndarray | None
@@ -265,7 +582,7 @@ class Rope:
         """Angles as ggml's CPU RoPE computes them, float32 throughout: ``theta = pos``,
         multiplied by ``powf(base, -2/n_rot)`` once per pair, divided by the frequency factor,
         times the frequency scale. The running product drifts by a few float32 ulps per pair
-        (up to ~1e-3 rad at position 500); cos/sin are then taken correctly rounded."""
+        (up to ~1e-3 rad at position 500)."""
         half = self.n_rot // 2
         exponent = F32(-2.0) / F32(self.n_rot)
         step = F32(np.float64(F32(config.rope_theta)) ** np.float64(exponent))
@@ -279,7 +596,7 @@ class Rope:
         freq_scale = F32(1.0) / F32(config.rope_scaling_factor)
         if freq_scale != 1:
             angles *= freq_scale
-        return angles.astype(np.float64)
+        return angles
 
     def apply(self, x: np.ndarray, positions: np.ndarray) -> None:
         """Rotate ``x`` (``[T, heads, head_dim]``, row t at ``positions[t]``) in place."""
@@ -287,6 +604,12 @@ class Rope:
         s = self.sin[positions][:, None, :]
         x0 = x[..., 0 : self.n_rot : 2]
         x1 = x[..., 1 : self.n_rot : 2]
+        if self.ggml:
+            # ggml's x0*cos - x1*sin compiles to fma(x0, cos, -(x1*sin)), likewise the other.
+            r0 = _fma(x0, c, -(x1 * s))
+            x1[...] = _fma(x0, s, x1 * c)
+            x0[...] = r0
+            return
         r0 = x0 * c
         r0 -= x1 * s
         r1 = x0 * s
@@ -380,16 +703,26 @@ class Layer:
         self._eps = F32(config.rms_eps)
         self._scale = F32(1.0 / np.sqrt(config.head_dim))
         self.rounding = rounding
-        # llama.cpp's roundings, off (None / False) in the default numerics.
+        # llama.cpp's roundings, all off in the default numerics.
         self._mm: dict[str, _LlamaCppMatmul] | None = None
+        self._norm = rms_norm
+        self._silu = silu_mul
         self._kv_f16 = False
+        self._ggml_attention = False
         if rounding is not None:
             # ggml scales the scores (1.0f / sqrtf(head_dim)) rather than q.
             self._scale = F32(1.0) / np.sqrt(F32(config.head_dim))
             self._kv_f16 = rounding.kv_f16
+            self._ggml_attention = rounding.attention
+            if rounding.rms_norm:
+                self._norm = rms_norm_ggml
+            if rounding.silu:
+                self._silu = silu_mul_ggml
             if rounding.activations:
                 self._mm = {
-                    name: _LlamaCppMatmul(getattr(self, name), weights.sources.get(name))
+                    name: _LlamaCppMatmul(
+                        getattr(self, name), weights.sources.get(name), rounding.sum_order
+                    )
                     for name in ("wqkv", "wo", "w_gate_up", "w_down")
                 }
 
@@ -449,7 +782,8 @@ class Layer:
             positions = np.array([s[1] + i for s in segments for i in range(s[3] - s[2])])
 
         mm = self._mm
-        xn = rms_norm(x, self.attn_norm, self._eps)
+        norm = self._norm
+        xn = norm(x, self.attn_norm, self._eps)
         qkv = xn @ self.wqkv if mm is None else mm["wqkv"](xn)
         if self.bqkv is not None:
             qkv += self.bqkv
@@ -473,9 +807,9 @@ class Layer:
         if self.bo is not None:
             h += self.bo
         h += x
-        hn = rms_norm(h, self.ffn_norm, self._eps)
+        hn = norm(h, self.ffn_norm, self._eps)
         gu = hn @ self.w_gate_up if mm is None else mm["w_gate_up"](hn)
-        act = silu_mul(gu[:, : cfg.ffn], gu[:, cfg.ffn :])
+        act = self._silu(gu[:, : cfg.ffn], gu[:, cfg.ffn :])
         h += act @ self.w_down if mm is None else mm["w_down"](act)
         return h
 
@@ -513,7 +847,13 @@ class Layer:
         qg = q.reshape(t, nkv, g, hd).transpose(1, 2, 0, 3).reshape(nkv, g * t, hd)
         if f16:
             qg = _round_f16(qg)
-        scores = qg @ kc[:end].transpose(1, 2, 0)  # [kv_head, group*T, end]
+        ggml = self._ggml_attention
+        if ggml:
+            # A float32 cache takes the dot-product path whatever T: llama.cpp's tiled product
+            # wants contiguous activations, and q is a permuted view it converts only to f16.
+            scores = _ggml_dot(qg, kc[:end].transpose(1, 0, 2), f16, t if f16 else 1)
+        else:
+            scores = qg @ kc[:end].transpose(1, 2, 0)  # [kv_head, group*T, end]
         if self.rounding is not None:
             scores *= self._scale
         if t > 1:
@@ -522,16 +862,25 @@ class Layer:
             mask = np.where(future, F32(-np.inf), F32(0.0))
             s4 = scores.reshape(nkv, g, t, end)
             s4 += mask
-        scores -= scores.max(axis=-1, keepdims=True)
-        np.exp(scores, out=scores)
-        if self.rounding is None:
-            scores /= scores.sum(axis=-1, keepdims=True)
+        if ggml:
+            scores = _softmax_ggml(scores)
         else:
-            # ggml: sum in double, multiply by the float32 reciprocal.
-            scores *= (1.0 / scores.sum(axis=-1, keepdims=True, dtype=np.float64)).astype(F32)
-            if f16:
-                scores = _round_f16(scores)
-        out = scores @ vc[:end].transpose(1, 0, 2)  # [kv_head, group*T, d]
+            scores -= scores.max(axis=-1, keepdims=True)
+            np.exp(scores, out=scores)
+            scores /= scores.sum(axis=-1, keepdims=True)
+        if f16:
+            scores = _round_f16(scores)
+        if ggml:
+            # llama.cpp runs p.v over its whole cache, a multiple of 32 positions: zeros past
+            # ``end`` only matter to where the one-token dot product puts its tail.
+            vt = vc[:end].transpose(1, 2, 0)
+            pad = -end % 32
+            if pad:
+                scores = np.concatenate([scores, np.zeros((*scores.shape[:2], pad), F32)], -1)
+                vt = np.concatenate([vt, np.zeros((*vt.shape[:2], pad), F32)], -1)
+            out = _ggml_dot(scores, vt, f16, t)
+        else:
+            out = scores @ vc[:end].transpose(1, 0, 2)  # [kv_head, group*T, d]
         return out.reshape(nkv, g, t, hd).transpose(2, 0, 1, 3).reshape(t, cfg.q_dim)
 
 
@@ -563,12 +912,12 @@ class Model:
         """llama.cpp's roundings this model reproduces; None for the plain float32 numerics."""
         rounding = self.rounding
         if rounding is not None and rounding.activations:
-            load_block_mins(weights)
+            load_quant_blocks(weights)
         self.rope = Rope(
             cfg,
             self.context,
             weights.rope_freq_factors,
-            ggml_angles=rounding is not None and rounding.rope_angles,
+            ggml=rounding is not None and rounding.rope,
         )
         self.layers = [Layer(w, cfg, self.rope, rounding) for w in weights.layers]
         self._weights = weights
@@ -577,7 +926,7 @@ class Model:
         self._eps = F32(cfg.rms_eps)
         self._head: _LlamaCppMatmul | None = None
         if rounding is not None and rounding.activations:
-            self._head = _LlamaCppMatmul(self.output, weights.output_source)
+            self._head = _LlamaCppMatmul(self.output, weights.output_source, rounding.sum_order)
 
     @classmethod
     def load(
@@ -598,13 +947,17 @@ class Model:
             path,
             mem_available=mem_available,
             progress=progress,
-            block_mins=bool(rounding and rounding.activations),
+            quant_blocks=bool(rounding and rounding.activations),
         )
         return cls(weights, context, llamacpp_rounding=rounding)
 
     def with_rounding(self, llamacpp_rounding: bool | LlamaCppRounding) -> Model:
-        """The same weights (shared, not copied) and context under other numerics."""
-        return Model(self._weights, self.context, llamacpp_rounding=llamacpp_rounding)
+        """The same weights (shared, not copied) and context under other numerics (this model
+        itself if it already computes so)."""
+        rounding = LlamaCppRounding() if llamacpp_rounding is True else llamacpp_rounding
+        if (rounding or None) == self.rounding:
+            return self
+        return Model(self._weights, self.context, llamacpp_rounding=rounding)
 
     # ------------------------------------------------------------------ sizes for placement
 
@@ -639,7 +992,10 @@ class Model:
 
     def final_norm_and_logits(self, h: np.ndarray) -> np.ndarray:
         """Logits ``[T, vocab]`` float32 from last-layer hidden states ``[T, hidden]``."""
-        hn = rms_norm(h, self.output_norm, self._eps)
+        if self.rounding is None:
+            return rms_norm(h, self.output_norm, self._eps) @ self.output
+        norm = rms_norm_ggml if self.rounding.rms_norm else rms_norm
+        hn = norm(h, self.output_norm, self._eps)
         return hn @ self.output if self._head is None else self._head(hn)
 
     # ------------------------------------------------------------------ whole-model passes

@@ -8,17 +8,21 @@ llama.cpp's decoder.
 
 Two references, because llama.cpp does not compute with the weights alone:
 
-* ``"file"`` - llama.cpp on the GGUF itself. For a quantized file llama.cpp also rounds the
-  *activations* to 8 bits in blocks of 32 before each matrix product (Q8_0/Q8_1/Q8_K), and
-  keeps its KV cache in float16, while the wafer numerics compute in float32 with the
-  dequantized weights. On SmolLM2-135M Q4_1, rounding our own activations to 8 bits in blocks
-  of 32 moves the logits by 0.19 on average and flips the top-1 token at 4.4% of the corpus
-  positions - the size of the gap to llama.cpp here (0.20, 6.6%) - so agreement with the file
-  is bounded by llama.cpp's own rounding noise, not by the forward pass.
+* ``"file"`` - llama.cpp on the GGUF itself, with its default settings (float16 KV cache,
+  flash attention off). For a quantized file llama.cpp rounds the *activations* to 8 bits
+  before each matrix product (Q8_0/Q8_1/Q8_K) and keeps K and V in float16; an ulp of
+  difference anywhere then moves values across those rounding boundaries, and 30 layers
+  amplify the flips: the plain float32 numerics agree with it on only 93% of top-1 tokens
+  (SmolLM2-135M Q4_1), and llama.cpp itself agrees with its own token-by-token decode on only
+  96%. So against this reference our side runs with
+  :class:`~tedchat.wafer.numerics.LlamaCppRounding`, which reproduces llama.cpp's CPU
+  rounding bit for bit where it is known (32-weight block types and float16 KV): on the
+  bundled model the logits come out identical.
 * ``"float32"`` - llama.cpp on a float32 copy of the same weights (dequantized by the `gguf`
-  package, as the wafer engine does), where llama.cpp does no activation rounding. This checks
-  the forward pass itself: RoPE, attention, norms, FFN. llama.cpp's KV cache is float32 too
-  here; expect top-1 agreement of 1.0 and logit errors around 1e-4 (summation order).
+  package, as the wafer engine does) and a float32 KV cache, against the plain float32
+  numerics the engine runs: no rounding on either side, so this checks the forward pass
+  itself (RoPE, attention, norms, FFN); expect top-1 agreement of 1.0 and logit errors around
+  1e-4 (summation order).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from tedchat.wafer.gguf_weights import WaferModelError, open_gguf
-from tedchat.wafer.numerics import Model, blas_threads
+from tedchat.wafer.numerics import LlamaCppRounding, Model, blas_threads
 from tedchat.wafer.tokenizer import Tokenizer, quiet_llama_logs
 
 CORPUS_PATH = Path(__file__).with_name("corpus.txt")
@@ -56,10 +60,12 @@ def load_corpus(path: Path | None = None) -> list[str]:
 def plain_cpu_buffers() -> Iterator[None]:
     """Make llama.cpp keep weights in plain CPU buffers while a model loads.
 
-    llama.cpp repacks weights into "extra" buffer types (AMX, interleaved layouts) when the CPU
-    advertises them. On virtual machines that advertise AMX without enabling it, its tiled
-    kernels die with SIGILL as soon as a batch of more than one token runs (seen on this
-    project's build machine). The plain CPU path computes the same quantized dot products.
+    llama.cpp otherwise repacks some weight types into "extra" buffer types (interleaved
+    Q4_0/Q4_K/IQ4_NL layouts; AMX tiles in builds for the build machine's CPU), whose kernels
+    sum the same quantized products in another order. The plain path is the one
+    :class:`~tedchat.wafer.numerics.LlamaCppRounding` reproduces bit for bit. (It also avoided
+    a SIGILL: a natively built wheel on a virtual machine that advertises AMX without enabling
+    it dies in the AMX kernels; the current AVX2-baseline wheel has no AMX kernels.)
     """
     import llama_cpp.llama as llama_mod
 
@@ -146,6 +152,12 @@ REFERENCES = {
     "float32": "llama.cpp on float32 weights",  # and a float32 KV cache
 }
 
+NUMERICS = {
+    "file": "with llama.cpp's rounding",
+    "float32": "in float32",
+}
+"""How the wafer side computes against each reference."""
+
 
 @dataclass
 class PromptReport:
@@ -206,7 +218,8 @@ class VerifyReport:
     def summary(self) -> str:
         """One line: the totals."""
         return (
-            f"vs {REFERENCES[self.reference]}: top-1 {self.top1_agreement:.3f} over "
+            f"wafer {NUMERICS[self.reference]} vs {REFERENCES[self.reference]}: top-1 "
+            f"{self.top1_agreement:.3f} over "
             f"{self.positions} positions, max |dlogit| {self.max_abs_error:.3g}, "
             f"mean {self.mean_abs_error:.3g}, greedy prefix {self.greedy_match:.2f}"
         )
@@ -214,7 +227,8 @@ class VerifyReport:
     def format(self) -> str:
         """A plain-text table: one row a prompt, then the totals."""
         rows = [
-            f"{self.model_path.name} vs {REFERENCES[self.reference]}",
+            f"{self.model_path.name}: wafer {NUMERICS[self.reference]} vs "
+            f"{REFERENCES[self.reference]}",
             f"{'pos':>5} {'top-1':>7} {'max|d|':>8} {'mean|d|':>8} {'greedy':>7}  prompt",
         ]
         for p in self.prompts:
@@ -273,10 +287,12 @@ def verify(
 ) -> list[VerifyReport]:
     """Compare the wafer numerics with llama.cpp on ``prompts`` (default: the bundled corpus).
 
-    Returns one report per entry of ``references`` (keys of :data:`REFERENCES`). The
-    ``"float32"`` reference writes a float32 copy of the model into ``workdir`` (default: a
-    temporary directory, removed afterwards). Prompts are tokenized as plain text (BOS as the
-    model wants it). ``model`` and ``tokenizer`` may be passed in to reuse loaded ones.
+    Returns one report per entry of ``references`` (keys of :data:`REFERENCES`). Against
+    ``"file"`` the wafer side runs with :class:`LlamaCppRounding` (about 15x slower than the
+    plain numerics), against ``"float32"`` in plain float32; both share the loaded weights.
+    The ``"float32"`` reference writes a float32 copy of the model into ``workdir`` (default:
+    a temporary directory, removed afterwards). Prompts are tokenized as plain text (BOS as
+    the model wants it). ``model`` and ``tokenizer`` may be passed in to reuse loaded ones.
     ``progress(done, total)`` counts prompts.
     """
     import tempfile
@@ -300,6 +316,11 @@ def verify(
                 f"prompts needs {n_ctx}"
             )
 
+        # The wafer numerics each reference is compared with (weights shared, not copied).
+        numerics = {
+            ref: model.with_rounding(LlamaCppRounding() if ref == "file" else False)
+            for ref in references
+        }
         llms: list[Any] = []
         for ref in references:
             path = model_path
@@ -314,20 +335,20 @@ def verify(
         reports = [VerifyReport(model_path=model_path, reference=ref) for ref in references]
 
         for i, (text, ids) in enumerate(pairs):
-            t0 = time.perf_counter()
-            cache = model.new_cache(context=n_ctx)
-            ours = model.forward(ids, cache, all_logits=True)
-            ours_greedy = _greedy_ours(model, cache, ours[-1], greedy_tokens)
-            t_ours = time.perf_counter() - t0
-            ours_top1 = ours.argmax(-1)
-            for llm, report in zip(llms, reports, strict=True):
+            for ref, llm, report in zip(references, llms, reports, strict=True):
+                ours_model = numerics[ref]
+                t0 = time.perf_counter()
+                cache = ours_model.new_cache(context=n_ctx)
+                ours = ours_model.forward(ids, cache, all_logits=True)
+                ours_greedy = _greedy_ours(ours_model, cache, ours[-1], greedy_tokens)
+                report.seconds_ours += time.perf_counter() - t0
+                ours_top1 = ours.argmax(-1)
                 t1 = time.perf_counter()
                 llm.reset()
                 llm.eval(ids)
                 ref_logits = np.array(llm.scores[: len(ids)], dtype=np.float32)
                 ref_greedy = _greedy_reference(llm, greedy_tokens)
                 report.seconds_reference += time.perf_counter() - t1
-                report.seconds_ours += t_ours
                 diff = np.abs(ours - ref_logits)
                 report.prompts.append(
                     PromptReport(
@@ -355,7 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--greedy", type=int, default=16, help="greedy tokens per prompt")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument(
-        "--min-top1", type=float, default=0.98, help="required agreement with float32 weights"
+        "--min-top1", type=float, default=0.98, help="required top-1 agreement, every reference"
     )
     args = ap.parse_args(argv)
     prompts = load_corpus(args.corpus) if args.corpus else None
@@ -368,8 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(report.format(), end="\n\n")
     for report in reports:
         print(report.summary())
-    exact = [r for r in reports if r.reference == "float32"]
-    return 0 if all(r.passed(args.min_top1) for r in exact) else 1
+    return 0 if all(r.passed(args.min_top1) for r in reports) else 1
 
 
 if __name__ == "__main__":
