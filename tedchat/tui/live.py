@@ -46,6 +46,9 @@ _DRAWN_FROM_THE_METER = (ReasoningDelta, Usage, Timings, EmulatedTimings, Done)
 #: Frames per second of the clock that draws streamed text and figures.
 FRAME_HZ = 30.0
 
+#: How long after the last answer ends the garbage collector resumes (see :class:`GcPause`).
+GC_RESUME_DELAY_S = 0.3
+
 
 class FigureTarget(Protocol):
     """Where an answer's live figures go (the status bar, a compare pane's status line)."""
@@ -131,15 +134,31 @@ class GcPause:
     def __init__(self) -> None:
         self._holds = 0
         self._was_enabled = False
+        self._resuming = False  # a resume is scheduled (the collector is still held off)
 
     def hold(self) -> None:
-        if self._holds == 0:
+        if self._holds == 0 and not self._resuming:
             self._was_enabled = gc.isenabled()
             gc.disable()
         self._holds += 1
 
     def release(self) -> None:
         self._holds = max(0, self._holds - 1)
+        if self._holds != 0 or not self._was_enabled:
+            return
+        # Not at once: the first collection after a stream takes tens of milliseconds (profiled
+        # with py-spy), and run right away it would hold back the frame that shows the
+        # answer's end. The collector resumes shortly after, unless another answer began.
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            gc.enable()
+        else:
+            self._resuming = True
+            loop.call_later(GC_RESUME_DELAY_S, self._resume)
+
+    def _resume(self) -> None:
+        self._resuming = False
         if self._holds == 0 and self._was_enabled:
             gc.enable()
 
