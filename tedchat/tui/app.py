@@ -24,7 +24,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from tedchat.engine import Engine, GenerationParams
-from tedchat.errors import TedchatError
+from tedchat.errors import HistoryError, TedchatError
 from tedchat.registry import Context
 from tedchat.session import Clock
 from tedchat.tui.engines import EngineLoader
@@ -190,9 +190,27 @@ class TedchatApp(App[int]):
             self._store = await asyncio.shield(self._store_task)
         except TedchatError as exc:
             self._store_error = exc.message + (f" ({exc.hint})" if exc.hint else "")
-            self.notify(f"history off: {self._store_error}", severity="error", timeout=10)
+            if isinstance(exc, HistoryError) and not self.new_history:
+                self._offer_fresh_history(exc.message)
+            else:
+                self.notify(f"history off: {self._store_error}", severity="error", timeout=10)
             return None
         return self._store
+
+    def _offer_fresh_history(self, problem: str) -> None:
+        """The same choice ``--new-history`` gives on the command line, as a dialog."""
+        from tedchat.tui.screens.history import FreshHistoryDialog
+
+        def chosen(fresh: bool | None) -> None:
+            if not fresh:
+                self.notify(f"history off: {self._store_error}", severity="error", timeout=10)
+                return
+            self.new_history = True
+            self._store_error = None
+            self._store_task = None
+            self.run_worker(self.history(), group="history-open", exit_on_error=False)
+
+        self.push_screen(FreshHistoryDialog(problem), chosen)
 
     async def in_history(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a store call on the history thread (after every write queued before it)."""

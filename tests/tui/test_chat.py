@@ -610,3 +610,32 @@ async def test_escape_while_the_engine_loads_cancels_that_prompt_only(make_app) 
         # The cancelled prompt stays in the conversation (and the history) without a reply.
         request = app.loader.engine("sluggish").requests[-1]
         assert [m.content for m in request] == ["never mind", "now then"]
+
+
+async def test_a_damaged_history_offers_a_fresh_one_in_a_dialog(make_app, tui_home: Path) -> None:
+    import hashlib
+
+    from textual.widgets import Button
+
+    from tedchat.tui.screens.history import FreshHistoryDialog
+
+    db = tui_home / "data" / "history.db"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    db.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4096)
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, FreshHistoryDialog))
+        assert str(db) in app.screen.problem
+        app.screen.query_one("#fresh", Button).press()
+        await wait_for(pilot, lambda: app._store is not None)
+        await send(pilot, "kept in the fresh history")
+        await answered(pilot)
+        await app.history_idle()
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before  # the old file is untouched
+    fresh = [p for p in db.parent.glob("history*.db") if p != db]
+    assert len(fresh) == 1
+    from tedchat.store import Store
+
+    with Store.open(fresh[0]) as store:
+        assert store.list_conversations()[0].title == "kept in the fresh history"

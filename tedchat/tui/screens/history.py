@@ -17,7 +17,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Input, Label, OptionList
+from textual.widgets import Button, Input, Label, OptionList
 from textual.widgets.option_list import Option
 
 from tedchat.errors import HistoryError
@@ -209,3 +209,34 @@ class HistoryScreen(ModalScreen[HistoryChoice]):
             "Enter opens · n new · r rename · d delete · / search · Esc closes"
         )
         self.refresh_list(self.query_one("#search", Input).value)
+
+
+class FreshHistoryDialog(ModalScreen[bool]):
+    """The history file cannot be used: start a fresh one next to it, or go on without.
+
+    The damaged file is never moved or changed; a fresh history is a new file beside it
+    (``--new-history`` on the command line does the same).
+    """
+
+    DEFAULT_CSS = modal_css("FreshHistoryDialog")
+    BINDINGS = [Binding("escape", "without", "Continue without history", id="close-modal")]
+
+    def __init__(self, problem: str) -> None:
+        super().__init__()
+        self.problem = problem
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("The conversation history cannot be used", classes="title")
+            yield Label(self.problem, markup=False)
+            yield Button("Start a fresh history", id="fresh", variant="primary")
+            yield Button("Continue without history", id="without")
+            yield Label("The old file is left exactly as it is.", classes="hint")
+
+    @on(Button.Pressed, "#fresh")
+    def _fresh(self) -> None:
+        self.dismiss(True)
+
+    @on(Button.Pressed, "#without")
+    def action_without(self) -> None:
+        self.dismiss(False)
