@@ -137,7 +137,6 @@ async def _ask(engine: Any, prompt: str, args: argparse.Namespace, store: Any) -
         history_pairs,
     )
     from tedchat.engine import Notice, TextDelta
-    from tedchat.metrics import format_metrics_line
     from tedchat.session import Turn, run_turn
 
     params = generation_params(args)
@@ -194,9 +193,7 @@ async def _ask(engine: Any, prompt: str, args: argparse.Namespace, store: Any) -
             _print_json(engine, turn.text, metrics, error="cancelled")
         else:
             out.write("\n")
-            print(
-                f"[{engine.name} · {engine.model}] {format_metrics_line(metrics)}", file=sys.stderr
-            )
+            _print_metrics_line(engine, metrics)
         return EXIT_CANCELLED
     await engine.close()
     if args.json:
@@ -207,16 +204,19 @@ async def _ask(engine: Any, prompt: str, args: argparse.Namespace, store: Any) -
         if result.text and not result.text.endswith("\n"):
             out.write("\n")
         out.flush()
-        print(
-            f"[{engine.name} · {engine.model}] {format_metrics_line(result.metrics)}",
-            file=sys.stderr,
-        )
+        _print_metrics_line(engine, result.metrics)
     if result.error is not None:
         print(f"error: {result.error.message}", file=sys.stderr)
         if result.error.hint:
             print(f"hint: {result.error.hint}", file=sys.stderr)
         return EXIT_ENGINE
     return 0
+
+
+def _print_metrics_line(engine: Any, metrics: Any) -> None:
+    from tedchat.metrics import format_metrics_line
+
+    print(f"[{engine.name} · {engine.model}] {format_metrics_line(metrics)}", file=sys.stderr)
 
 
 def answer_record(engine: Any, text: str, metrics: Any) -> dict[str, Any]:
