@@ -7,7 +7,7 @@ Importing this package imports Textual: the CLI imports it inside ``chat``/``com
 - :mod:`tedchat.tui.screens`: chat, compare, conversations, settings, help, floorplan, pickers
 - :mod:`tedchat.tui.widgets`: prompt, messages, status bar, compare pane and summary, floorplan
 - :mod:`tedchat.tui.live`: streaming answers to the screen on a frame clock
-- :mod:`tedchat.tui.segments`: where a streaming answer is cut into Markdown segments
+- :mod:`tedchat.tui.markdown`: streamed Markdown drawn as lines, block by block
 - :mod:`tedchat.tui.themes`: themes as TOML files; the remembered choice
 
 The conversation model and context trimming, shared with ``tedchat ask``, live in

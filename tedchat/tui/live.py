@@ -90,11 +90,11 @@ class LiveAnswer:
         self._pending.clear()
         return text
 
-    async def draw(self) -> None:
+    def draw(self) -> None:
         """One frame: append the text that arrived since the last one, redraw the figures."""
         text = self._take()
         if text:
-            await self.view.write(text)
+            self.view.write(text)
         if self.figures is not None:
             metrics = self.turn.metrics()
             self.figures.show_figures(metrics, live=True)
@@ -111,12 +111,11 @@ class LiveAnswer:
                 self.figures.add_rate((n - n0) / (now - t0))
         self._last_sample = (now, n)
 
-    async def finish(self, metrics: StreamMetrics, error: str | None) -> None:
+    def finish(self, metrics: StreamMetrics, error: str | None) -> None:
         """Draw what is left, stop the stream and show the final figures."""
         text = self._take()
         if text:
-            await self.view.write(text)
-        await self.view.end_stream()
+            self.view.write(text)
         self.view.set_result(metrics, error)
         if self.figures is not None:
             self.figures.show_figures(metrics, live=False)
@@ -188,11 +187,9 @@ class FrameClock:
             self._timer.stop()
             self._timer = None
 
-    async def _tick(self) -> None:
+    def _tick(self) -> None:
         for answer in list(self._answers):
-            # Shielded: stopping the clock (the answer ended) cancels a tick in progress, and a
-            # draw cut short would lose the text it had already taken.
-            await asyncio.shield(answer.draw())
+            answer.draw()
 
 
 class BackgroundRecorder:
@@ -323,13 +320,13 @@ async def _stream(
         result = await run_turn(turn, on_event=live.on_event, recorder=recorder)
     except asyncio.CancelledError:
         clock.remove(live)
-        await live.finish(turn.meter.snapshot(), None)
+        live.finish(turn.meter.snapshot(), None)
         raise
     except BaseException:
         clock.remove(live)
-        await live.finish(turn.meter.snapshot(), "the answer stopped unexpectedly")
+        live.finish(turn.meter.snapshot(), "the answer stopped unexpectedly")
         raise
     clock.remove(live)
     error = result.error.message if isinstance(result.error, EngineError) else None
-    await live.finish(result.metrics, error)
+    live.finish(result.metrics, error)
     return result

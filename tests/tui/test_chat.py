@@ -254,7 +254,7 @@ async def test_copy_reply_and_one_code_block(make_app) -> None:
         assert copied[-1] == "print('hi')"
         # Two blocks: a picker asks which.
         await chat(app)._reset(chat(app).conversation)
-        replies(app)[0].text += "\n```sh\necho two\n```\n"
+        replies(app)[0].write("\n```sh\necho two\n```\n")
         await pilot.press("f9")
         await wait_for(pilot, lambda: isinstance(app.screen, CodeBlockPicker))
         await pilot.press("down", "enter")
@@ -505,58 +505,44 @@ def screen_lines(app: Any) -> list[list[Any]]:
     return [list(strip) for strip in app.screen._compositor.render_strips()]
 
 
-async def test_a_long_answer_is_cut_into_segments_and_frozen_without_a_visible_change(
-    make_app, tmp_path: Path, monkeypatch
+async def test_a_long_answer_is_one_widget_of_lines_that_reflow_and_recolour(
+    make_app, tmp_path: Path
 ) -> None:
-    from textual.widgets import Markdown
-
-    from tedchat.tui.widgets.frozen import FrozenMarkdown
+    from tedchat.tui.markdown import MarkdownLines
+    from tedchat.tui.widgets.markdown_view import MarkdownView, renderer_for
 
     answer = tmp_path / "long.md"
     answer.write_text(long_markdown(), encoding="utf-8")
     app = make_app(LONG_ANSWER_CONFIG.format(file=answer), engine="long")
     async with app.run_test(size=(90, 40)) as pilot:
-        monkeypatch.setattr(ReplyView, "freeze_enabled", False)  # hold the live rendering
         await send(pilot, "a long one")
         await answered(pilot)
         view = replies(app)[0]
         assert view.text == answer.read_text()
-        segments = list(view.query(Markdown))
-        assert len(segments) > 2  # cut at block boundaries while streaming
-        assert "".join(s.source for s in segments) == view.text
-        chat(app).query_one(PromptInput).cursor_blink = False
-        await pilot.pause(0.1)
-        live = screen_lines(app)
-        monkeypatch.setattr(ReplyView, "freeze_enabled", True)
-        view.freeze_when_idle()
-        await wait_for(pilot, lambda: not view.query(Markdown))
-        await pilot.pause(0.1)
-        assert len(view.query(FrozenMarkdown)) == len(segments)
-        assert screen_lines(app) == live  # frozen lines are exactly what was drawn
-        # Every block widget is gone: a finished answer is a handful of widgets.
-        assert len(list(view.walk_children())) < len(segments) + 5
-        # A narrower terminal thaws them: the text reflows to the new width, then refreezes.
-        wide = {f._width for f in view.query(FrozenMarkdown)}
+        # No widget per block: the streamed answer is a body, a caption and nothing else.
+        assert len(list(view.walk_children())) == 2
+        body = view.query_one(MarkdownView)
+        # Streamed frame by frame, the lines are those of the whole text drawn at once.
+        whole = MarkdownLines()
+        whole.set_text(view.text)
+        expected = whole.update(renderer_for(app), body.size.width)
+        assert body.document.lines == expected
+        assert body.size.height == len(expected)
+        heading_colour = next(s for s in expected if s.text.startswith("Section 0"))
+        # A narrower terminal draws them again at the new width.
         await pilot.resize_terminal(60, 40)
-        await wait_for(
-            pilot,
-            lambda: (
-                not view.query(Markdown) and all(f._width <= 60 for f in view.query(FrozenMarkdown))
-            ),
-            timeout=5,
-        )
-        assert max(wide) > 60
-        # A new theme thaws them too: frozen lines carry the old colours.
+        await wait_for(pilot, lambda: body.size.width < 60)
+        await pilot.pause(0.05)
+        await wait_for(pilot, lambda: len(body.document.lines) == body.size.height)
+        assert all(strip.cell_length == body.size.width for strip in body.document.lines)
+        assert len(body.document.lines) > len(expected)  # wrapped over more lines
+        # A new theme draws them in its colours.
         app.theme = "light"
-        await wait_for(
-            pilot,
-            lambda: (
-                not view.query(Markdown)
-                and all(f._theme == "light" for f in view.query(FrozenMarkdown))
-            ),
-            timeout=5,
-        )
-        assert "".join(f.source for f in view.query(FrozenMarkdown)) == view.text
+        await pilot.pause(0.1)
+        body.render_line(0)  # what a repaint asks for
+        heading = next(s for s in body.document.lines if s.text.startswith("Section 0"))
+        assert next(iter(heading)).style != next(iter(heading_colour)).style
+        assert "".join(s.text for s in body.document.lines).count("Section 11") == 1
 
 
 async def test_engine_notices_and_wafer_stages_reach_the_screen(make_app) -> None:

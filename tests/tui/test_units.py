@@ -1,4 +1,4 @@
-"""Fast tests of the TUI's pure parts: context trimming, stored figures, segments, themes,
+"""Fast tests of the TUI's pure parts: context trimming, stored figures, themes,
 code blocks, the compare summary, the settings parser and the key binding list."""
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from tedchat.store import Store
 from tedchat.tui import themes
 from tedchat.tui.screens.help import binding_rows, unknown_keymap_ids
 from tedchat.tui.screens.params import parse_params
-from tedchat.tui.segments import SegmentSplitter
 from tedchat.tui.widgets.compare_summary import PaneResult, summary_table, time_to_last_token
 from tedchat.tui.widgets.messages import code_blocks
 
@@ -120,53 +119,6 @@ def test_params_round_trip_and_ignore_junk() -> None:
     assert params_from_dict(json.loads(json.dumps(params_to_dict(params)))) == params
     assert params_from_dict({"max_tokens": "many", "bogus": 1}) == GenerationParams()
     assert params_from_dict({"temperature": None, "top_p": 1}).top_p == 1.0
-
-
-# --- where answers are cut into Markdown segments --------------------------------------------
-
-
-def _segments(text: str, chunk: int, min_lines: int = 3) -> list[str]:
-    splitter = SegmentSplitter(min_lines)
-    segments = [""]
-    for i in range(0, len(text), chunk):
-        for j, piece in enumerate(splitter.feed(text[i : i + chunk])):
-            if j:
-                segments.append("")
-            segments[-1] += piece
-    return segments
-
-
-PARAGRAPHS = "\n\n".join(f"Paragraph {i} line one\nline two" for i in range(8)) + "\n"
-
-
-@pytest.mark.parametrize("chunk", [1, 3, 17, 10_000])
-def test_segments_rejoin_to_the_text_and_cut_after_blank_lines(chunk: int) -> None:
-    segments = _segments(PARAGRAPHS, chunk)
-    assert "".join(segments) == PARAGRAPHS
-    assert len(segments) > 2
-    for segment in segments[:-1]:
-        assert segment.endswith("\n\n")
-        assert segment.count("\n") >= 3
-
-
-def test_segments_never_cut_inside_a_code_block() -> None:
-    code = "```python\n" + "\n\n".join(f"x{i} = {i}" for i in range(20)) + "\n```\n\nafter\n"
-    text = "intro\n\n" * 3 + code
-    segments = _segments(text, 5)
-    assert "".join(segments) == text
-    for segment in segments:
-        assert segment.count("```") in (0, 2), segment
-
-
-def test_segments_never_cut_a_loose_list_or_an_indented_continuation() -> None:
-    text = "intro line\n\n" * 3 + "".join(f"{i}. item\n\n   more of {i}\n\n" for i in range(1, 9))
-    text += "closing paragraph\n\n"
-    segments = _segments(text, 4)
-    assert "".join(segments) == text
-    # No segment may begin with a list item or its indented continuation.
-    for segment in segments[1:]:
-        first = segment.lstrip("\n").splitlines()[0] if segment.strip() else ""
-        assert not first[:1].isdigit() and not first.startswith(" "), segment
 
 
 # --- themes ------------------------------------------------------------------------------------

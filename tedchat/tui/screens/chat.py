@@ -493,22 +493,18 @@ class ChatScreen(Screen[None]):
         log = self.log_view
         await log.remove_children()
         widgets: list[Any] = []
-        pending: list[tuple[ReplyView, str]] = []
         for exchange in conv.exchanges:
             user = UserMessage(exchange.prompt)
             view = None
             widgets.append(user)
             if exchange.reply is not None:
                 r = exchange.reply
-                view = ReplyView(r.engine, r.model)
+                view = ReplyView(r.engine, r.model, r.text)
                 widgets.append(view)
-                pending.append((view, r.text))
             self._views[id(exchange)] = (user, view)
         if not widgets:
             widgets.append(Static(Text(WELCOME), id="welcome"))
         await log.mount_all(widgets)
-        for view, text in pending:
-            await view.replace_text(text)
         for exchange in conv.exchanges:
             _user, view = self._views[id(exchange)]
             if view is not None and exchange.reply is not None:
