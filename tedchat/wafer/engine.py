@@ -370,6 +370,17 @@ class WaferEngine:
             precision=self.settings["precision"],
         )
 
+    def activity(self) -> dict[str, Any] | None:
+        """The stage the host is computing right now, for the floorplan's highlight:
+        ``{"system": i, "layer": n}`` (``layer`` None when a stand-in model runs for the
+        placed one, whose layers it does not have), or None between steps."""
+        pipeline, placement = self.pipeline, self.placement
+        active = pipeline.active if pipeline is not None else None
+        if active is None or placement is None or placement.mode != "pipeline":
+            return None
+        stage, layer = active
+        return {"system": stage, "layer": None if self.timing_target else layer}
+
     async def close(self) -> None:
         self.pipeline = None
         self._runner = None

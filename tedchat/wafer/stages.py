@@ -12,7 +12,7 @@ emulated time, and the engine records both.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,10 +45,19 @@ class Stage:
     def close(self, seq_id: Hashable) -> None:
         self.caches.pop(seq_id, None)
 
-    def forward(self, seq_id: Hashable, h: np.ndarray, start: int) -> np.ndarray:
-        """Run this stage's layers on activations ``h`` at positions from ``start``."""
+    def forward(
+        self,
+        seq_id: Hashable,
+        h: np.ndarray,
+        start: int,
+        on_layer: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
+        """Run this stage's layers on activations ``h`` at positions from ``start``
+        (``on_layer(stage, layer)`` is told as each layer begins)."""
         cache = self.caches[seq_id]
         for layer in self.layers:
+            if on_layer is not None:
+                on_layer(self.index, layer.index)
             h = layer.forward(h, cache, start)
         return h
 
@@ -74,6 +83,9 @@ class Pipeline:
             for i, (first, stop) in enumerate(layer_ranges)
         ]
         self.positions: dict[Hashable, int] = {}
+        #: (stage, layer) the host is computing now, None between steps: what a floorplan
+        #: highlights. Read from other threads; a tuple is replaced whole, never mutated.
+        self.active: tuple[int, int] | None = None
 
     @staticmethod
     def split(n_layers: int, n_stages: int) -> list[tuple[int, int]]:
@@ -105,13 +117,19 @@ class Pipeline:
                 f"{self.context} tokens"
             )
         h = None
-        for c0 in range(0, ids.size, chunk):
-            h = self.model.embed(ids[c0 : c0 + chunk])  # stage 0 holds the embeddings
-            for stage in self.stages:
-                h = stage.forward(seq_id, h, start + c0)
+        try:
+            for c0 in range(0, ids.size, chunk):
+                h = self.model.embed(ids[c0 : c0 + chunk])  # stage 0 holds the embeddings
+                for stage in self.stages:
+                    h = stage.forward(seq_id, h, start + c0, self._at)
+        finally:
+            self.active = None
         self.positions[seq_id] = start + ids.size
         assert h is not None
         return self.model.final_norm_and_logits(h[-1:])[0]  # the last stage holds the head
+
+    def _at(self, stage: int, layer: int) -> None:
+        self.active = (stage, layer)
 
     def context_len(self, seq_id: Hashable) -> int:
         return self.positions[seq_id]

@@ -53,3 +53,30 @@ async def test_compare_two_real_local_engines_sharing_the_cores(make_app) -> Non
         texts = [pane.query_one(ReplyView).text for pane in app.screen.query(ComparePane)]
         assert all(t.strip() for t in texts)
         assert texts[0] == texts[1]  # same model, greedy: the same answer
+
+
+async def test_the_floorplan_follows_the_real_wafer_engine_layer_by_layer(make_app) -> None:
+    from tedchat.tui.screens.floorplan import FloorplanScreen
+    from tedchat.tui.widgets.floorplan import Floorplan
+
+    app = make_app(engine="wafer", params=GenerationParams(max_tokens=24, temperature=0.0))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("f10")
+        await wait_for(pilot, lambda: isinstance(app.screen, FloorplanScreen))
+        floorplan = app.screen.query_one(Floorplan)
+        await wait_for(pilot, lambda: floorplan.plan is not None, timeout=60)
+        screen = app.chat_screen()
+        screen.send("Name three colours.")
+        highlighted: list[dict] = []
+        await wait_for(pilot, lambda: screen.busy)
+        while screen.busy:
+            if floorplan.active is not None:
+                highlighted.append(dict(floorplan.active))
+            await pilot.pause(0.02)
+        # The one CS-3 holds all 30 layers of SmolLM2; the highlight moved through them as
+        # the NumPy forward pass did, and went out when the answer ended.
+        assert highlighted, "no stage was highlighted while the wafer engine computed"
+        assert {h["system"] for h in highlighted} == {0}
+        layers = {h["layer"] for h in highlighted}
+        assert layers <= set(range(30)) and len(layers) >= 3
+        await wait_for(pilot, lambda: floorplan.active is None)

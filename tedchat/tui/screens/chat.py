@@ -36,7 +36,7 @@ from tedchat.conversation import (
     history_pairs,
     params_to_dict,
 )
-from tedchat.engine import Engine, Event
+from tedchat.engine import Engine
 from tedchat.errors import EngineError, HistoryError, TedchatError
 from tedchat.session import Turn
 from tedchat.tui.engines import LoadState
@@ -288,7 +288,6 @@ class ChatScreen(Screen[None]):
                 self.frame_clock,
                 figures=self.status,
                 recorder=recorder,
-                observe=self._observe,
             )
         except asyncio.CancelledError:
             record.text = turn.text
@@ -301,15 +300,6 @@ class ChatScreen(Screen[None]):
         record.error = result.error.message if result.error else None
         record.store_id = recorder.id if recorder is not None else None
         self._update_title()
-
-    def _observe(self, event: Event) -> None:
-        """Forward the active wafer stage to an open floorplan (events that carry one)."""
-        stage = getattr(event, "stage", None)
-        if stage is None:
-            return
-        for screen in self.app.screen_stack:
-            if isinstance(screen, FloorplanScreen) and screen.engine_name == self.engine_name:
-                screen.set_active(stage, getattr(event, "layer", None))
 
     def _context_notice(
         self, dropped: int, context: int, known: bool, engine: str, view: ReplyView
@@ -434,7 +424,9 @@ class ChatScreen(Screen[None]):
                 f"{self.engine_name} has no floorplan (wafer engines have one)", severity="warning"
             )
             return
-        self.app.push_screen(FloorplanScreen(self.engine_name, floorplan))
+        self.app.push_screen(
+            FloorplanScreen(self.engine_name, floorplan, getattr(engine, "activity", None))
+        )
 
     def action_compare(self) -> None:
         self.app.push_screen(

@@ -2,7 +2,8 @@
 
 Shown for engines that have a ``floorplan()`` method returning a placement dict (see
 :mod:`tedchat.tui.widgets.floorplan`). The dict is computed in a worker thread, since planning
-may read a model file. While an answer streams, the chat screen forwards the active stage.
+may read a model file. An engine that also has ``activity()`` (the wafer engine: the stage its
+host is computing now, or None) is asked ~15 times a second, and that stage is highlighted.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from textual.widgets import Footer, Static
 from tedchat.tui.widgets.floorplan import Floorplan
 
 PlanSource = Callable[[], Mapping[str, Any]]
+ActivitySource = Callable[[], Mapping[str, Any] | None]
+
+#: How often the highlighted stage is brought up to date.
+ACTIVITY_HZ = 15.0
 
 
 class FloorplanScreen(Screen[None]):
@@ -31,10 +36,16 @@ class FloorplanScreen(Screen[None]):
     """
     BINDINGS = [Binding("escape,f10", "close", "Close", id="close-floorplan")]
 
-    def __init__(self, engine_name: str, source: PlanSource | Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        engine_name: str,
+        source: PlanSource | Mapping[str, Any],
+        activity: ActivitySource | None = None,
+    ) -> None:
         super().__init__()
         self.engine_name = engine_name
         self.source = source
+        self.activity = activity
 
     def compose(self) -> ComposeResult:
         yield Static(
@@ -54,6 +65,18 @@ class FloorplanScreen(Screen[None]):
             self.query_one(Floorplan).plan = dict(self.source)
         else:
             self.run_worker(self._compute, thread=True, exit_on_error=False)
+        if self.activity is not None:
+            self.set_interval(1 / ACTIVITY_HZ, self._poll_activity, name="floorplan-activity")
+
+    def _poll_activity(self) -> None:
+        assert self.activity is not None
+        active = self.activity()
+        floorplan = self.query_one(Floorplan)
+        if active is None:
+            if floorplan.active is not None:
+                floorplan.set_active(None)
+        else:
+            floorplan.set_active(active.get("system"), active.get("layer"))
 
     def _compute(self) -> None:
         assert callable(self.source)

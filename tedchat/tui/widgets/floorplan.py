@@ -34,8 +34,8 @@ is drawn and its ``model.name`` used as the title). Everything is JSON-ready dat
       "active": {"system": 1, "layer": 17}   # optional: the stage working right now
     }
 
-The active stage can also be set live with :meth:`Floorplan.set_active` (the chat screen does
-so for stream events that carry a ``stage`` attribute, and optionally ``layer``).
+The active stage can also be set live with :meth:`Floorplan.set_active` (the floorplan screen
+does so from the engine's ``activity()``).
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ real plugin path. Engine type ``scripted``; its settings:
 - ``context``: the context window ``describe()`` reports (0: none);
 - ``local``: whether the engine counts as local (shares the thread budget);
 - ``floorplan``: give the engine a ``floorplan()`` method returning a small placement;
-- ``stages``: send events with a ``stage`` attribute (the active wafer system) this many apart;
+- ``stages``: report the active wafer system through ``activity()``, moving every this many
+  tokens while an answer streams (None otherwise), as the wafer engine does;
 - ``notice``: send a Notice with this text before the answer.
 """
 
@@ -27,7 +28,6 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,14 +67,6 @@ SETTINGS: dict[str, Any] = {
     "stages": 0,
     "notice": "",
 }
-
-
-@dataclass(frozen=True)
-class StageEvent:
-    """Which emulated system works on the current token (not part of the contract)."""
-
-    stage: int
-    layer: int | None = None
 
 
 def pieces(text: str, chunk_chars: int) -> list[str]:
@@ -155,8 +147,11 @@ class ScriptedEngine:
         self.loaded = False
         self.requests: list[list[Message]] = []  # what each request sent (tests read it)
         self.threads_seen: list[int] = []
+        self.active: dict[str, int] | None = None  # what ``activity()`` reports
         if settings["floorplan"]:
             self.floorplan = small_plan
+        if settings["stages"]:
+            self.activity = lambda: self.active
 
     def text(self) -> str:
         if self.settings["file"]:
@@ -216,9 +211,10 @@ class ScriptedEngine:
                     await asyncio.sleep(0)
             if s["fail"] and i == len(parts) // 2:
                 raise EngineError(s["fail"])
-            if stages and i % stages == 0:
-                yield StageEvent(stage=(i // stages) % 2, layer=(i // stages) % 4)  # type: ignore[misc]
+            if stages:
+                self.active = {"system": (i // stages) % 2, "layer": (i // stages) % 4}
             yield TextDelta(part, tokens=1 if s["count"] == "deltas" else None)
+        self.active = None
         if s["count"] == "usage":
             yield Usage(prompt_tokens=7, output_tokens=len(parts), source="engine")
         if s["emulated"]:
