@@ -991,6 +991,25 @@ class Store:
 
         self._transaction(run)
 
+    def set_settings(
+        self,
+        conversation_id: int,
+        system: str | None,
+        params: Mapping[str, Any] | object | None = None,
+    ) -> None:
+        """Set a conversation's system prompt and generation params (changed mid-way)."""
+        params_json = _dumps(params if params is not None else {})
+
+        def run(conn: sqlite3.Connection) -> None:
+            cur = conn.execute(
+                "UPDATE conversations SET system = ?, params = ? WHERE id = ?",
+                (system, params_json, conversation_id),
+            )
+            if cur.rowcount == 0:
+                raise ConversationNotFoundError(f"no conversation {conversation_id} in history")
+
+        self._transaction(run)
+
     def delete(self, conversation_id: int) -> None:
         """Delete a conversation, its messages, replies and their search entries."""
 

@@ -589,9 +589,19 @@ def test_list_rename_delete_last(db: Path) -> None:
         assert [c.id for c in store.list_conversations(limit=1, offset=1)] == [b]
         store.rename(a, "renamed")
         assert store.get_conversation(a).title == "renamed"
+        store.set_settings(a, "be brief", {"max_tokens": 64})
+        assert (store.get_conversation(a).system, store.get_conversation(a).params) == (
+            "be brief",
+            {"max_tokens": 64},
+        )
         store.delete(a)
         assert [c.id for c in store.list_conversations()] == [b]
-        for call in (store.get_conversation, store.delete, lambda i: store.rename(i, "x")):
+        for call in (
+            store.get_conversation,
+            store.delete,
+            lambda i: store.rename(i, "x"),
+            lambda i: store.set_settings(i, None),
+        ):
             with pytest.raises(ConversationNotFoundError):
                 call(a)
         with pytest.raises(ConversationNotFoundError):

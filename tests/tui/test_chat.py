@@ -284,6 +284,17 @@ async def test_settings_modal_sets_system_prompt_and_parameters(make_app) -> Non
         # max_tokens reached the engine: the scripted answer stops after 3 pieces, "length".
         assert replies(app)[0].text == "The **answer** is"
         assert "length" in str(replies(app)[0].caption.render())
+        # Changed mid-conversation, the settings are kept in the history too.
+        await pilot.press("f4")
+        await wait_for(pilot, lambda: isinstance(app.screen, ParamsScreen))
+        app.screen.query_one("#system").load_text("Answer in Japanese.")
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: not isinstance(app.screen, ParamsScreen))
+        await pilot.pause(0.1)
+        await app.history_idle()
+        stored = app._store.get_conversation(chat(app).conversation.id)
+        assert stored.system == "Answer in Japanese."
+        assert stored.params["max_tokens"] == 3
 
 
 async def test_the_oldest_exchanges_are_left_out_when_the_context_is_outgrown(make_app) -> None:

@@ -405,12 +405,27 @@ class ChatScreen(Screen[None]):
         def apply(result: tuple[str, Any] | None) -> None:
             if result is None:
                 return
-            self.conversation.system, self.conversation.params = result
+            conv = self.conversation
+            conv.system, conv.params = result
             self.notify("settings apply from the next prompt")
+            if conv.id is not None:  # a conversation in the history keeps them too
+                self.run_worker(self._save_settings(conv), group="history")
 
         self.app.push_screen(
             ParamsScreen(self.conversation.system, self.conversation.params), apply
         )
+
+    async def _save_settings(self, conv: Any) -> None:
+        app = self.tedchat
+        store = await app.history()
+        if store is None or conv.id is None:
+            return
+        try:
+            await app.in_history(
+                store.set_settings, conv.id, conv.system or None, params_to_dict(conv.params)
+            )
+        except HistoryError as exc:
+            app.history_failed(exc)
 
     def action_floorplan(self) -> None:
         try:
