@@ -179,3 +179,15 @@ def test_theme_variables_become_markdown_styles() -> None:
     assert styles["markdown.link"].color.triplet.hex == "#00ff00"
     dark, light = _renderer(True), _renderer(False)
     assert dark.code_theme != light.code_theme
+
+
+def test_blocks_are_parsed_as_richs_markdown_would_parse_them() -> None:
+    from rich.markdown import Markdown
+
+    from tedchat.tui.markdown import _ChatMarkdown
+
+    ours = _ChatMarkdown(DOC, "monokai", None)
+    rich_own = Markdown(DOC, code_theme="monokai")
+    # Every attribute Rich's own constructor sets is set (a newer Rich adding one fails here).
+    assert set(vars(rich_own)) <= set(vars(ours))
+    assert [t.type for t in ours.parsed] == [t.type for t in rich_own.parsed]
