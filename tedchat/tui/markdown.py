@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import io
 import itertools
+import re
 from collections.abc import Mapping
 from typing import ClassVar
 
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from rich._loop import loop_first
-from rich.console import Console, ConsoleOptions, RenderResult
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.markdown import CodeBlock, Heading, ListItem, Markdown
 from rich.segment import Segment
 from rich.style import Style
@@ -40,6 +41,12 @@ from textual.strip import Strip
 
 #: The Markdown dialect: CommonMark with tables and strikethrough (what models write).
 _PARSER = MarkdownIt("commonmark").enable("table").enable("strikethrough")
+
+#: The first line of a fenced code block at the left margin: its fence and info string.
+_FENCE_OPEN_RE = re.compile(r"(`{3,}|~{3,})([^\n]*)\n")
+
+#: Lines of code before the new ones that are read again to highlight them in context.
+CODE_CONTEXT_LINES = 50
 
 #: Pygments styles for code blocks on dark and light themes (``code-theme`` in a theme's
 #: [variables] picks another; ``code-background`` sets their ground, the theme's surface
@@ -58,9 +65,14 @@ class BlockSplitter:
         self._after_cr = False  # the last chunk ended in CR (its LF may start the next)
 
     @property
+    def open_text(self) -> str:
+        """The text from the start of the last block, which later text may still change."""
+        return self.text[self._open_start :]
+
+    @property
     def open_block(self) -> str:
-        """The source of the last block, which later text may still change."""
-        return self.text[self._open_start :].strip("\n")
+        """The source of the last block."""
+        return self.open_text.strip("\n")
 
     def append(self, text: str) -> int:
         """Add streamed text; return how many blocks it finished."""
@@ -109,14 +121,30 @@ class _CodeBlock(CodeBlock):
         return block
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        yield Syntax(
-            str(self.text).rstrip(),
-            self.lexer_name,
-            theme=self.theme,
-            word_wrap=True,
-            padding=1,
-            background_color=getattr(self, "background", None),
+        yield code_syntax(
+            str(self.text).rstrip(), self.lexer_name, self.theme, getattr(self, "background", None)
         )
+
+
+def code_syntax(
+    code: str,
+    lexer: str,
+    theme: str,
+    background: str | None,
+    *,
+    padding: int | tuple[int, int] = 1,
+    line_range: tuple[int, int] | None = None,
+) -> Syntax:
+    """How a code block is drawn: highlighted, wrapped, padded on the theme's code ground."""
+    return Syntax(
+        code,
+        lexer,
+        theme=theme,
+        word_wrap=True,
+        padding=padding,
+        background_color=background,
+        line_range=line_range,
+    )
 
 
 class _ListItem(ListItem):
@@ -240,10 +268,31 @@ class BlockRenderer:
         """``source`` (one block or several) as lines exactly ``width`` cells wide."""
         if not source.strip():
             return []
+        markdown = _ChatMarkdown(source, self.code_theme, self.code_background)
+        return self._lines(markdown, width)
+
+    def render_code(
+        self, code: str, lexer: str, lines: tuple[int, int] | None, width: int
+    ) -> list[Strip]:
+        """Lines ``lines`` (1-based, inclusive; None for all) of a code block's ``code``,
+        highlighted in the context of all the code before them, without the block's top and
+        bottom padding."""
+        syntax = code_syntax(
+            code, lexer, self.code_theme, self.code_background, padding=(0, 1), line_range=lines
+        )
+        return self._lines(syntax, width, trim=False)
+
+    def code_padding(self, lexer: str, width: int) -> Strip:
+        """The line that pads a code block above and below."""
+        syntax = code_syntax(" ", lexer, self.code_theme, self.code_background)
+        return self._lines(syntax, width, trim=False)[0]
+
+    def _lines(self, renderable: RenderableType, width: int, trim: bool = True) -> list[Strip]:
         width = max(1, width)
         options = self._console.options.update(width=width, height=None)
-        markdown = _ChatMarkdown(source, self.code_theme, self.code_background)
-        lines = self._console.render_lines(markdown, options, pad=True, new_lines=False)
+        lines = self._console.render_lines(renderable, options, pad=True, new_lines=False)
+        if not trim:
+            return [Strip(line, width) for line in lines]
         # Rich sets some blocks (lists, quotes, tables) apart with blank lines of their own;
         # here blocks are one blank line apart whatever they are. Padding with a background
         # (a code block's) is part of the block and stays.
@@ -272,6 +321,7 @@ class MarkdownLines:
         self._finished_lines = 0  # how many of ``lines`` belong to finished blocks
         self._drawn_blocks = 0  # finished blocks already in ``lines``
         self._open_drawn = False  # the open block's lines are up to date
+        self._fence: _DrawnFence | None = None  # an open code block's lines drawn so far
 
     @property
     def text(self) -> str:
@@ -305,9 +355,66 @@ class MarkdownLines:
                 self.lines.extend(block)
         self._drawn_blocks = len(self.blocks.finished)
         self._finished_lines = len(self.lines)
-        open_lines = renderer.render(self.blocks.open_block, width)
+        open_lines = self._open_fence_lines(renderer, width)
+        if open_lines is None:
+            open_lines = renderer.render(self.blocks.open_block, width)
         if open_lines and self.lines:
             self.lines.append(blank)
         self.lines.extend(open_lines)
         self._open_drawn = True
         return self.lines
+
+    def _open_fence_lines(self, renderer: BlockRenderer, width: int) -> list[Strip] | None:
+        """The open block's lines if it is a fenced code block still being written, drawing
+        only its lines completed since the last frame (None if it is anything else).
+
+        A model writing a whole file is one long open block: drawn whole on every frame, a
+        frame would cost more the longer the file (Pygments re-reading it all). Here each
+        complete line is highlighted once, read with up to :data:`CODE_CONTEXT_LINES` lines of
+        the code before it, from a line at the left margin; the line being written is shown
+        unhighlighted until it ends. Once the fence closes the block is drawn whole, as any
+        other block: a string or comment opened further back than that context is coloured
+        right from then on.
+        """
+        text = self.blocks.open_text.lstrip("\n")
+        opening = _FENCE_OPEN_RE.match(text)
+        if opening is None:
+            return None
+        fence, info = opening.group(1), opening.group(2)
+        if fence[0] == "`" and "`" in info:
+            return None  # not a fence (CommonMark): an inline code span
+        *complete, partial = text[opening.end() :].split("\n")
+        closing = re.compile(rf" {{0,3}}{re.escape(fence[0])}{{{len(fence)},}}[ \t]*")
+        if any(closing.fullmatch(line) for line in (*complete, partial)):
+            return None
+        lexer = info.strip().partition(" ")[0] or "text"
+        key = (opening.group(0), renderer, width)
+        drawn = self._fence
+        if drawn is None or drawn.key != key or drawn.done > len(complete):
+            drawn = self._fence = _DrawnFence(key, renderer.code_padding(lexer, width))
+        if len(complete) > drawn.done:
+            start = _context_start(complete, drawn.done)
+            new = (drawn.done - start + 1, len(complete) - start)
+            drawn.lines += renderer.render_code("\n".join(complete[start:]), lexer, new, width)
+            drawn.done = len(complete)
+        tail = renderer.render_code(partial, "text", None, width) if partial else []
+        return [drawn.padding, *drawn.lines, *tail, drawn.padding]
+
+
+def _context_start(lines: list[str], first_new: int) -> int:
+    """Where to start reading code so that line ``first_new`` is highlighted in context."""
+    start = max(0, first_new - CODE_CONTEXT_LINES)
+    for i in range(start, first_new):
+        if lines[i][:1].strip():  # starts at the left margin: most likely top-level code
+            return i
+    return start
+
+
+class _DrawnFence:
+    """The lines drawn so far of an open fenced code block (see ``_open_fence_lines``)."""
+
+    def __init__(self, key: tuple[str, BlockRenderer, int], padding: Strip) -> None:
+        self.key = key
+        self.padding = padding
+        self.lines: list[Strip] = []
+        self.done = 0  # complete code lines drawn

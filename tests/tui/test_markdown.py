@@ -191,3 +191,45 @@ def test_blocks_are_parsed_as_richs_markdown_would_parse_them() -> None:
     # Every attribute Rich's own constructor sets is set (a newer Rich adding one fails here).
     assert set(vars(rich_own)) <= set(vars(ours))
     assert [t.type for t in ours.parsed] == [t.type for t in rich_own.parsed]
+
+
+LONG_CODE = "".join(f"def f{i}(x):\n    return x * {i}  # line {i}\n" for i in range(150))
+
+
+def test_an_open_code_block_shows_what_drawing_it_whole_would_at_every_line_end() -> None:
+    renderer = _renderer()
+    text = "Here is the file:\n\n```python\n" + LONG_CODE
+    streamed = MarkdownLines()
+    cut = 0
+    for end in [i + 1 for i, c in enumerate(text) if c == "\n"][2:]:
+        streamed.append(text[cut:end])
+        cut = end
+        if end % 7 and end != len(text):
+            continue  # frames at irregular line ends
+        whole = MarkdownLines()
+        whole.set_text(text[:end])
+        whole._open_fence_lines = lambda *_: None  # type: ignore[method-assign]
+        assert streamed.update(renderer, 70) == whole.update(renderer, 70), end
+
+
+def test_an_open_code_block_reads_a_bounded_context_per_frame() -> None:
+    from tedchat.tui.markdown import CODE_CONTEXT_LINES
+
+    class Reading(BlockRenderer):
+        def __init__(self) -> None:
+            super().__init__({}, "monokai")
+            self.read: list[int] = []
+
+        def render_code(self, code, lexer, lines, width):  # type: ignore[no-untyped-def]
+            self.read.append(code.count("\n") + 1)
+            return super().render_code(code, lexer, lines, width)
+
+    renderer = Reading()
+    lines = MarkdownLines()
+    lines.append("```python\n")
+    for line in LONG_CODE.splitlines(keepends=True):
+        lines.append(line)
+        lines.update(renderer, 70)
+    # One new line a frame: never more than the context and that line re-read (300 lines in).
+    assert max(renderer.read) <= CODE_CONTEXT_LINES + 1
+    assert len(lines.lines) == 1 + 300 + 1  # padding, the code, padding
