@@ -556,6 +556,34 @@ async def test_a_long_answer_is_one_widget_of_lines_that_reflow_and_recolour(
         assert "".join(s.text for s in body.document.lines).count("Section 11") == 1
 
 
+async def test_the_view_follows_the_answer_until_scrolled_up_and_again_at_the_bottom(
+    make_app, tmp_path: Path
+) -> None:
+    answer = tmp_path / "long.md"
+    answer.write_text(long_markdown() * 3, encoding="utf-8")
+    config = LONG_ANSWER_CONFIG.format(file=answer).replace("1500.0", "400.0")
+    app = make_app(config, engine="long")
+    async with app.run_test(size=(90, 30)) as pilot:
+        log = chat(app).log_view
+        await send(pilot, "a long one")
+
+        def at_bottom() -> bool:
+            return log.scroll_y == log.max_scroll_y
+
+        await wait_for(pilot, lambda: log.max_scroll_y > 20 and at_bottom(), timeout=5)
+        log.scroll_to(y=5, animate=False)  # the reader scrolls up
+        await pilot.pause(0.1)
+        grown = log.max_scroll_y
+        await wait_for(pilot, lambda: log.max_scroll_y > grown + 10)
+        assert log.scroll_y == 5  # left where the reader put it
+        log.scroll_to(y=log.max_scroll_y, animate=False)  # back at the bottom: follows again
+        bottom = log.max_scroll_y
+        await wait_for(pilot, lambda: log.max_scroll_y > bottom + 10 and at_bottom(), timeout=5)
+        assert chat(app).busy  # all of this while the answer was still streaming
+        await answered(pilot, timeout=30)
+        await wait_for(pilot, at_bottom, timeout=2)
+
+
 async def test_engine_notices_and_the_active_wafer_stage_reach_the_screen(make_app) -> None:
     app = make_app(
         """
