@@ -260,6 +260,17 @@ async def test_copy_reply_and_one_code_block(make_app) -> None:
         await pilot.press("down", "enter")
         await pilot.pause(0.1)
         assert copied[-1] == "echo two"
+        # With two replies, F8 copies the newest, or the one the reader clicked.
+        await send(pilot, "and again")
+        await answered(pilot)
+        first, second = replies(app)
+        first.write(" (the first)")
+        await pilot.press("f8")
+        assert copied[-1] == second.text
+        await pilot.click(first.caption)
+        await pilot.press("f8")
+        assert copied[-1] == first.text and first.text.endswith("(the first)")
+        assert first.caption.has_class("-chosen") and not second.caption.has_class("-chosen")
 
 
 async def test_settings_modal_sets_system_prompt_and_parameters(make_app) -> None:

@@ -89,6 +89,7 @@ class ChatScreen(Screen[None]):
         self._answer: Worker[Any] | None = None
         self._views: dict[int, tuple[UserMessage, ReplyView | None]] = {}  # id(exchange) ->
         self._editing: Exchange | None = None
+        self._chosen_reply: ReplyView | None = None  # clicked: what F8 / F9 copy
         self.frame_clock = FrameClock(self)
         self._unsubscribe = None
 
@@ -359,15 +360,18 @@ class ChatScreen(Screen[None]):
             self.conversation.exchanges.remove(exchange)
 
     def _selected_reply(self) -> ReplyView | None:
-        focused = self.focused
-        while focused is not None and not isinstance(focused, ReplyView):
-            focused = focused.parent  # type: ignore[assignment]
-            if focused is self:
-                focused = None
-        if isinstance(focused, ReplyView):
-            return focused
+        """The reply the copy actions work on: the one last clicked, else the newest."""
+        chosen = self._chosen_reply
+        if chosen is not None and chosen.is_mounted:
+            return chosen
         replies = list(self.query(ReplyView))
         return replies[-1] if replies else None
+
+    def on_reply_view_chosen(self, message: ReplyView.Chosen) -> None:
+        if self._chosen_reply is not None and self._chosen_reply is not message.view:
+            self._chosen_reply.mark_chosen(False)
+        self._chosen_reply = message.view
+        message.view.mark_chosen(True)
 
     def action_copy_reply(self) -> None:
         view = self._selected_reply()

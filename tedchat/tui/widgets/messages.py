@@ -12,6 +12,8 @@ import re
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.events import Click
+from textual.message import Message
 from textual.widgets import Static
 
 from tedchat.metrics import StreamMetrics, format_metrics_line
@@ -93,7 +95,15 @@ class ReplyView(Vertical):
     ReplyView > .caption.-streaming { color: $accent; }
     ReplyView > .caption.-cancelled { color: $warning; }
     ReplyView > .caption.-error { color: $error; }
+    ReplyView > .caption.-chosen { text-style: reverse; }
     """
+
+    class Chosen(Message):
+        """The reader clicked this reply (the copy actions then work on it)."""
+
+        def __init__(self, view: ReplyView) -> None:
+            super().__init__()
+            self.view = view
 
     def __init__(self, engine: str, model: str, text: str = "", **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -134,6 +144,13 @@ class ReplyView(Vertical):
         label.remove_class("-streaming")
         label.set_class(reason == "cancelled", "-cancelled")
         label.set_class(reason == "error" or error is not None, "-error")
+
+    def on_click(self, event: Click) -> None:
+        if event.chain == 1:  # not the clicks of a text selection by words or lines
+            self.post_message(self.Chosen(self))
+
+    def mark_chosen(self, chosen: bool) -> None:
+        self.caption.set_class(chosen, "-chosen")
 
     def begin_stream(self) -> None:
         """Mark the reply as streaming (its text then arrives through :meth:`write`)."""
