@@ -54,6 +54,27 @@ def run_cli(
     )
 
 
+#: llama.cpp on one thread: the CLI tests run beside other work on two cores.
+ONE_THREAD = {"TEDCHAT_THREADS": "1"}
+
+LONG_ESSAY = "Write a very long essay about the history of computing."
+
+
+def start_long_answer(home: Path, max_tokens: int) -> subprocess.Popen[bytes]:
+    """Start ``tedchat ask`` on a long greedy answer (the bundled model, one thread) as its own
+    process, its answer readable from ``stdout``: for tests that interrupt it mid-stream."""
+    return subprocess.Popen(
+        [
+            *(sys.executable, "-m", "tedchat", "ask"),
+            *("--max-tokens", str(max_tokens), "--temperature", "0", LONG_ESSAY),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=cli_env(home, **ONE_THREAD),
+    )
+
+
 def one_error_line(stderr: str) -> str:
     """The stderr of a failed command: exactly one 'error:' line (plus an optional hint)."""
     assert "Traceback" not in stderr, stderr

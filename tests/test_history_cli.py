@@ -5,14 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from tests.conftest import cli_env, one_error_line, run_cli
-
-ONE_THREAD = {"TEDCHAT_THREADS": "1"}
+from tests.conftest import (
+    LONG_ESSAY,
+    ONE_THREAD,
+    one_error_line,
+    run_cli,
+    start_long_answer,
+)
 
 
 def history_file(home: Path) -> Path:
@@ -22,23 +24,7 @@ def history_file(home: Path) -> Path:
 def test_sigkill_mid_answer_leaves_prompt_and_partial_reply_interrupted(
     tedchat_home: Path,
 ) -> None:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tedchat",
-            "ask",
-            "--max-tokens",
-            "3000",
-            "--temperature",
-            "0",
-            "Write a very long essay about the history of computing.",
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=cli_env(tedchat_home, **ONE_THREAD),
-    )
+    proc = start_long_answer(tedchat_home, 3000)
     try:
         assert proc.stdout is not None
         received = proc.stdout.read(200)  # well into the answer
@@ -52,7 +38,7 @@ def test_sigkill_mid_answer_leaves_prompt_and_partial_reply_interrupted(
     assert shown.returncode == 0, shown.stderr
     doc = json.loads(shown.stdout)
     user = doc["messages"][0]
-    assert user["content"] == "Write a very long essay about the history of computing."
+    assert user["content"] == LONG_ESSAY
     reply = user["replies"][0]
     assert reply["finish_reason"] == "interrupted"
     assert len(reply["content"]) >= 100

@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import run_cli
-
-# One thread: the test machine may be busy, and spinning llama.cpp threads collapse there.
-ONE_THREAD = {"TEDCHAT_THREADS": "1"}
+from tests.conftest import ONE_THREAD, run_cli, start_long_answer
 
 
 def test_ask_answers_paris_with_metrics_line(tedchat_home: Path) -> None:
@@ -74,29 +71,9 @@ def test_stdin_is_appended_to_the_prompt(tedchat_home: Path) -> None:
 
 def test_ctrl_c_keeps_partial_answer_and_exits_130(tedchat_home: Path) -> None:
     import signal
-    import subprocess
-    import sys
     import time
 
-    from tests.conftest import cli_env
-
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tedchat",
-            "ask",
-            "--max-tokens",
-            "2000",
-            "--temperature",
-            "0",
-            "Write a very long essay about the history of computing.",
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=cli_env(tedchat_home, **ONE_THREAD),
-    )
+    proc = start_long_answer(tedchat_home, 2000)
     try:
         assert proc.stdout is not None
         first = proc.stdout.read(20)  # the answer has started streaming

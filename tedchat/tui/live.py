@@ -26,22 +26,14 @@ from textual.timer import Timer
 from textual.widget import Widget
 
 from tedchat.engine import (
-    Done,
-    EmulatedTimings,
     Event,
     Notice,
-    ReasoningDelta,
     TextDelta,
-    Timings,
-    Usage,
 )
 from tedchat.errors import EngineError, TedchatError
 from tedchat.metrics import StreamMetrics
 from tedchat.session import ReplyRecorder, Turn, TurnResult, run_turn
 from tedchat.tui.widgets.messages import ReplyView
-
-#: Events whose content the screen shows through the meter's figures (nothing to hand over).
-_DRAWN_FROM_THE_METER = (ReasoningDelta, Usage, Timings, EmulatedTimings, Done)
 
 #: Frames per second of the clock that draws streamed text and figures.
 FRAME_HZ = 30.0
@@ -68,22 +60,22 @@ class LiveAnswer:
         turn: Turn,
         view: ReplyView,
         figures: FigureTarget | None = None,
-        observe: Callable[[Event], None] | None = None,
     ) -> None:
         self.turn = turn
-        self.observe = observe
         self.view = view
         self.figures = figures
         self._pending: list[str] = []
         self._last_sample: tuple[float, int] | None = None
 
     def on_event(self, event: Event, _turn: Turn) -> None:
-        """run_turn's callback: keep the text for the next frame (no drawing here)."""
+        """run_turn's callback: keep the text for the next frame (no drawing here). Every
+        other event reaches the screen through the meter's figures, except a Notice, which is
+        shown in the reply."""
         if isinstance(event, TextDelta):
             if event.text:
                 self._pending.append(event.text)
-        elif not isinstance(event, _DRAWN_FROM_THE_METER) and self.observe is not None:
-            self.observe(event)  # a Notice, a wafer stage, whatever an engine adds next
+        elif isinstance(event, Notice):
+            self.view.add_notice(event.text)
 
     def _take(self) -> str:
         text = "".join(self._pending)
@@ -278,23 +270,14 @@ async def stream_answer(
     *,
     figures: FigureTarget | None = None,
     recorder: ReplyRecorder | None = None,
-    observe: Callable[[Event], None] | None = None,
 ) -> TurnResult:
     """Run ``turn`` through :func:`tedchat.session.run_turn`, drawing it into ``view``.
 
     Returns the turn's result (``error`` set if the engine failed; its text is kept). If the
     task is cancelled the partial answer is drawn, marked ``cancelled``, and the cancellation
-    re-raised. Events other than text and figures (a :class:`~tedchat.engine.Notice`, a wafer
-    stage) reach ``observe``; a Notice is also shown in the reply.
+    re-raised. A :class:`~tedchat.engine.Notice` from the engine is shown in the reply.
     """
-
-    def hand_over(event: Event) -> None:
-        if isinstance(event, Notice):
-            view.add_notice(event.text)
-        if observe is not None:
-            observe(event)
-
-    live = LiveAnswer(turn, view, figures, hand_over)
+    live = LiveAnswer(turn, view, figures)
     gc_pause: GcPause = getattr(view.app, "gc_pause", None) or GcPause()
     gc_pause.hold()  # released once the answer is drawn to its end
     try:

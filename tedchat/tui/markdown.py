@@ -74,14 +74,14 @@ class BlockSplitter:
         """The source of the last block."""
         return self.open_text.strip("\n")
 
-    def append(self, text: str) -> int:
-        """Add streamed text; return how many blocks it finished."""
+    def append(self, text: str) -> None:
+        """Add streamed text."""
         # markdown-it reads CR LF and CR as LF; doing it here keeps offsets in step, also
         # when a chunk ends between the CR and the LF.
         if self._after_cr and text.startswith("\n"):
             text = text[1:]
         if not text:
-            return 0
+            return
         self._after_cr = text.endswith("\r")
         self.text += text.replace("\r\n", "\n").replace("\r", "\n")
         region = self.text[self._open_start :]
@@ -95,14 +95,13 @@ class BlockSplitter:
             # yet belong to the block before ("2" becoming "2. ", a list's next item).
             starts.pop()
         if len(starts) < 2:
-            return 0
+            return
         offsets = [0]
         for line in region.split("\n")[: starts[-1]]:
             offsets.append(offsets[-1] + len(line) + 1)
         for start, end in itertools.pairwise(starts):
             self.finished.append(region[offsets[start] : offsets[end]].strip("\n"))
         self._open_start += offsets[starts[-1]]
-        return len(starts) - 1
 
 
 class _LeftHeading(Heading):
@@ -114,16 +113,17 @@ class _LeftHeading(Heading):
 class _CodeBlock(CodeBlock):
     """A fenced or indented code block on the theme's code background."""
 
+    background: str | None = None
+
     @classmethod
     def create(cls, markdown: Markdown, token: Token) -> CodeBlock:
         block = super().create(markdown, token)
-        block.background = getattr(markdown, "code_background", None)  # type: ignore[attr-defined]
+        assert isinstance(markdown, _ChatMarkdown) and isinstance(block, _CodeBlock)
+        block.background = markdown.code_background
         return block
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        yield code_syntax(
-            str(self.text).rstrip(), self.lexer_name, self.theme, getattr(self, "background", None)
-        )
+        yield code_syntax(str(self.text).rstrip(), self.lexer_name, self.theme, self.background)
 
 
 def code_syntax(
@@ -189,7 +189,7 @@ class _ChatMarkdown(Markdown):
         self.code_background = code_background
 
 
-BLACK = Color(0, 0, 0)
+_BLACK = Color(0, 0, 0)
 
 
 def _color(value: str | None, ground: Color) -> str | None:
@@ -209,7 +209,7 @@ def markdown_styles(variables: Mapping[str, str]) -> dict[str, Style]:
     try:
         ground = Color.parse(variables.get("background", "black"))
     except ColorParseError:
-        ground = BLACK
+        ground = _BLACK
 
     def style(color_key: str, *, text_style: str = "", background_key: str = "") -> Style:
         color = _color(variables.get(color_key), ground)
@@ -261,7 +261,7 @@ class BlockRenderer:
     @classmethod
     def for_theme(cls, variables: Mapping[str, str], dark: bool) -> BlockRenderer:
         default = CODE_THEME_DARK if dark else CODE_THEME_LIGHT
-        background = _color(variables.get("code-background", variables.get("surface")), BLACK)
+        background = _color(variables.get("code-background", variables.get("surface")), _BLACK)
         return cls(markdown_styles(variables), variables.get("code-theme", default), background)
 
     def render(self, source: str, width: int) -> list[Strip]:
@@ -331,11 +331,6 @@ class MarkdownLines:
         if text:
             self.blocks.append(text)
             self._open_drawn = False
-
-    def set_text(self, text: str) -> None:
-        self.blocks = BlockSplitter()
-        self.blocks.append(text)
-        self._drawn_with = None
 
     def update(self, renderer: BlockRenderer, width: int) -> list[Strip]:
         """Draw what changed since the last call (everything, at a new width or theme)."""

@@ -333,17 +333,18 @@ async def test_the_oldest_exchanges_are_left_out_when_the_context_is_outgrown(ma
         assert last[-1].content.startswith("question 2")
 
 
+#: An engine that takes 0.8 s to load.
+SLUGGISH = """
+[engines.sluggish]
+type = "scripted"
+model = "slow-load"
+text = "loaded answer"
+load_s = 0.8
+"""
+
+
 async def test_a_prompt_sent_while_the_engine_loads_waits_for_it(make_app) -> None:
-    app = make_app(
-        """
-        [engines.sluggish]
-        type = "scripted"
-        model = "slow-load"
-        text = "loaded answer"
-        load_s = 0.8
-        """,
-        engine="sluggish",
-    )
+    app = make_app(SLUGGISH, engine="sluggish")
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause(0.1)
         state = app.loader.state("sluggish")
@@ -546,7 +547,7 @@ async def test_a_long_answer_is_one_widget_of_lines_that_reflow_and_recolour(
         body = view.query_one(MarkdownView)
         # Streamed frame by frame, the lines are those of the whole text drawn at once.
         whole = MarkdownLines()
-        whole.set_text(view.text)
+        whole.append(view.text)
         expected = whole.update(renderer_for(app), body.size.width)
         assert body.document.lines == expected
         assert body.size.height == len(expected)
@@ -629,16 +630,7 @@ async def test_engine_notices_and_the_active_wafer_stage_reach_the_screen(make_a
 
 
 async def test_escape_while_the_engine_loads_cancels_that_prompt_only(make_app) -> None:
-    app = make_app(
-        """
-        [engines.sluggish]
-        type = "scripted"
-        model = "slow-load"
-        text = "loaded answer"
-        load_s = 0.8
-        """,
-        engine="sluggish",
-    )
+    app = make_app(SLUGGISH, engine="sluggish")
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, "never mind")
         await pilot.pause(0.1)

@@ -80,7 +80,7 @@ def _chunks(text: str, seed: int) -> list[str]:
 def test_streamed_lines_equal_the_whole_text_drawn_at_once(seed: int) -> None:
     renderer = _renderer()
     whole = MarkdownLines()
-    whole.set_text(DOC)
+    whole.append(DOC)
     expected = list(whole.update(renderer, 60))
 
     streamed = MarkdownLines()
@@ -143,7 +143,7 @@ def test_a_frame_draws_only_the_new_blocks_and_the_open_one() -> None:
 
 def test_lines_fit_the_width_and_japanese_wraps() -> None:
     lines = MarkdownLines()
-    lines.set_text(DOC)
+    lines.append(DOC)
     drawn = lines.update(_renderer(), 30)
     assert all(strip.cell_length == 30 for strip in drawn)
     text = "\n".join(strip.text for strip in drawn)
@@ -207,7 +207,7 @@ def test_an_open_code_block_shows_what_drawing_it_whole_would_at_every_line_end(
         if end % 7 and end != len(text):
             continue  # frames at irregular line ends
         whole = MarkdownLines()
-        whole.set_text(text[:end])
+        whole.append(text[:end])
         whole._open_fence_lines = lambda *_: None  # type: ignore[method-assign]
         assert streamed.update(renderer, 70) == whole.update(renderer, 70), end
 

@@ -102,11 +102,10 @@ class FakeClock:
         self.now += seconds
 
 
-async def test_pacing_releases_tokens_at_emulated_times(pipelined: WaferEngine) -> None:
-    fake = FakeClock()
+def paced_like(pipelined: WaferEngine) -> WaferEngine:
+    """A pacing copy of ``pipelined`` that reuses its loaded numerics: pacing is about
+    delivery, not the model."""
     paced = engine(timing_target="llama-3.1-70b", systems=4, context=2048, sequences=4, pace=True)
-    paced.clock, paced.sleep = fake.clock, fake.sleep
-    # reuse the loaded numerics: pacing is about delivery, not the model
     paced.pipeline, paced.timing, paced.tokenizer = (
         pipelined.pipeline,
         pipelined.timing,
@@ -114,6 +113,13 @@ async def test_pacing_releases_tokens_at_emulated_times(pipelined: WaferEngine) 
     )
     paced.placement = pipelined.placement
     paced._runner = type(pipelined._runner)(paced)
+    return paced
+
+
+async def test_pacing_releases_tokens_at_emulated_times(pipelined: WaferEngine) -> None:
+    fake = FakeClock()
+    paced = paced_like(pipelined)
+    paced.clock, paced.sleep = fake.clock, fake.sleep
     start = fake.now
     released, events = [], []
     async for ev in paced.stream([Message("user", PROMPTS[2])], GenerationParams(32, 0.0)):
@@ -131,17 +137,10 @@ async def test_pacing_releases_tokens_at_emulated_times(pipelined: WaferEngine) 
 
 async def test_pace_too_fast_for_the_host_says_so(pipelined: WaferEngine) -> None:
     fake = FakeClock()
-    paced = engine(timing_target="llama-3.1-70b", systems=4, context=2048, sequences=4, pace=True)
+    paced = paced_like(pipelined)
     # every check of the clock finds the host a second behind the emulated schedule
     paced.clock = lambda: (setattr(fake, "now", fake.now + 1.0), fake.now)[1]
     paced.sleep = fake.sleep
-    paced.pipeline, paced.timing, paced.tokenizer = (
-        pipelined.pipeline,
-        pipelined.timing,
-        pipelined.tokenizer,
-    )
-    paced.placement = pipelined.placement
-    paced._runner = type(pipelined._runner)(paced)
     events = [ev async for ev in paced.stream([Message("user", "Hi")], GenerationParams(8, 0.0))]
     notices = [ev for ev in events if isinstance(ev, Notice)]
     assert len(notices) == 1 and "replay" in notices[0].text

@@ -31,7 +31,7 @@ def renderer_for(app: App[object]) -> BlockRenderer:
 
 
 class MarkdownView(Widget):
-    """Markdown text that may keep growing (:meth:`append`) or be replaced (:meth:`set_text`)."""
+    """Markdown text that may keep growing (:meth:`append`)."""
 
     DEFAULT_CSS = """
     MarkdownView {
@@ -60,10 +60,6 @@ class MarkdownView(Widget):
             self.refresh(layout=after != before)
         else:
             self.refresh(layout=True)
-
-    def set_text(self, text: str) -> None:
-        self.document.set_text(text)
-        self.refresh(layout=True)
 
     def _lines(self, width: int) -> list[Strip]:
         if width <= 0 or not self.is_mounted:
