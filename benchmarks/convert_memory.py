@@ -35,7 +35,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.tedllm.synthetic import (  # noqa: E402
+from tests.models.synthetic import (  # noqa: E402
     LLAMA3_SPLIT_REGEX,
     SPECIAL_TOKENS,
     write_safetensors_streaming,
@@ -197,7 +197,7 @@ def write_checkpoint(folder: Path, layers: int) -> dict:
 CHILD = """
 import sys
 from pathlib import Path
-from tedchat.convert import convert_checkpoint
+from tedchat.models.convert import convert_checkpoint
 r = convert_checkpoint(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], threads=int(sys.argv[4]),
                        progress=False)
 print(r.size_bytes, r.seconds)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tedchat.store import SCHEMA_VERSION, Store
+from tedchat.history.store import SCHEMA_VERSION, Store
 
 BOUND_S = 0.100
 MESSAGES_PER_CONVERSATION = 20

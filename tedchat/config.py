@@ -7,7 +7,7 @@ unknown key is an error naming the valid ones. ``config.example.toml`` documents
 
 Engine instances are the tables ``[engines.NAME]`` with ``type = "wafer" | "llamacpp" |
 "http" | <plugin type>``; their other keys belong to the engine type and are checked against
-it by :mod:`tedchat.registry` once the plugins are loaded.
+it by :mod:`tedchat.engines` once the plugins are loaded.
 """
 
 from __future__ import annotations

@@ -177,7 +177,7 @@ def params_to_dict(params: GenerationParams) -> dict[str, Any]:
 
 
 def metrics_from_store(metrics: Any, finish_reason: str | None) -> StreamMetrics:
-    """Rebuild the figures of a stored reply (:class:`tedchat.store.ReplyMetrics`), so they
+    """Rebuild the figures of a stored reply (:class:`tedchat.history.store.ReplyMetrics`), so they
     are shown by the same :func:`tedchat.metrics.format_metrics_line` as live ones."""
     extra: dict[str, Any] = dict(getattr(metrics, "extra", {}) or {})
     emulated = None
@@ -205,7 +205,7 @@ def metrics_from_store(metrics: Any, finish_reason: str | None) -> StreamMetrics
 
 
 def conversation_from_store(stored: Any) -> ChatConversation:
-    """A :class:`ChatConversation` from :meth:`tedchat.store.Store.get_conversation`; each
+    """A :class:`ChatConversation` from :meth:`tedchat.history.store.Store.get_conversation`; each
     exchange shows the newest reply to its prompt."""
     conv = ChatConversation(
         id=stored.id,

@@ -10,7 +10,7 @@ from tedchat.config import load_settings, redact
 from tedchat.errors import ConfigError
 from tedchat.paths import resource_path
 from tedchat.plugins import load_plugins
-from tedchat.registry import Engines
+from tedchat.engines import Engines
 
 
 def write(path: Path, text: str) -> Path:

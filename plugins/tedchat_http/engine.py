@@ -538,7 +538,7 @@ class HttpEngine:
     # --- tokenizer -------------------------------------------------------------------------
 
     def _load_tokenizer(self) -> None:
-        from tedchat.models import resolve_model
+        from tedchat.models.registry import resolve_model
 
         path = resolve_model(str(self.settings["tokenizer"]))
         with self._tokenizer_lock:

@@ -23,7 +23,7 @@ SETTINGS: dict[str, Any] = {
     "n_threads": 0,  # 0 = auto (see the module docstring)
     "n_gpu_layers": 0,  # layers offloaded to a GPU, where llama.cpp was built with one
     "flash_attn": False,
-    # How a conversation becomes the prompt (tedchat.prompt_formats): "auto" (the registry's
+    # How a conversation becomes the prompt (tedchat.models.prompt_formats): "auto" (the registry's
     # format for the model, else the GGUF's chat template, else "plain"), "chat-template",
     # "plain" (User:/Assistant: turns, for base models) or "plain-ja" (ユーザー:/アシスタント:).
     "prompt_format": "auto",

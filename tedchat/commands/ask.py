@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
 
     from tedchat.cli import warn_plugin_failures
-    from tedchat.registry import load_context
+    from tedchat.engines import load_context
 
     prompt = read_prompt(args.prompt)
     context = load_context(args.config)
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     engine = context.engines.get(name)
     store = None
     if not args.no_history and context.settings.history.enabled:
-        from tedchat.history import open_history
+        from tedchat.history.files import open_history
 
         store = open_history(context.settings, new_history=args.new_history)
     elif args.continue_ or args.conversation:

@@ -203,7 +203,7 @@ def _run_bench(args: argparse.Namespace) -> int:
     from tedchat.bench.runner import BenchPlan
     from tedchat.cli import warn_plugin_failures
     from tedchat.engine import GenerationParams
-    from tedchat.registry import load_context
+    from tedchat.engines import load_context
 
     prompts = load_prompts(args.prompts)
     out = _check_output(args.out, "record")

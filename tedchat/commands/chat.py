@@ -45,7 +45,7 @@ def ui_params(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tedchat.registry import load_context
+    from tedchat.engines import load_context
 
     context = load_context(args.config)
     engine = args.engine or context.settings.default_engine

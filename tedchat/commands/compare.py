@@ -42,7 +42,7 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tedchat.commands.chat import run_app, ui_params
-    from tedchat.registry import load_context
+    from tedchat.engines import load_context
 
     if args.engine:
         raise UsageError("compare takes its engines as arguments, not --engine")

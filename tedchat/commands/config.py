@@ -43,7 +43,7 @@ def run_path(args: argparse.Namespace) -> int:
 
 def run_show(args: argparse.Namespace) -> int:
     from tedchat.config import to_toml
-    from tedchat.registry import load_context
+    from tedchat.engines import load_context
 
     context = load_context(args.config)
     engines = {}

@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
 
     from tedchat.cli import warn_plugin_failures
-    from tedchat.registry import load_context
+    from tedchat.engines import load_context
 
     context = load_context(args.config)
     warn_plugin_failures(context)

@@ -59,7 +59,7 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 def _store(args: argparse.Namespace) -> Any:
     from tedchat.config import load_settings
-    from tedchat.history import open_history
+    from tedchat.history.files import open_history
 
     return open_history(load_settings(args.config), new_history=args.new_history)
 

@@ -66,7 +66,7 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 
 def model_rows() -> list[dict[str, Any]]:
-    from tedchat.models import REGISTRY, entry_path, is_pulled, snapshot_dir
+    from tedchat.models.registry import REGISTRY, entry_path, is_pulled, snapshot_dir
 
     rows = []
     for entry in REGISTRY.values():
@@ -119,7 +119,7 @@ def run_list_engine(args: argparse.Namespace) -> int:
 
     from tedchat.cli import warn_plugin_failures
     from tedchat.errors import UsageError
-    from tedchat.registry import load_context
+    from tedchat.engines import load_context
 
     context = load_context(args.config)
     warn_plugin_failures(context)
@@ -148,15 +148,15 @@ def run_list_engine(args: argparse.Namespace) -> int:
 
 
 def run_path(args: argparse.Namespace) -> int:
-    from tedchat.models import resolve_model
+    from tedchat.models.registry import resolve_model
 
     print(resolve_model(args.name))
     return 0
 
 
 def run_pull(args: argparse.Namespace) -> int:
-    from tedchat.hub import pull
-    from tedchat.models import REGISTRY
+    from tedchat.models.hub import pull
+    from tedchat.models.registry import REGISTRY
 
     result = pull(args.name, revision=args.revision)
     print(result.folder)
@@ -176,10 +176,10 @@ def run_convert(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
-    from tedchat.convert import convert_checkpoint
+    from tedchat.models.convert import convert_checkpoint
     from tedchat.errors import ModelNotFoundError
-    from tedchat.hub import pulled_folder
-    from tedchat.models import REGISTRY, gguf_path, models_dir
+    from tedchat.models.hub import pulled_folder
+    from tedchat.models.registry import REGISTRY, gguf_path, models_dir
 
     entry = REGISTRY.get(args.source)
     folder = Path(args.source).expanduser()

@@ -73,7 +73,7 @@ def run_verify(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from tedchat.errors import UsageError
-    from tedchat.models import resolve_model
+    from tedchat.models.registry import resolve_model
     from tedchat.wafer.verify import verify
 
     path = resolve_model(args.model)

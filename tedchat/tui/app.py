@@ -1,6 +1,6 @@
 """The Textual application: themes, keymap, engines loading in the background, history.
 
-:class:`TedchatApp` owns what every screen shares: the :class:`~tedchat.registry.Context`, the
+:class:`TedchatApp` owns what every screen shares: the :class:`~tedchat.engines.Context`, the
 :class:`~tedchat.tui.engines.EngineLoader`, the history store (opened in a worker thread after
 the first frame; None when history is disabled or unusable) and the clock turns are timed on
 (injectable, so tests freeze the figures).
@@ -25,7 +25,7 @@ from textual.screen import Screen
 
 from tedchat.engine import Engine, GenerationParams
 from tedchat.errors import HistoryError, TedchatError
-from tedchat.registry import Context
+from tedchat.engines import Context
 from tedchat.session import Clock
 from tedchat.tui.engines import EngineLoader
 from tedchat.tui.live import BackgroundRecorder, GcPause
@@ -181,7 +181,7 @@ class TedchatApp(App[int]):
         if self._store_error is not None:
             return None
         if self._store_task is None:
-            from tedchat.history import open_history
+            from tedchat.history.files import open_history
 
             self._store_task = asyncio.get_running_loop().create_task(
                 asyncio.to_thread(open_history, self.settings, new_history=self.new_history)

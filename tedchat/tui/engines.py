@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from tedchat.engine import Engine, LoadProgress
 from tedchat.errors import EngineError, TedchatError
-from tedchat.registry import Engines
+from tedchat.engines import Engines
 
 
 @dataclass(frozen=True)

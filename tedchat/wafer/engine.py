@@ -43,7 +43,7 @@ from tedchat.engine import (
     stream_from_thread,
 )
 from tedchat.errors import EngineError, EngineUnavailable, TedchatError
-from tedchat.models import apply_model_defaults, model_label, resolve_model
+from tedchat.models.registry import apply_model_defaults, model_label, resolve_model
 
 # Released late by more than this (host slower than the emulated hardware), pacing says so.
 PACE_SLACK_S = 0.25

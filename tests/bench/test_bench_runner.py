@@ -13,7 +13,7 @@ from tedchat.bench.record import BenchRecord, engine_entry
 from tedchat.bench.runner import BenchPlan, Listener, run_bench, schedule
 from tedchat.bench.schema import validate
 from tedchat.engine import GenerationParams
-from tedchat.registry import load_context
+from tedchat.engines import load_context
 
 PROMPTS = (Prompt("one", "first prompt"), Prompt("two", "second prompt"))
 

@@ -201,7 +201,7 @@ def test_the_key_appears_in_no_output(tedchat_home: Path, fault_server: FaultSer
 def test_describe_of_a_configured_engine_hides_the_key(
     tedchat_home: Path, monkeypatch: pytest.MonkeyPatch, fault_server: FaultServer
 ) -> None:
-    from tedchat.registry import load_context
+    from tedchat.engines import load_context
 
     config = write_config(tedchat_home, fault_server.url("ok"), api_key=KEY)
     context = load_context(config)

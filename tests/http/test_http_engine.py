@@ -100,7 +100,7 @@ async def test_without_server_usage_the_count_is_approximate(make_engine: MakeEn
 async def test_without_server_usage_a_configured_tokenizer_counts(make_engine: MakeEngine) -> None:
     from llama_cpp import Llama
 
-    from tedchat.models import resolve_model
+    from tedchat.models.registry import resolve_model
 
     result = await turn(make_engine("nousage", tokenizer="smollm2"))
     vocab = Llama(str(resolve_model("smollm2")), vocab_only=True, verbose=False)

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tedchat.engine import GenerationParams, Message, Runtime, Usage
-from tedchat.models import resolve_model
+from tedchat.models.registry import resolve_model
 from tedchat.session import Turn, run_turn
 from tedchat_http import SETTINGS
 from tedchat_http.engine import HttpEngine, load_vocab
@@ -23,7 +23,7 @@ from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow
 
-# SmolLM2 answers this question on task with this short system prompt (see tedchat.models).
+# SmolLM2 answers this question on task with this short system prompt (see tedchat.models.registry).
 SYSTEM = "You are a helpful AI assistant."
 QUESTION = "What is the capital of France?"
 GREEDY = ["--system", SYSTEM, "--temperature", "0", "--max-tokens", "40"]

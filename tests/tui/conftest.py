@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tedchat.engine import Engine
-from tedchat.registry import load_context
+from tedchat.engines import load_context
 
 PLUGINS = Path(__file__).resolve().parent / "plugins"
 

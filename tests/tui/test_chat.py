@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tedchat import paths
-from tedchat.store import Store
+from tedchat.history.store import Store
 from tedchat.tui.screens.chat import ChatScreen
 from tedchat.tui.screens.floorplan import FloorplanScreen
 from tedchat.tui.screens.help import HelpScreen
@@ -668,7 +668,7 @@ async def test_a_damaged_history_offers_a_fresh_one_in_a_dialog(make_app, tui_ho
     assert hashlib.sha256(db.read_bytes()).hexdigest() == before  # the old file is untouched
     fresh = [p for p in db.parent.glob("history*.db") if p != db]
     assert len(fresh) == 1
-    from tedchat.store import Store
+    from tedchat.history.store import Store
 
     with Store.open(fresh[0]) as store:
         assert store.list_conversations()[0].title == "kept in the fresh history"

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tedchat.store import Store
+from tedchat.history.store import Store
 from tedchat.tui.screens.floorplan import FloorplanScreen
 from tedchat.tui.widgets.prompt import PromptInput
 from tedchat.tui.widgets.status_bar import StatusLine

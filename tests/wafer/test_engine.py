@@ -20,7 +20,7 @@ from tedchat.engine import (
     TextDelta,
     Usage,
 )
-from tedchat.models import resolve_model
+from tedchat.models.registry import resolve_model
 from tedchat.replay import ReplayEngine
 from tedchat.wafer.engine import WaferEngine
 from tedchat.wafer.plugin import SETTINGS

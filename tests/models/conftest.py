@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
-from tests.tedllm.fake_hub import FakeHub, FakeHubServer, Repo
-from tests.tedllm.synthetic import write_tiny_checkpoint
+from tests.models.fake_hub import FakeHub, FakeHubServer, Repo
+from tests.models.synthetic import write_tiny_checkpoint
 
 TEDLLM_REPO = "tokyo-electron-device-ai/llama3-tedllm-8b-v0"
 FIRST_SHARD = "model-00001-of-00002.safetensors"

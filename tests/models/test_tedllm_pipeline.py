@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tedchat.models import PULL_MARKER
+from tedchat.models.registry import PULL_MARKER
 from tests.conftest import one_error_line, run_cli
-from tests.tedllm.conftest import FIRST_SHARD, ONE_THREAD, Pulled
-from tests.tedllm.reference import forward
-from tests.tedllm.synthetic import SPECIAL_TOKENS, TEXT_CODE, TEXT_EN, TEXT_JA
+from tests.models.conftest import FIRST_SHARD, ONE_THREAD, Pulled
+from tests.models.reference import forward
+from tests.models.synthetic import SPECIAL_TOKENS, TEXT_CODE, TEXT_EN, TEXT_JA
 
 TEXTS = {"english": TEXT_EN, "japanese": TEXT_JA, "code": TEXT_CODE}
 
@@ -122,7 +122,7 @@ def test_logit_check_fails_without_the_rope_permutation(
     """The check above can fail: skip the Q/K permutation and agreement collapses."""
     from tokenizers import Tokenizer
 
-    import tedchat.convert as convert
+    import tedchat.models.convert as convert
 
     monkeypatch.setattr(convert, "permute_rope_rows", lambda block, head_dim: block)
     out = tmp_path / "wrong.gguf"

@@ -21,7 +21,7 @@ import pytest
 from tedchat.engine import Done, TextDelta, Usage
 from tedchat.errors import HistoryError
 from tedchat.metrics import StreamMeter
-from tedchat.store import (
+from tedchat.history.store import (
     SCHEMA_VERSION,
     ConversationNotFoundError,
     HistoryCorruptError,
@@ -88,7 +88,7 @@ def db(tmp_path: Path) -> Path:
 
 SLOW_WRITER = """
     import sys, time
-    from tedchat.store import Store
+    from tedchat.history.store import Store
 
     store = Store.open(sys.argv[1])
     cid = store.new_conversation(title="kill test")
@@ -141,7 +141,7 @@ def test_killed_writer_leaves_user_message_and_partial_reply_marked_interrupted(
 
 BUSY_WRITER = """
     import os, sys, time
-    from tedchat.store import Store
+    from tedchat.history.store import Store
 
     path, name, n, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     store = Store.open(path)

@@ -4,8 +4,8 @@ Entries are data (:data:`REGISTRY`). An engine's ``model`` setting takes a regis
 path to a GGUF file; :func:`resolve_model` turns either into a path or a clear error.
 
 A model that is not bundled comes from a Hugging Face repo: ``tedchat models pull NAME``
-(:mod:`tedchat.hub`) downloads its safetensors into ``models/hf/<org>--<repo>/`` in the user
-data dir, and ``tedchat models convert NAME`` (:mod:`tedchat.convert`) writes the GGUF next to
+(:mod:`tedchat.models.hub`) downloads its safetensors into ``models/hf/<org>--<repo>/`` in the user
+data dir, and ``tedchat models convert NAME`` (:mod:`tedchat.models.convert`) writes the GGUF next to
 it as ``models/<filename>`` with the quantisation in the name.
 """
 
@@ -46,9 +46,9 @@ class ModelEntry:
     hf_revision: str = "main"
     license_url: str = ""
     # A base (not instruction-tuned) model continues text: it needs an explicit completion
-    # format (tedchat.prompt_formats), never llama.cpp's llama-2 fallback.
+    # format (tedchat.models.prompt_formats), never llama.cpp's llama-2 fallback.
     base_model: bool = False
-    prompt_format: str | None = None  # a tedchat.prompt_formats name; None: the GGUF decides
+    prompt_format: str | None = None  # a tedchat.models.prompt_formats name; None: the GGUF decides
     # What the model card promises; `convert` warns when a checkpoint disagrees.
     context_length: int | None = None
     vocab_size: int | None = None

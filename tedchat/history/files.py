@@ -16,7 +16,7 @@ from tedchat import paths
 from tedchat.config import Settings
 
 if TYPE_CHECKING:
-    from tedchat.store import Store
+    from tedchat.history.store import Store
 
 NEW_HISTORY_HINT = "start a fresh history with --new-history (the old file is left as it is)"
 
@@ -38,7 +38,7 @@ def history_path(settings: Settings) -> Path:
 
 def open_history(settings: Settings, *, new_history: bool = False) -> Store:
     """Open the conversation store (import deferred: sqlite3 is not needed for --help)."""
-    from tedchat.store import Store
+    from tedchat.history.store import Store
 
     store = Store.open(history_path(settings), new_history=new_history)
     if new_history:

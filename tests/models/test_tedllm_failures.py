@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-import tedchat.convert as convert
+import tedchat.models.convert as convert
 from tedchat.errors import ModelFormatError, TedchatError
 from tests.conftest import one_error_line, run_cli
-from tests.tedllm.conftest import TEDLLM_REPO, hub_env
-from tests.tedllm.fake_hub import FakeHub, FakeHubServer, Repo
+from tests.models.conftest import TEDLLM_REPO, hub_env
+from tests.models.fake_hub import FakeHub, FakeHubServer, Repo
 
 Usage = namedtuple("Usage", "total used free")
 
@@ -22,7 +22,7 @@ Usage = namedtuple("Usage", "total used free")
 def test_pull_checks_free_disk_space_before_the_weights(
     tiny_ckpt: Path, tedchat_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tedchat import hub as hub_module
+    from tedchat.models import hub as hub_module
 
     free = 10_000_000  # the configs fit, the weights and their conversion do not
     monkeypatch.setattr(convert.shutil, "disk_usage", lambda _: Usage(10**12, 0, free))

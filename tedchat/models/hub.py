@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tedchat.convert import DTYPE_BYTES, check_free_space, conversion_bytes, gb
+from tedchat.models.convert import DTYPE_BYTES, check_free_space, conversion_bytes, gb
 from tedchat.errors import (
     AuthError,
     EngineConnectionError,
@@ -46,7 +46,7 @@ from tedchat.errors import (
     TedchatError,
     UsageError,
 )
-from tedchat.models import (
+from tedchat.models.registry import (
     PULL_IGNORE,
     PULL_MARKER,
     PULL_PATTERNS,

@@ -12,9 +12,9 @@ import pytest
 
 from tedchat.engine import GenerationParams, Message, Notice, Runtime, TextDelta, Usage
 from tedchat.errors import ConfigError, ModelFormatError
-from tedchat.prompt_formats import PLAIN_FORMATS
+from tedchat.models.prompt_formats import PLAIN_FORMATS
 from tests.conftest import one_error_line, run_cli
-from tests.tedllm.conftest import ONE_THREAD, Pulled
+from tests.models.conftest import ONE_THREAD, Pulled
 
 
 def make_engine(model: str, **settings: Any) -> Any:
