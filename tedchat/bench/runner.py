@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,9 +33,8 @@ from tedchat.commands.ask import answer_record
 from tedchat.config import redact
 from tedchat.engine import Engine, GenerationParams, LoadProgress, Message
 from tedchat.errors import EngineError
+from tedchat.metrics import Clock
 from tedchat.session import Turn, TurnResult, run_turn
-
-Clock = Callable[[], float]
 
 
 @dataclass(frozen=True)
