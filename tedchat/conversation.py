@@ -177,8 +177,8 @@ def params_to_dict(params: GenerationParams) -> dict[str, Any]:
 
 
 def metrics_from_store(metrics: Any, finish_reason: str | None) -> StreamMetrics:
-    """Rebuild the figures of a stored reply (:class:`tedchat.history.store.ReplyMetrics`), so they
-    are shown by the same :func:`tedchat.metrics.format_metrics_line` as live ones."""
+    """Rebuild the figures of a stored reply (:class:`tedchat.history.records.ReplyMetrics`), so
+    they are shown by the same :func:`tedchat.metrics.format_metrics_line` as live ones."""
     extra: dict[str, Any] = dict(getattr(metrics, "extra", {}) or {})
     emulated = None
     raw = extra.get("emulated")

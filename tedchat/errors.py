@@ -10,6 +10,11 @@ what went wrong, and ``hint`` (optional) says what to do about it. The CLI print
     ├── ConfigError         bad config file, key, value or engine name   exit 2
     ├── PluginError         a plugin failed to import or register        (reported, not fatal)
     ├── HistoryError        the conversation store cannot be used        exit 1
+    │   ├── HistoryCorruptError       the file is damaged or unreadable (left untouched)
+    │   ├── HistorySchemaError        the file was written by a newer tedchat
+    │   ├── HistoryBusyError          another process held the write lock too long
+    │   ├── ConversationNotFoundError no conversation has that id
+    │   └── HistoryImportError        a conversation export cannot be imported
     └── EngineError         an engine failed; partial text is kept       exit 1
         ├── ModelNotFoundError    a model file or registry name is missing
         ├── ModelFormatError      a file is not a usable model (truncated, wrong architecture)
@@ -59,6 +64,29 @@ class PluginError(TedchatError):
 
 class HistoryError(TedchatError):
     """The conversation history cannot be read or written."""
+
+
+# --- the history (tedchat.history) -----------------------------
+
+
+class HistoryCorruptError(HistoryError):
+    """The history file is damaged or cannot be read; it has been left untouched."""
+
+
+class HistorySchemaError(HistoryError):
+    """The history file was written by a newer tedchat than this one."""
+
+
+class HistoryBusyError(HistoryError):
+    """Another process held the history's write lock for longer than the retry deadline."""
+
+
+class ConversationNotFoundError(HistoryError):
+    """No conversation has the given id."""
+
+
+class HistoryImportError(HistoryError):
+    """A conversation export could not be imported (bad JSON, unknown format or version)."""
 
 
 class EngineError(TedchatError):
