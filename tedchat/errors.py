@@ -8,6 +8,7 @@ what went wrong, and ``hint`` (optional) says what to do about it. The CLI print
     TedchatError
     ├── UsageError          bad command-line input                       exit 2
     ├── ConfigError         bad config file, key, value or engine name   exit 2
+    │   └── ThemeFileError        a theme file that cannot become a theme
     ├── PluginError         a plugin failed to import or register        (reported, not fatal)
     ├── HistoryError        the conversation store cannot be used        exit 1
     │   ├── HistoryCorruptError       the file is damaged or unreadable (left untouched)
@@ -26,7 +27,6 @@ what went wrong, and ``hint`` (optional) says what to do about it. The CLI print
 
 from __future__ import annotations
 
-EXIT_OK = 0
 EXIT_ENGINE = 1
 EXIT_USAGE = 2
 EXIT_CANCELLED = 130
@@ -66,7 +66,12 @@ class HistoryError(TedchatError):
     """The conversation history cannot be read or written."""
 
 
-# --- the history (tedchat.history) -----------------------------
+# --- themes and the history (tedchat.tui.themes, tedchat.history) -----------------------------
+
+
+class ThemeFileError(ConfigError, ValueError):
+    """A theme file that cannot become a theme; the message names the file and the problem.
+    (Also a ValueError, as it was before it joined this hierarchy.)"""
 
 
 class HistoryCorruptError(HistoryError):

@@ -20,6 +20,7 @@ from tedchat.conversation import (
     params_to_dict,
 )
 from tedchat.engine import EmulatedTimings, GenerationParams
+from tedchat.errors import ConfigError
 from tedchat.history.store import Store
 from tedchat.metrics import StreamMeter, StreamMetrics, format_metrics_line
 from tedchat.tui import themes
@@ -144,6 +145,10 @@ def test_a_bad_theme_file_is_reported_by_name_and_skipped(tmp_path: Path) -> Non
     problems = "\n".join(found.problems)
     assert "typo.toml" in problems and "primry" in problems
     assert "broken.toml" in problems and "color.toml" in problems
+    # One error hierarchy: a theme file's error is a config error (and still a ValueError).
+    with pytest.raises(ConfigError, match="primry") as info:
+        themes.theme_from_toml(tmp_path / "typo.toml")
+    assert isinstance(info.value, ValueError) and "\n" not in str(info.value)
 
 
 def test_user_themes_override_shipped_ones(tedchat_home: Path) -> None:
