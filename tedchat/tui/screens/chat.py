@@ -455,7 +455,7 @@ class ChatScreen(Screen[None]):
 
     @work(exclusive=True, group="history-screen")
     async def action_conversations(self) -> None:
-        store = await self.tedchat.history.files()
+        store = await self.tedchat.history()
         if store is None:
             self.notify(self.tedchat.history_unavailable(), severity="warning")
             return
@@ -480,7 +480,7 @@ class ChatScreen(Screen[None]):
 
     async def open_conversation(self, conversation_id: int) -> None:
         """Show a stored conversation; the next prompt continues it."""
-        store = await self.tedchat.history.files()
+        store = await self.tedchat.history()
         if store is None:
             self.notify(self.tedchat.history_unavailable(), severity="warning")
             return
