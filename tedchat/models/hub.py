@@ -34,7 +34,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from tedchat.errors import (
     AuthError,
@@ -370,11 +369,3 @@ def pulled_folder(name: str) -> Path:
             hint=f"run: tedchat models pull {name}",
         )
     return folder
-
-
-def describe_marker(folder: Path) -> dict[str, Any] | None:
-    """The marker of a finished pull (for ``models list``), or None."""
-    try:
-        return json.loads((folder / PULL_MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
