@@ -118,7 +118,7 @@ def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
     """
     conn.execute("BEGIN IMMEDIATE")
     try:
-        current = conn.execute("PRAGMA user_version").fetchone()[0]
+        current: int = conn.execute("PRAGMA user_version").fetchone()[0]
         if current > SCHEMA_VERSION:
             raise newer_schema_error(None, current)
         for step in MIGRATIONS:

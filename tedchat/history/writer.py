@@ -40,7 +40,8 @@ class ReplyWriter:
     every ``flush_interval`` seconds of ``clock``; :meth:`finish` writes the rest with the
     finish reason and metrics. Also a context manager: leaving it by an exception finishes the
     reply as ``cancelled`` (for cancellation/Ctrl-C) or ``error``, and leaving it normally
-    without :meth:`finish` as ``stop``."""
+    without :meth:`finish` as ``stop``. Made by
+    :meth:`~tedchat.history.store.Store.begin_reply`, which has created the row."""
 
     def __init__(
         self,
