@@ -31,7 +31,7 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +44,7 @@ from tedchat.errors import (
     TedchatError,
     UsageError,
 )
-from tedchat.models.convert import DTYPE_BYTES, check_free_space, conversion_bytes, gb
+from tedchat.models.convert import DTYPE_BYTES, Log, check_free_space, conversion_bytes, gb
 from tedchat.models.registry import (
     PULL_IGNORE,
     PULL_MARKER,
@@ -54,7 +54,6 @@ from tedchat.models.registry import (
     snapshot_dir,
 )
 
-Log = Callable[[str], None]
 DEFAULT_ENDPOINT = "https://huggingface.co"
 REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 # Files from this size up get a progress bar while their hash is checked.
