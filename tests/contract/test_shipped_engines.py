@@ -8,16 +8,20 @@ engine against a real ``llama_cpp.server`` on loopback and against the scripted 
 from __future__ import annotations
 
 import importlib.util
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tedchat.engine import Engine, Runtime
 from tedchat.testing import RULES, ContractReport, check_engine
 from tests.http.fault_server import FaultServer
-from tests.http.test_http_llama_server import llama_server  # noqa: F401  (a fixture)
 
 ONE = Runtime(threads=1)
 
@@ -36,6 +40,50 @@ def all_passed_except(report: ContractReport, *not_covered: str) -> None:
 def fault_server() -> Iterator[FaultServer]:
     with FaultServer() as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``python -m llama_cpp.server`` on the bundled model, on loopback; its base_url.
+
+    ``--interrupt_requests false``: by default that server cuts a running answer short when
+    another request arrives (the first stream gets ``[DONE]`` and nothing else), which the
+    concurrency rule reports; served one after the other, both answers are whole.
+    """
+    pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python[server]")
+    from tedchat.models.registry import resolve_model
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = (tmp_path_factory.mktemp("llama-server") / "server.log").open("w")
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(resolve_model("smollm2"))]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--n_threads", "1", "--n_ctx", "2048"]
+    command += ["--interrupt_requests", "false"]
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"llama_cpp.server exited with {server.returncode}; see {log.name}")
+            try:
+                if httpx.get(f"{base_url}/models", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"llama_cpp.server did not come up in 90 s; see {log.name}")
+            time.sleep(0.25)
+        yield base_url
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(10)
+        log.close()
 
 
 def http_engine(base_url: str, secret: str, **settings: Any) -> Engine:
@@ -71,7 +119,7 @@ async def test_http_engine_when_the_server_reports_an_error_mid_stream(
 
 
 @pytest.mark.slow
-async def test_http_engine_against_a_real_llama_cpp_server(llama_server: str) -> None:  # noqa: F811
+async def test_http_engine_against_a_real_llama_cpp_server(llama_server: str) -> None:
     report = await check_engine(
         lambda secret: http_engine(llama_server, secret, read_timeout=60.0),
         max_tokens=8,
