@@ -113,6 +113,7 @@ class RuleResult:
     rule: str
     status: Status
     detail: str = ""
+    seconds: float = 0.0  # how long the check took (an answer shared by rules counts once)
 
 
 @dataclass
@@ -246,15 +247,17 @@ def assert_meets_contract(
 
 
 async def _judge(rule: str, check: Callable[[], Any]) -> RuleResult:
+    t0 = time.monotonic()
     try:
         outcome = await check()
     except _RuleFailed as exc:
-        return RuleResult(rule, "failed", f"[{rule}] {exc}")
+        return RuleResult(rule, "failed", f"[{rule}] {exc}", time.monotonic() - t0)
     except Exception as exc:  # the engine failed where it should have answered
-        return RuleResult(rule, "failed", f"[{rule}] unexpected {type(exc).__name__}: {exc}")
+        detail = f"[{rule}] unexpected {type(exc).__name__}: {exc}"
+        return RuleResult(rule, "failed", detail, time.monotonic() - t0)
     if isinstance(outcome, str):
-        return RuleResult(rule, "not covered", outcome)
-    return RuleResult(rule, "passed")
+        return RuleResult(rule, "not covered", outcome, time.monotonic() - t0)
+    return RuleResult(rule, "passed", "", time.monotonic() - t0)
 
 
 def _describe_text(engine: Engine) -> str:
@@ -531,12 +534,12 @@ def _check_counts(answer: _Answer, max_tokens: int) -> None:
     if said > max_tokens:
         raise _RuleFailed(f"text deltas carried {said} tokens with max_tokens={max_tokens}")
     for usage in (e for e in answer.events if isinstance(e, Usage)):
-        for name, value in (
+        for name, count in (
             ("prompt_tokens", usage.prompt_tokens),
             ("output_tokens", usage.output_tokens),
         ):
-            if value is not None and not (isinstance(value, int) and value >= 0):
-                raise _RuleFailed(f"Usage.{name} is {value!r}")
+            if count is not None and not (isinstance(count, int) and count >= 0):
+                raise _RuleFailed(f"Usage.{name} is {count!r}")
         out = usage.output_tokens
         if out is None:
             continue
