@@ -5,9 +5,10 @@ What it adds to llama-cpp-python, and why:
 - **The file is checked before llama.cpp opens it** (:mod:`tedchat_llamacpp.gguf_header`): a
   truncated download, a file that is not GGUF, or an architecture this llama.cpp does not run
   becomes one clear error line instead of an abort.
-- **An explicit prompt format** (setting ``prompt_format``, see :mod:`tedchat.models.prompt_formats`):
-  the GGUF's own chat template when it has one, else a documented completion format for base
-  models such as TEDLLM — never llama-cpp-python's silent fallback to the llama-2 template.
+- **An explicit prompt format** (setting ``prompt_format``, see
+  :mod:`tedchat.models.prompt_formats`): the GGUF's own chat template when it has one, else a
+  documented completion format for base models such as TEDLLM — never llama-cpp-python's
+  silent fallback to the llama-2 template.
 - **Cancel while the prompt is processed**: a 2,000-token prompt takes seconds on this kind of
   machine, and the tokens loop cannot stop it. llama.cpp's abort callback asks the request's
   ``should_stop`` between graph nodes, so the decode returns within milliseconds. It is set
@@ -50,8 +51,13 @@ from tedchat.engine import (
     stream_from_thread,
 )
 from tedchat.errors import ConfigError, EngineError, ModelFormatError, TedchatError
+from tedchat.models.prompt_formats import (
+    CHAT_TEMPLATE,
+    PLAIN_FORMATS,
+    PROMPT_FORMATS,
+    choose_format,
+)
 from tedchat.models.registry import apply_model_defaults, model_label, registry_entry, resolve_model
-from tedchat.models.prompt_formats import CHAT_TEMPLATE, PLAIN_FORMATS, PROMPT_FORMATS, choose_format
 from tedchat_llamacpp.gguf_header import GGUFInfo, read_gguf_header
 
 log = logging.getLogger("tedchat.llamacpp")

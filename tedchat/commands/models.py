@@ -119,8 +119,8 @@ def run_list_engine(args: argparse.Namespace) -> int:
 
     from tedchat.cli import warn_plugin_failures
     from tedchat.engine import as_model_lister, capabilities_of
-    from tedchat.errors import UsageError
     from tedchat.engines import load_context
+    from tedchat.errors import UsageError
 
     context = load_context(args.config)
     warn_plugin_failures(context)
@@ -176,8 +176,8 @@ def run_convert(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
-    from tedchat.models.convert import convert_checkpoint
     from tedchat.errors import ModelNotFoundError
+    from tedchat.models.convert import convert_checkpoint
     from tedchat.models.hub import pulled_folder
     from tedchat.models.registry import REGISTRY, gguf_path, models_dir
 

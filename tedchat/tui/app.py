@@ -24,8 +24,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from tedchat.engine import Engine, GenerationParams
-from tedchat.errors import HistoryError, TedchatError
 from tedchat.engines import Context
+from tedchat.errors import HistoryError, TedchatError
 from tedchat.session import Clock
 from tedchat.tui.engines import EngineLoader
 from tedchat.tui.live import BackgroundRecorder, GcPause

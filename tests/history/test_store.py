@@ -20,7 +20,6 @@ import pytest
 
 from tedchat.engine import Done, TextDelta, Usage
 from tedchat.errors import HistoryError
-from tedchat.metrics import StreamMeter
 from tedchat.history.store import (
     SCHEMA_VERSION,
     ConversationNotFoundError,
@@ -34,6 +33,7 @@ from tedchat.history.store import (
     index_text,
     migrate,
 )
+from tedchat.metrics import StreamMeter
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -20,8 +20,8 @@ from tedchat.conversation import (
     params_to_dict,
 )
 from tedchat.engine import Capabilities, EmulatedTimings, GenerationParams
-from tedchat.metrics import StreamMeter, StreamMetrics, format_metrics_line
 from tedchat.history.store import Store
+from tedchat.metrics import StreamMeter, StreamMetrics, format_metrics_line
 from tedchat.tui import themes
 from tedchat.tui.screens.help import binding_rows, unknown_keymap_ids
 from tedchat.tui.screens.params import parse_params
