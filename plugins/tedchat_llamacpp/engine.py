@@ -28,12 +28,13 @@ import asyncio
 import logging
 import random
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tedchat.engine import (
+    Capabilities,
     Done,
     EngineStatus,
     Event,
@@ -135,6 +136,7 @@ class LlamaCppEngine:
         self.settings = settings
         self.runtime = runtime
         self.model = model_label(settings["model"])
+        self.capabilities = Capabilities(cache_reset=True, context_size=int(settings["n_ctx"]))
         fmt = settings.get("prompt_format", "auto")
         if fmt not in PROMPT_FORMATS:
             raise ConfigError(
@@ -280,7 +282,7 @@ class LlamaCppEngine:
 
         llama-cpp-python reuses the longest prefix the new prompt shares with the last one;
         ``tedchat bench`` calls this before every run so repeated prompts are timed cold.
-        (Optional engine method; see the bench section of the README.)
+        (Declared by ``capabilities.cache_reset``; see the bench section of the README.)
         """
         # In a thread: the lock may be held by a generation that is just finishing.
         await asyncio.to_thread(self._reset_sync)
@@ -292,7 +294,7 @@ class LlamaCppEngine:
 
     async def stream(
         self, messages: Sequence[Message], params: GenerationParams
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         await self.load()
         async for event in stream_from_thread(
             lambda should_stop: self._generate(messages, params, should_stop), name=self.name

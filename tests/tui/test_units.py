@@ -19,7 +19,7 @@ from tedchat.conversation import (
     params_from_dict,
     params_to_dict,
 )
-from tedchat.engine import EmulatedTimings, GenerationParams
+from tedchat.engine import Capabilities, EmulatedTimings, GenerationParams
 from tedchat.errors import ConfigError
 from tedchat.history.store import Store
 from tedchat.metrics import StreamMeter, StreamMetrics, format_metrics_line
@@ -68,18 +68,23 @@ def test_estimate_and_budget() -> None:
     assert context_budget(4096, 4000) == 2048  # half stays for the prompt
 
 
-class _Described:
-    def __init__(self, described: dict[str, object]) -> None:
-        self._described = described
+class _Declared:
+    """An engine that declares ``capabilities`` (or, given None, sets none: an older plugin)."""
+
+    name, type = "e", "t"
+
+    def __init__(self, capabilities: Capabilities | None) -> None:
+        if capabilities is not None:
+            self.capabilities = capabilities
 
     def describe(self) -> dict[str, object]:
-        return self._described
+        return {"n_ctx": 999}  # describe() is for display: never read for the context
 
 
-def test_engine_context_tokens_uses_what_the_engine_says() -> None:
-    assert engine_context_tokens(_Described({"n_ctx": 2048}), 8192) == (2048, True)  # type: ignore[arg-type]
-    assert engine_context_tokens(_Described({"context": 512}), 8192) == (512, True)  # type: ignore[arg-type]
-    assert engine_context_tokens(_Described({"base_url": "x"}), 8192) == (8192, False)  # type: ignore[arg-type]
+def test_engine_context_tokens_uses_what_the_engine_declares() -> None:
+    assert engine_context_tokens(_Declared(Capabilities(context_size=2048)), 8192) == (2048, True)  # type: ignore[arg-type]
+    assert engine_context_tokens(_Declared(Capabilities()), 8192) == (8192, False)  # type: ignore[arg-type]
+    assert engine_context_tokens(_Declared(None), 8192) == (8192, False)  # type: ignore[arg-type]
 
 
 # --- figures through the history store -------------------------------------------------------
