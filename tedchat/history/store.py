@@ -65,6 +65,7 @@ opens a new file next to it whose name comes from :func:`fresh_path_for`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import os
@@ -119,10 +120,12 @@ FLUSH_INTERVAL_S = 0.25
 """A streaming reply reaches the database at most this often (and always when it ends)."""
 
 BUSY_TIMEOUT_MS = 5_000
-"""How long SQLite itself waits for a lock before reporting SQLITE_BUSY."""
+"""How long SQLite itself waits for a lock before reporting SQLITE_BUSY (at most the store's
+lock timeout)."""
 
 BUSY_DEADLINE_S = 60.0
-"""How long a transaction is retried on SQLITE_BUSY before giving up with HistoryBusyError."""
+"""How long a transaction is retried on SQLITE_BUSY before giving up with HistoryBusyError, by
+default (``[history] lock_timeout_s`` sets it: ``Store.open(..., lock_timeout_s=...)``)."""
 
 EXPORT_FORMAT = "tedchat-conversation"
 EXPORT_VERSION = 1
@@ -608,6 +611,18 @@ def _is_busy(exc: sqlite3.Error) -> bool:
     return "locked" in msg or "busy" in msg
 
 
+def _busy_timeout_ms(lock_timeout_s: float) -> int:
+    # SQLite's own wait must not outlast the store's deadline for the whole transaction.
+    return max(0, min(BUSY_TIMEOUT_MS, int(lock_timeout_s * 1000)))
+
+
+def _is_full(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF == 13  # SQLITE_FULL: the disk, or the file's page limit
+    return "disk is full" in str(exc).lower()
+
+
 def _is_corrupt(exc: sqlite3.Error) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     if code is not None:
@@ -661,7 +676,7 @@ def fresh_path_for(path: str | os.PathLike[str], now: datetime | None = None) ->
         n += 1
 
 
-def _check_existing_file(path: Path) -> None:
+def _check_existing_file(path: Path, lock_timeout_s: float = BUSY_DEADLINE_S) -> None:
     """Raise HistoryCorruptError unless ``path`` (if it exists) is a sound SQLite database.
 
     Reads only, and only through SQLite: a read-only connection runs ``PRAGMA quick_check``
@@ -684,7 +699,7 @@ def _check_existing_file(path: Path) -> None:
     sides = [Path(f"{path}-wal"), Path(f"{path}-shm")]
     absent = [p for p in sides if not p.exists()]
     try:
-        _quick_check(path)
+        _quick_check(path, lock_timeout_s)
     except HistoryCorruptError:
         # Tidy up only what this check itself created, and only while it holds no data.
         if sides[0] in absent and sides[0].exists() and sides[0].stat().st_size == 0:
@@ -693,12 +708,14 @@ def _check_existing_file(path: Path) -> None:
         raise
 
 
-def _quick_check(path: Path) -> None:
-    deadline = time.monotonic() + BUSY_DEADLINE_S
+def _quick_check(path: Path, lock_timeout_s: float = BUSY_DEADLINE_S) -> None:
+    deadline = time.monotonic() + lock_timeout_s
     while True:
         try:
             conn = sqlite3.connect(
-                f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000
+                f"{path.resolve().as_uri()}?mode=ro",
+                uri=True,
+                timeout=_busy_timeout_ms(lock_timeout_s) / 1000,
             )
             try:
                 rows = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]
@@ -746,9 +763,11 @@ class Store:
         *,
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,
+        lock_timeout_s: float = BUSY_DEADLINE_S,
     ) -> None:
         self._conn = conn
         self.path = path
+        self.lock_timeout_s = lock_timeout_s
         self._clock = clock
         self._now = wall_clock
         self._lock = threading.RLock()
@@ -765,14 +784,17 @@ class Store:
         *,
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,
+        lock_timeout_s: float = BUSY_DEADLINE_S,
     ) -> Store:
         """Open (creating folders and file as needed) the history at ``path``, migrate it to
         the current schema and mark replies whose writer died as ``interrupted``.
 
         ``new_history`` opens a new file next to ``path`` instead (see :func:`fresh_path_for`);
         ``store.path`` says which file is in use. ``clock`` paces reply flushes; ``wall_clock``
-        stamps created/updated times. Raises :class:`HistoryCorruptError` for a damaged or
-        unreadable file (left untouched) and :class:`HistorySchemaError` for a newer schema.
+        stamps created/updated times; ``lock_timeout_s`` is how long a write waits for another
+        process's lock before :class:`HistoryBusyError`. Raises :class:`HistoryCorruptError`
+        for a damaged or unreadable file (left untouched) and :class:`HistorySchemaError` for a
+        newer schema.
         """
         path = Path(path).expanduser().absolute()  # error messages name the whole path
         if new_history:
@@ -783,17 +805,17 @@ class Store:
             raise HistoryError(
                 f"cannot create the history folder {path.parent}: {exc.strerror or exc}"
             ) from exc
-        _check_existing_file(path)
+        _check_existing_file(path, lock_timeout_s)
         try:
             conn = sqlite3.connect(
                 str(path),
-                timeout=BUSY_TIMEOUT_MS / 1000,
+                timeout=_busy_timeout_ms(lock_timeout_s) / 1000,
                 isolation_level=None,  # we issue BEGIN IMMEDIATE / COMMIT ourselves
                 check_same_thread=False,  # guarded by the store's lock instead
             )
         except sqlite3.Error as exc:
             raise _corrupt_error(path, str(exc)) from exc
-        store = cls(conn, path, clock=clock, wall_clock=wall_clock)
+        store = cls(conn, path, clock=clock, wall_clock=wall_clock, lock_timeout_s=lock_timeout_s)
         try:
             store._setup()
         except BaseException:
@@ -803,7 +825,7 @@ class Store:
 
     def _setup(self) -> None:
         def pragmas() -> None:
-            self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._conn.execute(f"PRAGMA busy_timeout = {_busy_timeout_ms(self.lock_timeout_s)}")
             # Refuse a newer schema before anything (even the journal mode) is changed.
             version = self._conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
@@ -825,11 +847,16 @@ class Store:
         with self._lock:
             if self._closed:
                 return
-            for writer in list(self._writers):
-                if not writer.finished:
-                    writer._end("interrupted", None)
-            self._closed = True
-            self._conn.close()
+            try:
+                for writer in list(self._writers):
+                    if not writer.finished:
+                        # If the file takes no more writes (full, locked), the row keeps its
+                        # writer's pid, so the next open marks it interrupted instead.
+                        with contextlib.suppress(HistoryError):
+                            writer._end("interrupted", None)
+            finally:
+                self._closed = True
+                self._conn.close()
 
     def __enter__(self) -> Store:
         return self
@@ -841,7 +868,7 @@ class Store:
 
     def _retry(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` again after SQLITE_BUSY (with backoff) until the deadline."""
-        deadline = time.monotonic() + BUSY_DEADLINE_S
+        deadline = time.monotonic() + self.lock_timeout_s
         delay = 0.002
         with self._lock:
             while True:
@@ -853,11 +880,16 @@ class Store:
                     if not _is_busy(exc):
                         if _is_corrupt(exc):
                             raise _corrupt_error(self.path, str(exc)) from exc
+                        if _is_full(exc):
+                            raise HistoryError(
+                                f"history file {self.path} is full: this write was not saved",
+                                hint="free disk space there; what is already saved is intact",
+                            ) from exc
                         raise HistoryError(f"history file {self.path}: {exc}") from exc
                     if time.monotonic() > deadline:
                         raise HistoryBusyError(
                             f"history file {self.path} stayed locked by another process for "
-                            f"{BUSY_DEADLINE_S:.0f} s",
+                            f"{self.lock_timeout_s:g} s ([history] lock_timeout_s)",
                             hint="another tedchat may be stuck; close it and try again",
                         ) from exc
                     time.sleep(delay * (0.5 + random.random()))  # jitter: don't retry in step
