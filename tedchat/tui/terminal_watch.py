@@ -48,7 +48,7 @@ POLL_S = 0.1
 GRACE_S = 1.5
 
 #: Exit status after a hangup: 128 + SIGHUP, what a shell reports for a process a hangup ended.
-HANGUP_STATUS = 128 + int(signal.SIGHUP)
+HANGUP_STATUS = 128 + int(getattr(signal, "SIGHUP", 1))
 
 
 class WatchedApp(Protocol):
@@ -118,8 +118,8 @@ class TerminalWatch:
         descriptors to check (default :func:`terminal_fds`); ``sighup`` handles SIGHUP too."""
         self._loop = asyncio.get_running_loop()
         self.fds = terminal_fds() if fds is None else list(fds)
-        if sighup:
-            # No SIGHUP (Windows) or not the main thread: the polling still works.
+        if sighup and hasattr(signal, "SIGHUP"):  # Windows has none; the polling still works
+            # Not the main thread, or a loop without signal support: the polling still works.
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 self._loop.add_signal_handler(signal.SIGHUP, self.lost, "hangup signal (SIGHUP)")
         self._thread = threading.Thread(target=self._watch, name="tedchat-terminal", daemon=True)
@@ -130,7 +130,7 @@ class TerminalWatch:
         if self.reason is not None:
             return
         self._stop.set()
-        if self._loop is not None and not self._loop.is_closed():
+        if self._loop is not None and not self._loop.is_closed() and hasattr(signal, "SIGHUP"):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 self._loop.remove_signal_handler(signal.SIGHUP)
 
@@ -163,7 +163,7 @@ class TerminalWatch:
         app = self.app
         # Cancelling a turn finishes its recorder (as interrupted, see recorder()) and hands
         # its last text to the history thread; waiting for that thread then saves it all.
-        await _cancel_and_settle(list(app.workers), self.grace_s)
+        await _cancel_and_settle(list(app.workers), self.grace_s / 2)
         await app.history_idle()
         if self.fds and not terminal_alive(self.fds):
             await app.close_resources()  # nothing to draw on: no Textual shutdown
@@ -183,14 +183,16 @@ async def _cancel_and_settle(workers: list[Any], timeout: float) -> None:
     """Cancel ``workers`` and wait (at most ``timeout``) until each has run its cleanup."""
     for worker in workers:
         worker.cancel()
-    waits = [asyncio.ensure_future(worker.wait()) for worker in workers if worker._task]
+    waits = [asyncio.ensure_future(worker.wait()) for worker in workers]
     if not waits:
         return
     done, pending = await asyncio.wait(waits, timeout=timeout)
     for task in pending:
         task.cancel()
     for task in done:
-        task.exception()  # WorkerCancelled, as asked: seen, so asyncio does not log it
+        # WorkerCancelled as asked (or WorkerError for one never started): seen, so that
+        # asyncio does not log it.
+        task.exception()
 
 
 class HangupAwareRecorder:

@@ -84,6 +84,25 @@ def tedchat_pid(tmux: TmuxSession) -> int:
     raise AssertionError(f"no tedchat process under pane process {pane}")
 
 
+def pane_status(tmux: TmuxSession) -> list[str]:
+    """[dead, exit status, signal] of the pane, as far as tmux knows them yet."""
+    return subprocess.run(
+        [
+            "tmux",
+            "-L",
+            tmux.socket,
+            "list-panes",
+            "-t",
+            tmux.name,
+            "-F",
+            "#{pane_dead} #{pane_dead_status} #{pane_dead_signal}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+
+
 def stream_until_midway(tmux: TmuxSession) -> None:
     type_prompt(tmux, PROMPT)
     seen = tmux.wait_for(lambda s: s.count("word") >= 20, 30)
@@ -159,21 +178,13 @@ def test_sighup_with_the_terminal_still_there_exits_cleanly(tmp_path: Path) -> N
             os.kill(pid, signal.SIGKILL)
         assert took is not None, "tedchat still ran after SIGHUP"
         # The pane stays (remain-on-exit): tedchat left the screen it drew on and exited 129
-        # (128 + SIGHUP) by itself, not killed by the signal.
-        status = subprocess.run(
-            [
-                "tmux",
-                "-L",
-                tmux.socket,
-                "list-panes",
-                "-t",
-                tmux.name,
-                "-F",
-                "#{pane_dead} #{pane_dead_status} #{pane_dead_signal}",
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.split()
-        assert status[:2] == ["1", "129"], status
+        # (128 + SIGHUP) by itself, not killed by the signal. (tmux fills the status in once
+        # it has reaped the process.)
+        status = pane_status(tmux)
+        deadline = time.monotonic() + 10
+        while len(status) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            status = pane_status(tmux)
+        assert status == ["1", "129"], status
+        assert "Pane is dead (status 129" in tmux.capture()
     assert_saved_as_interrupted(home)

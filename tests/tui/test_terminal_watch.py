@@ -98,7 +98,6 @@ class FakeApp:
     def __init__(self) -> None:
         self.calls: list[str] = []
         self.workers = [self]
-        self._task = True
 
     def cancel(self) -> None:
         self.calls.append("cancel")
