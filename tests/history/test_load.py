@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tedchat.history.store import Store
 from tests.history.load_writer import CHUNKS, reply_chunks
 
@@ -22,6 +24,7 @@ WRITERS = 8
 REPLIES = 200
 
 
+@pytest.mark.slow  # ~2 minutes here: 12,800 fsync'd commits (one writer alone: ~130 a second)
 def test_eight_processes_streaming_200_replies_each_lose_nothing(tmp_path: Path) -> None:
     path = tmp_path / "history.db"
     Store.open(path).close()  # created once, so the writers only contend for rows
