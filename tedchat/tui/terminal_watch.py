@@ -54,7 +54,9 @@ HANGUP_STATUS = 128 + int(getattr(signal, "SIGHUP", 1))
 class WatchedApp(Protocol):
     """What the watch needs of the app (TedchatApp; a Protocol keeps the import one-way)."""
 
-    workers: Any  # Textual's WorkerManager: iterable, each worker cancellable and awaitable
+    @property
+    def workers(self) -> Any:
+        """Textual's WorkerManager: iterable, each worker cancellable and awaitable."""
 
     async def history_idle(self) -> None: ...
 
