@@ -157,12 +157,16 @@ def test_killing_the_tmux_session_mid_answer_ends_tedchat(tmp_path: Path, how: s
             )
             assert tmux.wait_for(lambda s: "Ask anything" in s, 30), tmux.capture()
         pid = tedchat_pid(tmux)
+        pane = tmux.pane_pid()
         stream_until_midway(tmux)
         tmux._tmux("kill-session", "-t", tmux.name, check=False)
         took = wait_gone(pid, EXIT_WITHIN_S)
         if took is None:
             os.kill(pid, signal.SIGKILL)  # no orphan, whatever the outcome
         assert took is not None, f"tedchat ({how}) still ran {EXIT_WITHIN_S} s after the kill"
+        print(f"\ntedchat ({how}) ended {took:.2f} s after its tmux session was killed")
+        if how == "make":  # make, waiting for its child, ends with it
+            assert pane is not None and wait_gone(pane, EXIT_WITHIN_S) is not None
     assert_saved_as_interrupted(home)
 
 
@@ -177,6 +181,7 @@ def test_sighup_with_the_terminal_still_there_exits_cleanly(tmp_path: Path) -> N
         if took is None:
             os.kill(pid, signal.SIGKILL)
         assert took is not None, "tedchat still ran after SIGHUP"
+        print(f"\ntedchat ended {took:.2f} s after SIGHUP")
         # The pane stays (remain-on-exit): tedchat left the screen it drew on and exited 129
         # (128 + SIGHUP) by itself, not killed by the signal. (tmux fills the status in once
         # it has reaped the process.)
