@@ -139,3 +139,32 @@ async def test_a_hung_up_tty_is_noticed_without_a_signal() -> None:
         if master >= 0:
             os.close(master)
         os.close(slave)
+
+
+async def test_a_lost_terminal_interrupts_every_compare_pane_still_streaming(make_app) -> None:
+    from tedchat.tui.screens.compare import CompareScreen
+
+    app = make_app(compare=["fast", "slow"])
+    async with app.run_test(size=(140, 36)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen))
+        await send(pilot, "race")
+        await wait_for(
+            pilot,
+            lambda: (
+                [r.text.count("word") >= 10 for r in app.screen.query(ReplyView)] == [False, True]
+            ),
+        )
+        path = (await app.history()).path
+        await app.history_idle()
+        app.terminal.lost("hangup signal (SIGHUP)")
+        await wait_for(pilot, lambda: app.return_value is not None)
+    conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+    try:
+        saved = dict(
+            conn.execute(
+                "SELECT engine, finish_reason FROM messages WHERE role = 'assistant'"
+            ).fetchall()
+        )
+    finally:
+        conn.close()
+    assert saved == {"fast": "stop", "slow": "interrupted"}  # the finished one stays finished
