@@ -12,9 +12,9 @@ spun on until someone killed it.
 So :class:`TerminalWatch` looks for both signs:
 
 - ``SIGHUP`` (a hangup, or ``kill -HUP``);
-- the terminal no longer answering: a thread asks ``isatty()`` of stdin and of the driver's
-  output every :data:`POLL_S` (one ``ioctl``; on a hung-up tty it fails with EIO, on a closed
-  descriptor with EBADF).
+- the terminal no longer answering: a thread asks ``isatty()`` of (private duplicates of) stdin
+  and the driver's output every :data:`POLL_S` (one ``ioctl``; on a hung-up tty it fails with
+  EIO).
 
 Either way the replies being written are cancelled and end as ``interrupted`` (with all their
 text: the recorders hand their last text to the history thread, which is then drained). Then,
@@ -107,6 +107,7 @@ class TerminalWatch:
         #: Why the terminal was given up (None while it is fine).
         self.reason: str | None = None
         self.fds: list[int] = []
+        self._owned: list[int] = []
         self._lost_at: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -119,7 +120,11 @@ class TerminalWatch:
         """Watch the terminal of the running app (call on the event loop): ``fds`` are the
         descriptors to check (default :func:`terminal_fds`); ``sighup`` handles SIGHUP too."""
         self._loop = asyncio.get_running_loop()
-        self.fds = terminal_fds() if fds is None else list(fds)
+        # Private duplicates: a hangup reaches every descriptor of the tty, but nothing else
+        # can swap them for another file. llama-cpp-python points fd 2 at /dev/null while it
+        # loads a model, which on fd 2 itself would look like a terminal gone.
+        self.fds = [os.dup(fd) for fd in (terminal_fds() if fds is None else fds)]
+        self._owned = list(self.fds)
         if sighup and hasattr(signal, "SIGHUP"):  # Windows has none; the polling still works
             # Not the main thread, or a loop without signal support: the polling still works.
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
@@ -132,6 +137,12 @@ class TerminalWatch:
         if self.reason is not None:
             return
         self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        for fd in self._owned:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._owned = []
         if self._loop is not None and not self._loop.is_closed() and hasattr(signal, "SIGHUP"):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 self._loop.remove_signal_handler(signal.SIGHUP)

@@ -117,27 +117,47 @@ class FakeApp:
 
 async def test_a_hung_up_tty_is_noticed_without_a_signal() -> None:
     master, slave = os.openpty()
+    stderr = os.dup(slave)  # stands for the UI's fd 2
     ended: list[int] = []
     app = FakeApp()
     watch = TerminalWatch(app, exit_process=ended.append, grace_s=0.5, poll_s=0.02)
     try:
-        watch.start([slave], sighup=False)
-        await asyncio.sleep(0.2)
-        assert watch.reason is None and terminal_alive([slave])  # a live tty: nothing happens
+        watch.start([slave, stderr], sighup=False)
+        # llama-cpp-python points fd 2 at /dev/null while it loads a model: not a lost terminal.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stderr)
+        os.close(devnull)
+        await asyncio.sleep(0.3)
+        assert watch.reason is None and ended == []
         os.close(master)  # the terminal goes away: the kernel hangs up the tty
         master = -1
         for _ in range(200):
             if ended:
                 break
             await asyncio.sleep(0.02)
-        assert not terminal_alive([slave])
+        assert not terminal_alive(watch.fds)
         assert watch.reason == "the terminal closed"
         assert app.calls == ["cancel", "waited", "history idle", "closed"]
         assert ended and ended[0] == HANGUP_STATUS
     finally:
         watch._stop.set()
-        if master >= 0:
-            os.close(master)
+        for fd in [master, slave, stderr, *watch.fds]:
+            if fd >= 0:
+                os.close(fd)
+
+
+async def test_stop_ends_the_watch_and_closes_its_descriptors() -> None:
+    master, slave = os.openpty()
+    watch = TerminalWatch(FakeApp(), exit_process=lambda _: None, poll_s=0.02)
+    try:
+        watch.start([slave], sighup=False)
+        [own] = watch.fds
+        assert own != slave and os.isatty(own)
+        watch.stop()
+        assert watch._thread is not None and not watch._thread.is_alive()
+        assert not terminal_alive([own])  # closed
+    finally:
+        os.close(master)
         os.close(slave)
 
 
