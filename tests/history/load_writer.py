@@ -12,7 +12,8 @@ import sys
 import time
 
 from tedchat.errors import HistoryError
-from tedchat.history.store import ReplyMetrics, Store
+from tedchat.history.records import ReplyMetrics
+from tedchat.history.store import Store
 
 #: Chunks each reply streams in; every chunk is its own committed write (flush_interval 0).
 CHUNKS = 5

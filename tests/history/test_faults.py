@@ -21,9 +21,10 @@ from typing import Any
 import pytest
 
 from tedchat.config import load_settings
-from tedchat.errors import HistoryError
+from tedchat.errors import HistoryBusyError, HistoryError
 from tedchat.history.files import open_history
-from tedchat.history.store import HistoryBusyError, ReplyMetrics, Store
+from tedchat.history.records import ReplyMetrics
+from tedchat.history.store import Store
 
 LOCK_TIMEOUT_S = 2.0
 
