@@ -42,7 +42,5 @@ def open_history(settings: Settings, *, new_history: bool = False) -> Store:
 
     store = Store.open(history_path(settings), new_history=new_history)
     if new_history:
-        state = _remembered_file()
-        state.parent.mkdir(parents=True, exist_ok=True)
-        state.write_text(json.dumps({"path": str(store.path)}), encoding="utf-8")
+        paths.write_private_text(_remembered_file(), json.dumps({"path": str(store.path)}))
     return store

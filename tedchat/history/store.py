@@ -82,6 +82,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tedchat import paths
 from tedchat.engine import FINISH_REASONS
 from tedchat.errors import HistoryError
 
@@ -778,20 +779,21 @@ class Store:
         if new_history:
             path = fresh_path_for(path)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            paths.private_dir(path.parent)
         except OSError as exc:
             raise HistoryError(
                 f"cannot create the history folder {path.parent}: {exc.strerror or exc}"
             ) from exc
         _check_existing_file(path)
         try:
+            paths.private_file(path)  # 0600; SQLite gives -wal and -shm the same mode
             conn = sqlite3.connect(
                 str(path),
                 timeout=BUSY_TIMEOUT_MS / 1000,
                 isolation_level=None,  # we issue BEGIN IMMEDIATE / COMMIT ourselves
                 check_same_thread=False,  # guarded by the store's lock instead
             )
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise _corrupt_error(path, str(exc)) from exc
         store = cls(conn, path, clock=clock, wall_clock=wall_clock)
         try:

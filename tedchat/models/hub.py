@@ -46,6 +46,7 @@ from tedchat.errors import (
     TedchatError,
     UsageError,
 )
+from tedchat.paths import private_umask
 from tedchat.models.registry import (
     PULL_IGNORE,
     PULL_MARKER,
@@ -238,6 +239,7 @@ def weights_dtype(folder: Path, default: str) -> str:
     return names.get(str(config.get("torch_dtype") or config.get("dtype")), default)
 
 
+@private_umask()  # the snapshot, and what huggingface_hub writes in it, are the user's alone
 def pull(
     name: str,
     *,

@@ -152,10 +152,7 @@ def remember(key: str, value: Any) -> None:
     state[key] = value
     path = ui_state_path()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2), encoding="utf-8")
-        tmp.replace(path)
+        paths.write_private_text(path, json.dumps(state, indent=2))
     except OSError:
         pass
 
