@@ -128,7 +128,8 @@ def known_redactor(config: str | None) -> Redactor:
         settings = load_settings(config, warn=False)
     except TedchatError:
         return redactor  # the command reports a broken config itself
-    redactor.add(*secrets_in({"engines": settings.engines}, os.environ))
+    for table in settings.engines.values():
+        redactor.add(*secrets_in(table, os.environ))
     return redactor
 
 

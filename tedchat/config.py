@@ -74,7 +74,10 @@ class Settings:
         """The plugin folders; a relative ``[plugins] dirs`` entry is relative to the config
         file's folder (not to wherever tedchat was started)."""
         base = self.source.parent if self.source else paths.config_dir()
-        return [paths.config_dir() / "plugins", *(base / Path(d).expanduser() for d in self.plugins.dirs)]
+        return [
+            paths.config_dir() / "plugins",
+            *(base / Path(d).expanduser() for d in self.plugins.dirs),
+        ]
 
     def history_path(self) -> Path:
         if self.history.path:
@@ -168,7 +171,8 @@ def exposed_secret_warning(path: Path, data: Mapping[str, Any]) -> str | None:
         mode = path.stat().st_mode & 0o777
     except OSError:
         return None
-    if not mode & 0o044 or not secrets_in({"engines": data.get("engines") or {}}):
+    engines = data.get("engines") or {}
+    if not mode & 0o044 or not any(secrets_in(table) for table in engines.values()):
         return None
     return (
         f"warning: {path} holds an API key or password and others may read it "
@@ -285,7 +289,9 @@ def to_toml(settings: Settings, engines: Mapping[str, Mapping[str, Any]]) -> str
         lines.append("")
     for name, table in engines.items():
         lines.append(f"[engines.{_toml_key(name)}]")
-        lines.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in redact_settings(table).items())
+        lines.extend(
+            f"{_toml_key(k)} = {_toml_value(v)}" for k, v in redact_settings(table).items()
+        )
         lines.append("")
     return "\n".join(lines)
 

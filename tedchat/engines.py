@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from tedchat.config import DEFAULT_ENGINES, Settings, coerce, load_settings
-from tedchat.redact import redact_settings
 from tedchat.engine import Engine, Runtime
 from tedchat.errors import ConfigError
 from tedchat.plugins import Plugins, RegisteredType, load_plugins
+from tedchat.redact import redact_settings
 
 
 @dataclass(frozen=True)

@@ -91,16 +91,12 @@ class Plugins:
             return
         unsafe = unsafe_reason(folder)
         if unsafe:
-            self.failures.append(
-                PluginError(f"plugin folder {folder} not loaded: {unsafe}")
-            )
+            self.failures.append(PluginError(f"plugin folder {folder} not loaded: {unsafe}"))
             return
         for path in sorted(folder.glob("*.py")):
             unsafe = unsafe_reason(path)
             if unsafe:
-                self.failures.append(
-                    PluginError(f"plugin {str(path)!r} not loaded: {unsafe}")
-                )
+                self.failures.append(PluginError(f"plugin {str(path)!r} not loaded: {unsafe}"))
                 continue
             name = f"tedchat_local_{path.stem}"
             try:

@@ -72,6 +72,8 @@ SECRET_SUBSTRINGS = (
 )
 # Shorter known values are not hunted in free text: they would match innocent words.
 MIN_SECRET_LEN = 4
+# Environment variables are guessed secret by name alone: demand more of their values.
+MIN_ENV_SECRET_LEN = 8
 # A base64 fragment shorter than this would match too much by chance.
 MIN_BASE64_LEN = 6
 
@@ -190,7 +192,8 @@ def redact_settings(table: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def secrets_in(table: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> list[str]:
-    """Every secret value a settings table holds or points at, for :class:`Redactor`: values
+    """Every secret value a settings table (one engine's, say) holds or points at, for
+    :class:`Redactor`: values
     under secret names, ``env`` table values, URL userinfo and secret query values, and the
     values of the environment variables that ``*_env`` settings (``api_key_env``) name."""
     found: list[str] = []
@@ -199,9 +202,10 @@ def secrets_in(table: Mapping[str, Any], environ: Mapping[str, str] | None = Non
         if isinstance(node, Mapping):
             for key, value in node.items():
                 name = str(key)
-                if environ is not None and name.lower().endswith("_env") and value:
-                    if isinstance(value, str) and environ.get(value):
-                        found.append(environ[value])
+                if environ is not None and name.lower().endswith("_env"):
+                    variable = environ.get(value) if isinstance(value, str) and value else None
+                    if variable:
+                        found.append(variable)
                 walk(value, secret or is_secret_name(name) or name.lower() == "env")
         elif isinstance(node, list | tuple):
             for item in node:
@@ -222,8 +226,13 @@ def secrets_in(table: Mapping[str, Any], environ: Mapping[str, str] | None = Non
 
 def environ_secrets(environ: Mapping[str, str]) -> list[str]:
     """Values of environment variables with secret-looking names (``HF_TOKEN``,
-    ``OPENAI_API_KEY``), which libraries read on their own."""
-    return [value for name, value in environ.items() if value and is_secret_name(name)]
+    ``OPENAI_API_KEY``), which libraries read on their own. Short values (flags such as
+    ``true``, socket names) are left out: hunting them would garble innocent text."""
+    return [
+        value
+        for name, value in environ.items()
+        if len(value) >= MIN_ENV_SECRET_LEN and is_secret_name(name)
+    ]
 
 
 # --- free text -------------------------------------------------------------------------------
@@ -242,6 +251,7 @@ _TUPLE = re.compile(
     r"(?P<scheme>(?:bearer|basic|token)\s+)?(?P<value>[^\"']+)",
     re.IGNORECASE,
 )
+_B64 = r"[A-Za-z0-9+/_\-]"
 _CREDENTIAL = re.compile(r"\b(?P<scheme>Bearer|Basic)\s+(?P<value>[A-Za-z0-9._~+/=\-]{8,})")
 
 
@@ -276,6 +286,7 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._forms: set[str] = set()
+        self._base64: set[str] = set()
         self._known: re.Pattern[str] | None = None
         self.add(*secrets)
 
@@ -284,10 +295,17 @@ class Redactor:
         for secret in secrets:
             if secret and len(secret) >= MIN_SECRET_LEN:
                 self._forms |= secret_forms(secret)
+                self._base64.update(_base64_fragments(secret))
         if self._forms:
-            # Longest first, so a form inside a longer one does not leave the rest behind.
+            # Longest first, so a form inside a longer one does not leave the rest behind. A
+            # base64 form takes the whole base64 word it stands in (``Basic dXNlcjpwYXNz``).
             ordered = sorted(self._forms, key=len, reverse=True)
-            self._known = re.compile("|".join(re.escape(f) for f in ordered))
+            self._known = re.compile(
+                "|".join(
+                    f"{_B64}*{re.escape(f)}{_B64}*=*" if f in self._base64 else re.escape(f)
+                    for f in ordered
+                )
+            )
 
     def __call__(self, text: str) -> str:
         if not text:

@@ -173,7 +173,9 @@ def test_everything_tedchat_writes_on_a_fresh_home_is_private(
     assert {mode(xdg[v]) for v in (*XDG, "HOME")} == {0o755}
 
 
-def test_existing_user_folders_are_never_chmod_ed(xdg: dict[str, Path], server: FaultServer) -> None:
+def test_existing_user_folders_are_never_chmod_ed(
+    xdg: dict[str, Path], server: FaultServer
+) -> None:
     mine = xdg["XDG_DATA_HOME"] / "tedchat"
     mine.mkdir(mode=0o755)
     os.chmod(mine, 0o755)
@@ -189,15 +191,14 @@ def test_config_with_a_key_readable_by_others_is_warned_about(xdg: dict[str, Pat
     config = xdg["HOME"] / "config.toml"
     config.write_text('[engines.r]\ntype = "http"\napi_key = "sk-abcdef123456"\n')
     os.chmod(config, 0o644)
-    loose = run(xdg, "--config", str(config), "config", "path")
-    warnings = [line for line in loose.stderr.splitlines() if line.startswith("warning:")]
-    assert loose.returncode == 0
-    assert warnings == [
+    loose = run(xdg, "--config", str(config), "config", "show")
+    assert loose.returncode == 0, loose.stderr
+    assert loose.stderr.splitlines() == [
         f"warning: {config} holds an API key or password and others may read it "
         f"(mode 0644); run: chmod 600 {config}"
-    ], loose.stderr
-    shown = run(xdg, "--config", str(config), "config", "show")
-    assert shown.returncode == 0 and shown.stderr.count("warning:") == 1, shown.stderr
+    ]
+    listed = run(xdg, "--config", str(config), "--debug", "history", "list")
+    assert listed.returncode == 0 and listed.stderr.count("warning:") == 1, listed.stderr
     os.chmod(config, 0o600)
     tight = run(xdg, "--config", str(config), "config", "show")
     assert tight.returncode == 0 and "warning" not in tight.stderr, tight.stderr

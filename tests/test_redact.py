@@ -119,18 +119,19 @@ def test_redact_settings_hides_secrets_but_not_the_variable_name() -> None:
 
 
 def test_secrets_in_follows_variable_names_and_urls() -> None:
-    table = {
-        "engines": {
-            "a": {"api_key": SECRET, "base_url": "http://h/v1"},
-            "b": {"api_key_env": "MY_KEY", "headers": {"X-Api-Key": "hdr-secret-1"}},
-            "c": {"base_url": f"http://u:{quote(PASSWORD, safe='')}@h/v1?sig=sig-secret-2"},
-        }
-    }
-    found = secrets_in(table, {"MY_KEY": "env-secret-3"})
-    for value in (SECRET, "hdr-secret-1", "env-secret-3", PASSWORD, "sig-secret-2"):
+    tables = [
+        {"api_key": SECRET, "base_url": "http://h/v1"},
+        {"api_key_env": "MY_KEY", "headers": {"X-Api-Key": "hdr-secret-1"}},
+        {"base_url": f"http://u:{quote(PASSWORD, safe='')}@h/v1?sig=sig-secret-2"},
+        {"command": "mcp-server", "env": {"GITHUB_PAT": "env-secret-4"}},
+    ]
+    found = [s for table in tables for s in secrets_in(table, {"MY_KEY": "env-secret-3"})]
+    for value in (SECRET, "hdr-secret-1", "env-secret-3", PASSWORD, "sig-secret-2", "env-secret-4"):
         assert value in found
-    assert "http://h/v1" not in found
-    assert environ_secrets({"HF_TOKEN": "hf_x", "HOME": "/root", "EMPTY_KEY": ""}) == ["hf_x"]
+    assert "http://h/v1" not in found and "mcp-server" not in found
+    assert environ_secrets({"HF_TOKEN": "hf_xyz123", "HOME": "/root", "USE_AUTH": "true"}) == [
+        "hf_xyz123"
+    ]
 
 
 @pytest.mark.parametrize("prefix", ["", "u", "us", "user:", "longer-user-name:"])

@@ -42,6 +42,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from tedchat import redact
 from tedchat.engine import (
     Done,
     EngineStatus,
@@ -52,7 +53,6 @@ from tedchat.engine import (
     Runtime,
     Usage,
 )
-from tedchat import redact
 from tedchat.errors import (
     AuthError,
     ConfigError,

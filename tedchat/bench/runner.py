@@ -30,9 +30,9 @@ from tedchat.bench.prompts import Prompt
 from tedchat.bench.record import BenchRecord, now_iso
 from tedchat.bench.stats import aggregate_tokens_per_s, is_ok
 from tedchat.commands.ask import answer_record
-from tedchat.redact import redact_settings
 from tedchat.engine import Engine, GenerationParams, LoadProgress, Message
 from tedchat.errors import EngineError
+from tedchat.redact import redact_settings
 from tedchat.session import Turn, TurnResult, run_turn
 
 Clock = Callable[[], float]

@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tedchat.models.convert import DTYPE_BYTES, check_free_space, conversion_bytes, gb
 from tedchat.errors import (
     AuthError,
     EngineConnectionError,
@@ -46,7 +45,7 @@ from tedchat.errors import (
     TedchatError,
     UsageError,
 )
-from tedchat.paths import private_umask
+from tedchat.models.convert import DTYPE_BYTES, check_free_space, conversion_bytes, gb
 from tedchat.models.registry import (
     PULL_IGNORE,
     PULL_MARKER,
@@ -55,6 +54,7 @@ from tedchat.models.registry import (
     ModelEntry,
     snapshot_dir,
 )
+from tedchat.paths import private_umask
 
 Log = Callable[[str], None]
 DEFAULT_ENDPOINT = "https://huggingface.co"

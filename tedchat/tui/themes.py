@@ -15,6 +15,7 @@ Which theme starts: ``--theme`` > ``$TEDCHAT_THEME`` > the one last chosen in th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -151,10 +152,8 @@ def remember(key: str, value: Any) -> None:
     state = read_ui_state()
     state[key] = value
     path = ui_state_path()
-    try:
+    with contextlib.suppress(OSError):
         paths.write_private_text(path, json.dumps(state, indent=2))
-    except OSError:
-        pass
 
 
 def choose_theme(cli_theme: str | None, config_theme: str) -> str:

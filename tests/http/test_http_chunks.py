@@ -197,7 +197,9 @@ def test_retry_after_in_seconds_or_as_a_date() -> None:
 def test_urls_are_shown_without_credentials() -> None:
     assert display_url("https://user:sk-secret@host/v1/") == "https://***@host/v1"
     assert display_url("http://127.0.0.1:8080/v1") == "http://127.0.0.1:8080/v1"
-    assert display_url("https://h/v1?api-version=1&key=sk-1") == "https://h/v1?api-version=1&key=***"
+    assert (
+        display_url("https://h/v1?api-version=1&key=sk-1") == "https://h/v1?api-version=1&key=***"
+    )
 
 
 def test_endpoint_urls_keep_the_base_url_query_as_their_query() -> None:
