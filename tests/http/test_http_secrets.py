@@ -19,6 +19,8 @@ from pathlib import Path
 from subprocess import CompletedProcess
 from urllib.parse import quote, quote_plus
 
+import pytest
+
 from tedchat.engine import GenerationParams, Message
 from tedchat_http.engine import HttpEngine
 from tests.conftest import run_cli
@@ -79,6 +81,7 @@ def write_config(home: Path, server: FaultServer) -> Path:
     return path
 
 
+@pytest.mark.slow  # some thirty CLI runs
 def test_no_secret_leaks_from_any_command_or_file(
     tedchat_home: Path, fault_server: FaultServer
 ) -> None:
