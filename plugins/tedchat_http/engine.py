@@ -35,7 +35,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
@@ -44,6 +44,7 @@ import httpx
 
 from tedchat import redact
 from tedchat.engine import (
+    Capabilities,
     Done,
     EngineStatus,
     Event,
@@ -158,6 +159,8 @@ class HttpEngine:
         self.models_url_shown = display_url(self.models_url)
         self._model_id: str | None = settings["model"] or None
         self.model = model_display(self._model_id) if self._model_id else "(server default)"
+        # The server's context window is not part of the OpenAI API: unknown here.
+        self.capabilities = Capabilities(list_models=True)
         self._discovery_tried = False
         self._include_usage = True  # cleared when the server rejects stream_options
         self._client: httpx.AsyncClient | None = None
@@ -318,7 +321,7 @@ class HttpEngine:
 
     async def stream(
         self, messages: Sequence[Message], params: GenerationParams
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         await self.load()
         response = await self._open(self._client_here(), messages, params)
         reader = ChunkReader(self.url, keep_answer=bool(self.settings["tokenizer"]))
