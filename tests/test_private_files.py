@@ -282,3 +282,16 @@ def test_relative_plugin_dir_is_relative_to_the_config_file(
     result = run(xdg, "--config", str(config), "ask", "--engine", "p", "hi", cwd=elsewhere)
     assert result.returncode == 2
     assert "unknown engine type 'parrot'" in result.stderr, result.stderr
+
+
+def test_remembered_ui_choices_are_private(tedchat_home: Path) -> None:
+    from tedchat.tui import themes
+
+    old = os.umask(0o022)
+    try:
+        themes.remember("theme", "light")
+    finally:
+        os.umask(old)
+    state = themes.ui_state_path()
+    assert themes.read_ui_state()["theme"] == "light"
+    assert mode(state) == 0o600 and mode(state.parent) == 0o700
