@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -19,6 +20,9 @@ from tedchat.errors import EXIT_CANCELLED, EXIT_ENGINE, TedchatError
 
 if TYPE_CHECKING:
     from tedchat.engines import Context
+    from tedchat.redact import Redactor
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 # Command modules in the order --help lists them.
 COMMANDS = ("chat", "compare", "ask", "engines", "models", "config", "wafer", "history", "bench")
@@ -60,16 +64,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.config = getattr(args, "config", None)
     args.debug = getattr(args, "debug", False)
-    if args.debug:
-        _start_debug_log()
     if args.command is None:
         args = parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "chat"])
         args.config = getattr(args, "config", None)
         args.debug = getattr(args, "debug", False)
+    handler = _start_debug_log(args.config) if args.debug else None
     try:
         return int(args.run(args) or 0)
     except TedchatError as exc:
-        _report(exc, args.debug)
+        _report(exc, args.debug, _redactor_for(handler, args.config))
         return exc.exit_code
     except KeyboardInterrupt:
         print("cancelled", file=sys.stderr)
@@ -77,36 +80,70 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as exc:  # a bug: one line, unless --debug
+        redact = _redactor_for(handler, args.config)
         if args.debug:
             logging.getLogger("tedchat").exception("unexpected error")
-            raise
+            _print_traceback(exc, redact)
         print(
-            f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for details)",
+            redact(f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for details)"),
             file=sys.stderr,
         )
         return EXIT_ENGINE
+    finally:
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
 
 
-def _report(exc: TedchatError, debug: bool) -> None:
+def _report(exc: TedchatError, debug: bool, redact: Redactor) -> None:
     if debug:
         logging.getLogger("tedchat").error("%s", exc.message, exc_info=exc)
-        import traceback
-
-        traceback.print_exception(exc, file=sys.stderr)
-    print(f"error: {exc.message}", file=sys.stderr)
+        _print_traceback(exc, redact)
+    print(redact(f"error: {exc.message}"), file=sys.stderr)
     if exc.hint:
-        print(f"hint: {exc.hint}", file=sys.stderr)
+        print(redact(f"hint: {exc.hint}"), file=sys.stderr)
 
 
-def _start_debug_log() -> None:
-    log_dir = paths.state_dir()
-    log_dir.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(
-        filename=log_dir / "tedchat.log",
-        level=logging.DEBUG,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    print(f"debug log: {log_dir / 'tedchat.log'}", file=sys.stderr)
+def _print_traceback(exc: BaseException, redact: Redactor) -> None:
+    import traceback
+
+    sys.stderr.write(redact("".join(traceback.format_exception(exc))))
+
+
+def known_redactor(config: str | None) -> Redactor:
+    """A redactor that knows every secret of the config (and the variables it names) and of
+    the environment, so that they are hidden in any form wherever they turn up."""
+    from tedchat.config import load_settings
+    from tedchat.redact import Redactor, environ_secrets, secrets_in
+
+    redactor = Redactor(environ_secrets(os.environ))
+    try:
+        settings = load_settings(config, warn=False)
+    except TedchatError:
+        return redactor  # the command reports a broken config itself
+    for table in settings.engines.values():
+        redactor.add(*secrets_in(table, os.environ))
+    return redactor
+
+
+def _redactor_for(handler: logging.Handler | None, config: str | None) -> Redactor:
+    formatter = getattr(handler, "formatter", None)
+    redactor = getattr(formatter, "redactor", None)
+    return redactor if redactor is not None else known_redactor(config)
+
+
+def _start_debug_log(config: str | None) -> logging.Handler:
+    """Log everything (tedchat's and every library's records) to a private file, redacted."""
+    from tedchat.redact import RedactingFormatter
+
+    path = paths.private_file(paths.state_dir() / "tedchat.log")
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(RedactingFormatter(LOG_FORMAT, known_redactor(config)))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    print(f"debug log: {path}", file=sys.stderr)
+    return handler
 
 
 def warn_plugin_failures(context: Context) -> None:

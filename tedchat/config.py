@@ -22,6 +22,7 @@ from typing import Any
 
 from tedchat import paths
 from tedchat.errors import ConfigError
+from tedchat.redact import redact_settings, secrets_in
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -72,7 +73,13 @@ class Settings:
         return self.runtime.threads or os.cpu_count() or 1
 
     def plugin_dirs(self) -> list[Path]:
-        return [paths.config_dir() / "plugins", *(Path(d).expanduser() for d in self.plugins.dirs)]
+        """The plugin folders; a relative ``[plugins] dirs`` entry is relative to the config
+        file's folder (not to wherever tedchat was started)."""
+        base = self.source.parent if self.source else paths.config_dir()
+        return [
+            paths.config_dir() / "plugins",
+            *(base / Path(d).expanduser() for d in self.plugins.dirs),
+        ]
 
     def history_path(self) -> Path:
         if self.history.path:
@@ -116,9 +123,6 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "TEDCHAT_HISTORY": ("history", "path"),
 }
 
-SECRET_WORDS = ("key", "token", "secret", "password", "authorization", "cookie")
-NOT_SECRET = ("api_key_env", "tokenizer", "max_tokens")
-
 
 def config_path(explicit: str | Path | None = None) -> tuple[Path, bool]:
     """The config file to read and whether it was asked for (then it must exist)."""
@@ -131,14 +135,24 @@ def config_path(explicit: str | Path | None = None) -> tuple[Path, bool]:
 
 
 def load_settings(
-    explicit: str | Path | None = None, overrides: Mapping[tuple[str, str], Any] | None = None
+    explicit: str | Path | None = None,
+    overrides: Mapping[tuple[str, str], Any] | None = None,
+    *,
+    warn: bool = True,
 ) -> Settings:
-    """Read the settings: defaults < file < environment < ``overrides`` (the command line)."""
+    """Read the settings: defaults < file < environment < ``overrides`` (the command line).
+
+    ``warn``: say on stderr (one line) when the file holds a secret others can read.
+    """
     path, required = config_path(explicit)
     settings = Settings()
     if path.exists():
-        apply_table(settings, read_toml(path), path)
+        data = read_toml(path)
+        apply_table(settings, data, path)
         settings.source = path
+        warning = exposed_secret_warning(path, data)
+        if warn and warning:
+            print(warning, file=sys.stderr)
     elif required:
         raise ConfigError(
             f"config file not found: {path}", hint="create one with: tedchat config init"
@@ -150,6 +164,22 @@ def load_settings(
         if value is not None:
             _set(settings, section, key, value, origin="the command line")
     return settings
+
+
+def exposed_secret_warning(path: Path, data: Mapping[str, Any]) -> str | None:
+    """The warning for a config file that holds a secret (an ``api_key``, a secret header, a
+    URL with a password) and that group or others may read; None when all is well."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return None
+    engines = data.get("engines") or {}
+    if not mode & 0o044 or not any(secrets_in(table) for table in engines.values()):
+        return None
+    return (
+        f"warning: {path} holds an API key or password and others may read it "
+        f"(mode {mode:04o}); run: chmod 600 {path}"
+    )
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -247,30 +277,6 @@ def coerce(dotted: str, value: Any, like: Any, origin: str, *, from_text: bool =
     )
 
 
-def redact(table: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of a settings table with secret values replaced (for display and records)."""
-    out: dict[str, Any] = {}
-    for key, value in table.items():
-        name = key.lower().replace("-", "_")
-        secret = name not in NOT_SECRET and any(word in name for word in SECRET_WORDS)
-        if isinstance(value, Mapping):
-            out[key] = redact(value)
-        elif secret and value:
-            out[key] = "***"
-        elif isinstance(value, str) and "://" in value and "@" in value.split("://", 1)[1]:
-            out[key] = _redact_url(value)
-        else:
-            out[key] = value
-    return out
-
-
-def _redact_url(url: str) -> str:
-    """``https://user:pass@host/x`` -> ``https://***@host/x``."""
-    scheme, rest = url.split("://", 1)
-    userinfo, _, host = rest.partition("@")
-    return f"{scheme}://***@{host}" if userinfo and "/" not in userinfo else url
-
-
 def to_toml(settings: Settings, engines: Mapping[str, Mapping[str, Any]]) -> str:
     """The effective settings as TOML (secrets redacted), for ``tedchat config show``."""
     lines = [f"default_engine = {_toml_value(settings.default_engine)}", ""]
@@ -285,7 +291,9 @@ def to_toml(settings: Settings, engines: Mapping[str, Mapping[str, Any]]) -> str
         lines.append("")
     for name, table in engines.items():
         lines.append(f"[engines.{_toml_key(name)}]")
-        lines.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in redact(table).items())
+        lines.extend(
+            f"{_toml_key(k)} = {_toml_value(v)}" for k, v in redact_settings(table).items()
+        )
         lines.append("")
     return "\n".join(lines)
 

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tedchat.config import DEFAULT_ENGINES, Settings, coerce, load_settings, redact
+from tedchat.config import DEFAULT_ENGINES, Settings, coerce, load_settings
 from tedchat.engine import Engine, Runtime
 from tedchat.errors import ConfigError
 from tedchat.plugins import Plugins, RegisteredType, load_plugins
+from tedchat.redact import redact_settings
 
 
 @dataclass(frozen=True)
@@ -102,10 +103,10 @@ class Engines:
         try:
             registered = self.engine_type(spec)
             out["plugin"] = registered.plugin
-            out["settings"] = redact(self.resolved_settings(spec))
+            out["settings"] = redact_settings(self.resolved_settings(spec))
         except ConfigError as exc:
             out["plugin"] = None
-            out["settings"] = redact(spec.settings)
+            out["settings"] = redact_settings(spec.settings)
             out["error"] = exc.message
         return out
 

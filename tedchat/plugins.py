@@ -7,7 +7,9 @@ Three sources, loaded in this order:
    and ``http`` engines come this way, exactly like third-party ones). ``TEDCHAT_PLUGINS``
    chooses which load: a comma-separated list of entry-point names; empty means none;
 3. single-file plugins (``*.py``) in local plugin folders: ``plugins/`` in the user config
-   dir, plus ``[plugins] dirs`` from the config.
+   dir, plus ``[plugins] dirs`` from the config. A plugin runs as the user, so a folder or
+   file that someone else could have written (writable by group or others, or owned by
+   another user than the user or root) is refused: reported, not loaded.
 
 A plugin that fails to import or register is reported (:attr:`Plugins.failures`), never fatal.
 """
@@ -18,6 +20,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import os
+import stat
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -81,7 +84,15 @@ class Plugins:
     def load_folder(self, folder: Path) -> None:
         if not folder.is_dir():
             return
+        unsafe = unsafe_reason(folder)
+        if unsafe:
+            self.failures.append(PluginError(f"plugin folder {folder} not loaded: {unsafe}"))
+            return
         for path in sorted(folder.glob("*.py")):
+            unsafe = unsafe_reason(path)
+            if unsafe:
+                self.failures.append(PluginError(f"plugin {str(path)!r} not loaded: {unsafe}"))
+                continue
             name = f"tedchat_local_{path.stem}"
             try:
                 spec = importlib.util.spec_from_file_location(name, path)
@@ -143,6 +154,23 @@ class Plugins:
                 )
         self._types = types
         return types
+
+
+def unsafe_reason(path: Path) -> str | None:
+    """Why code at ``path`` may not be trusted (someone other than the user or root could have
+    written it), or None. Follows symlinks: what counts is the file that would run."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        return f"cannot check it ({exc.strerror or exc})"
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        who = "others" if mode & stat.S_IWOTH else "its group"
+        return f"it is writable by {who} (mode {mode:04o}; fix: chmod go-w {path})"
+    getuid = getattr(os, "getuid", None)
+    if getuid is not None and st.st_uid not in (getuid(), 0):
+        return f"it is owned by another user (uid {st.st_uid})"
+    return None
 
 
 def load_plugins(folders: Iterable[Path] = ()) -> Plugins:

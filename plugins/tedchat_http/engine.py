@@ -17,7 +17,11 @@ Closing the stream (the consumer breaks, cancels or calls ``aclose``) closes the
 with it the connection, so the server stops generating at once.
 
 The API key goes only into the ``Authorization`` header; error messages, ``describe()`` and
-logs never carry it (server messages that echo it are scrubbed).
+logs never carry it, nor URL userinfo or secret query values (all shown through
+:mod:`tedchat.redact`; server messages that echo a credential are scrubbed).
+
+``base_url`` may carry a query (Azure's ``?api-version=...``): every request URL keeps it as
+its query, after the endpoint's path.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from tedchat import redact
 from tedchat.engine import (
     Capabilities,
     Done,
@@ -67,16 +72,19 @@ RETRY_WAIT_CAP = 30.0  # longest Retry-After honoured; a longer one fails at onc
 BACKOFF_BASE_S = 0.25  # first wait after a refused connection; doubles per retry
 ERROR_BODY_LIMIT = 64 * 1024  # bytes of an error response read for its message
 RETRY_STATUSES = (429, 503)
-SECRET_HEADER_WORDS = ("authorization", "key", "token", "secret", "cookie", "password")
 
 
 def display_url(url: str) -> str:
-    """``url`` without user:password@ (which could hold a credential)."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url.rstrip("/")
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment)).rstrip("/")
+    """``url`` as messages show it: userinfo and secret query values hidden."""
+    return redact.redact_url(url).rstrip("/")
+
+
+def endpoint_url(base_url: str, path: str) -> str:
+    """``base_url`` with ``path`` appended to its path; its query stays the query
+    (``https://h/v1?api-version=1`` + ``chat/completions`` -> ``https://h/v1/chat/completions?api-version=1``)."""
+    parts = urlsplit(base_url)
+    joined = f"{parts.path.rstrip('/')}/{path.lstrip('/')}"
+    return urlunsplit((parts.scheme, parts.netloc, joined, parts.query, parts.fragment))
 
 
 def is_loopback(host: str) -> bool:
@@ -87,15 +95,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-def redact_headers(headers: dict[str, Any]) -> dict[str, Any]:
-    """Header values whose names suggest a credential (X-Api-Key, Authorization, ...) hidden."""
-    out = {}
-    for name, value in headers.items():
-        secret = any(word in name.lower() for word in SECRET_HEADER_WORDS)
-        out[name] = "***" if secret and value else value
-    return out
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -153,8 +152,11 @@ class HttpEngine:
                 f"got {display_url(self.base_url)!r}"
             )
         self.url = display_url(self.base_url)
-        self.chat_url = f"{self.base_url}/chat/completions"
-        self.models_url = f"{self.base_url}/models"
+        self.chat_url = endpoint_url(self.base_url, "chat/completions")
+        self.models_url = endpoint_url(self.base_url, "models")
+        # What error messages name: the request URLs without their secrets.
+        self.chat_url_shown = display_url(self.chat_url)
+        self.models_url_shown = display_url(self.models_url)
         self._model_id: str | None = settings["model"] or None
         self.model = model_display(self._model_id) if self._model_id else "(server default)"
         # The server's context window is not part of the OpenAI API: unknown here.
@@ -192,17 +194,10 @@ class HttpEngine:
         return headers
 
     def _scrub(self, text: str) -> str:
-        """``text`` with every credential this engine sends replaced (servers may echo them)."""
-        secrets = [self.api_key()]
-        secrets += [
-            str(v)
-            for k, v in self.settings["headers"].items()
-            if any(w in str(k).lower() for w in SECRET_HEADER_WORDS)
-        ]
-        for secret in secrets:
-            if secret and len(secret) >= 4:
-                text = text.replace(secret, "***")
-        return text
+        """``text`` with every credential this engine sends replaced (servers may echo them,
+        raw or as the base64 of Basic auth)."""
+        secrets = [self.api_key(), *redact.secrets_in(self.settings, os.environ)]
+        return redact.redact_text(text, secrets)
 
     def _warn_plain_http(self) -> None:
         if self._warned_plain_http or not self.api_key():
@@ -267,7 +262,7 @@ class HttpEngine:
             # Some proxies and gateways serve chat completions but no model list.
             return EngineStatus(True, f"{self.url} (reachable; it lists no models)")
         if response.status_code >= 400:
-            return EngineStatus(False, f"{response.status_code} from {self.models_url}")
+            return EngineStatus(False, f"{response.status_code} from {self.models_url_shown}")
         try:
             ids = [m["id"] for m in response.json().get("data", [])]
         except (ValueError, AttributeError, KeyError, TypeError):
@@ -285,7 +280,7 @@ class HttpEngine:
             "base_url": self.url,
             "api_key_env": s["api_key_env"],
             "api_key": "***" if s["api_key"] else "",
-            "headers": redact_headers(dict(s["headers"])),
+            "headers": redact.redact_settings(dict(s["headers"])),
             "connect_timeout": s["connect_timeout"],
             "read_timeout": s["read_timeout"],
             "verify_tls": s["verify_tls"],
@@ -317,12 +312,12 @@ class HttpEngine:
                 f"cannot connect to {self.url}: {connect_reason(exc)}"
             ) from exc
         if response.status_code != 200:
-            self._raise_status(response.status_code, response.content, self.models_url)
+            self._raise_status(response.status_code, response.content, self.models_url_shown)
         try:
             data = response.json()["data"]
             return [dict(m) for m in data if isinstance(m, dict) and "id" in m]
         except (ValueError, KeyError, TypeError) as exc:
-            raise ServerError(f"unexpected answer to GET {self.models_url}") from exc
+            raise ServerError(f"unexpected answer to GET {self.models_url_shown}") from exc
 
     async def stream(
         self, messages: Sequence[Message], params: GenerationParams
@@ -451,7 +446,7 @@ class HttpEngine:
                 wait = parse_retry_after(response.headers.get("retry-after"))
                 if wait is not None and wait > RETRY_WAIT_CAP:
                     raise ServerError(
-                        f"{status} from {self.chat_url}: {self._message(content)} "
+                        f"{status} from {self.chat_url_shown}: {self._message(content)} "
                         f"(the server asks to wait {wait:.0f} s; tedchat waits at most "
                         f"{RETRY_WAIT_CAP:.0f} s)"
                     )
@@ -459,7 +454,7 @@ class HttpEngine:
                 await asyncio.sleep(wait if wait is not None else self._backoff(attempt))
                 continue
             suffix = f" (after {attempt} retries)" if status in RETRY_STATUSES and attempt else ""
-            self._raise_status(status, content, self.chat_url, suffix)
+            self._raise_status(status, content, self.chat_url_shown, suffix)
 
     def _backoff(self, attempt: int) -> float:
         return min(RETRY_WAIT_CAP, BACKOFF_BASE_S * 2 ** (attempt - 1))

@@ -32,7 +32,6 @@ from tedchat.bench.prompts import Prompt
 from tedchat.bench.record import BenchRecord, now_iso
 from tedchat.bench.stats import aggregate_tokens_per_s, is_ok
 from tedchat.commands.ask import answer_record
-from tedchat.config import redact
 from tedchat.engine import (
     Engine,
     GenerationParams,
@@ -44,6 +43,7 @@ from tedchat.engine import (
 )
 from tedchat.errors import EngineError
 from tedchat.metrics import Clock
+from tedchat.redact import redact_settings
 from tedchat.session import Turn, TurnResult, run_turn
 
 
@@ -153,7 +153,7 @@ async def _load(
     entry["load_error"] = error
     if error is None:
         try:
-            entry["details"] = redact(engine.describe())
+            entry["details"] = redact_settings(engine.describe())
         except Exception as exc:
             entry["details"] = {"error": f"describe() failed: {exc}"}
     listener.engine_loaded(name, entry["load_s"], error)

@@ -215,8 +215,7 @@ def _run_bench(args: argparse.Namespace) -> int:
     # Build every engine now: an unknown name or type is a usage error before anything runs.
     engines = {name: context.engines.get(name) for name in names}
     if out is None:
-        folder = paths.data_dir() / "bench"
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = paths.private_dir(paths.data_dir() / "bench")
         out = folder / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
 
     params = GenerationParams(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from typing import Any
 
@@ -58,12 +57,12 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_init(args: argparse.Namespace) -> int:
     from tedchat.config import config_path
-    from tedchat.paths import resource_path
+    from tedchat.paths import resource_path, write_private_text
 
     path, _ = config_path(args.config)
     if path.exists() and not args.force:
         raise UsageError(f"{path} already exists (use --force to overwrite it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(resource_path("config.example.toml"), path)
+    # Private (0600): a config is where API keys end up.
+    write_private_text(path, resource_path("config.example.toml").read_text(encoding="utf-8"))
     print(f"wrote {path}", file=sys.stderr)
     return 0

@@ -44,7 +44,5 @@ def open_history(settings: Settings, *, new_history: bool = False) -> Store:
         lock_timeout_s=settings.history.lock_timeout_s,
     )
     if new_history:
-        state = _remembered_file()
-        state.parent.mkdir(parents=True, exist_ok=True)
-        state.write_text(json.dumps({"path": str(store.path)}), encoding="utf-8")
+        paths.write_private_text(_remembered_file(), json.dumps({"path": str(store.path)}))
     return store

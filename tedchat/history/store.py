@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tedchat import paths
 from tedchat.errors import ConversationNotFoundError, HistoryBusyError, HistoryError
 from tedchat.history import export
 from tedchat.history.integrity import (
@@ -123,20 +124,21 @@ class Store:
         if new_history:
             path = fresh_path_for(path)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            paths.private_dir(path.parent)
         except OSError as exc:
             raise HistoryError(
                 f"cannot create the history folder {path.parent}: {exc.strerror or exc}"
             ) from exc
         check_existing_file(path, lock_timeout_s)
         try:
+            paths.private_file(path)  # 0600; SQLite gives -wal and -shm the same mode
             conn = sqlite3.connect(
                 str(path),
                 timeout=busy_timeout_ms(lock_timeout_s) / 1000,
                 isolation_level=None,  # we issue BEGIN IMMEDIATE / COMMIT ourselves
                 check_same_thread=False,  # guarded by the store's lock instead
             )
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise corrupt_error(path, str(exc)) from exc
         store = cls(conn, path, clock=clock, wall_clock=wall_clock, lock_timeout_s=lock_timeout_s)
         try:

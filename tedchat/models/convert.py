@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from tedchat.errors import ModelFormatError, ModelNotFoundError, TedchatError
+from tedchat.paths import private_umask
 
 QUANTS: tuple[str, ...] = ("F16", "Q8_0", "Q4_K_M")
 # llama.cpp file types (llama_ftype) by quantisation name.
@@ -676,6 +677,7 @@ def partial_path(path: Path) -> Path:
     return path.with_name(path.name + ".partial")
 
 
+@private_umask()  # the GGUF files (written by gguf and llama.cpp) are the user's alone
 def convert_checkpoint(
     src: Path,
     out: Path,

@@ -54,6 +54,7 @@ from tedchat.models.registry import (
     ModelEntry,
     snapshot_dir,
 )
+from tedchat.paths import private_umask
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
@@ -237,6 +238,7 @@ def weights_dtype(folder: Path, default: str) -> str:
     return names.get(str(config.get("torch_dtype") or config.get("dtype")), default)
 
 
+@private_umask()  # the snapshot, and what huggingface_hub writes in it, are the user's alone
 def pull(
     name: str,
     *,

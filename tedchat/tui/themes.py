@@ -15,6 +15,7 @@ Which theme starts: ``--theme`` > ``$TEDCHAT_THEME`` > the one last chosen in th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -148,13 +149,8 @@ def remember(key: str, value: Any) -> None:
     state = read_ui_state()
     state[key] = value
     path = ui_state_path()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2), encoding="utf-8")
-        tmp.replace(path)
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):
+        paths.write_private_text(path, json.dumps(state, indent=2))
 
 
 def choose_theme(cli_theme: str | None, config_theme: str) -> str:

@@ -46,5 +46,7 @@ def bench_home(tedchat_home: Path) -> Path:
     plugins = tedchat_home / "config" / "plugins"
     plugins.mkdir(parents=True)
     shutil.copy(PLUGIN, plugins / "scripted.py")
-    (tedchat_home / "config" / "config.toml").write_text(ENGINES_TOML)
+    config = tedchat_home / "config" / "config.toml"
+    config.write_text(ENGINES_TOML)
+    config.chmod(0o600)  # it holds a key: readable by others, tedchat would warn
     return tedchat_home

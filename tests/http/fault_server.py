@@ -420,7 +420,7 @@ class FaultServer:
             scenario = SCENARIOS.get(key.split("~", 1)[0])
             if scenario is None:
                 await ex.json(404, {"error": {"message": f"no scenario {key!r}"}})
-            elif request.path.endswith("/models"):
+            elif request.path.partition("?")[0].endswith("/models"):
                 if scenario in (s_auth, s_stall):
                     await scenario(ex)
                 else:

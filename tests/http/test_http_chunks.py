@@ -15,10 +15,10 @@ from tedchat_http.chunks import ChunkReader, ThinkSplitter, error_text, map_fini
 from tedchat_http.engine import (
     connect_reason,
     display_url,
+    endpoint_url,
     is_loopback,
     model_display,
     parse_retry_after,
-    redact_headers,
 )
 from tests.http.fault_server import USAGE, chunk
 
@@ -194,11 +194,20 @@ def test_retry_after_in_seconds_or_as_a_date() -> None:
     assert parse_retry_after(date, now=1_000_000) == pytest.approx(30.0)
 
 
-def test_urls_and_headers_are_shown_without_credentials() -> None:
-    assert display_url("https://user:sk-secret@host/v1/") == "https://host/v1"
+def test_urls_are_shown_without_credentials() -> None:
+    assert display_url("https://user:sk-secret@host/v1/") == "https://***@host/v1"
     assert display_url("http://127.0.0.1:8080/v1") == "http://127.0.0.1:8080/v1"
-    shown = redact_headers({"X-Api-Key": "sk-1", "Authorization": "Bearer x", "X-Org": "acme"})
-    assert shown == {"X-Api-Key": "***", "Authorization": "***", "X-Org": "acme"}
+    assert (
+        display_url("https://h/v1?api-version=1&key=sk-1") == "https://h/v1?api-version=1&key=***"
+    )
+
+
+def test_endpoint_urls_keep_the_base_url_query_as_their_query() -> None:
+    base = "https://u:p@h.example/openai/v1/?api-version=2024-06-01"
+    assert endpoint_url(base, "chat/completions") == (
+        "https://u:p@h.example/openai/v1/chat/completions?api-version=2024-06-01"
+    )
+    assert endpoint_url("http://h/v1", "models") == "http://h/v1/models"
 
 
 def test_loopback_hosts() -> None:
