@@ -2,9 +2,10 @@
 
 - The log follows the bottom while an answer streams (``anchor()``) unless the user scrolls up;
   scrolling back to the bottom follows again (Textual re-anchors there).
-- Every answer runs through :func:`tedchat.tui.live.stream_answer` (``run_turn``, the history's
-  reply writer as recorder, drawing on the screen's frame clock). Esc cancels the worker running
-  it: the partial reply stays, marked ``cancelled``.
+- Every answer runs through :mod:`tedchat.session` (the prompt saved before the request, the
+  reply recorded as it streams) and :func:`tedchat.tui.live.stream_answer` (drawing on the
+  screen's frame clock). Esc cancels the worker running it: the partial reply stays, marked
+  ``cancelled``.
 - The prompt is usable at once: a prompt sent while the engine loads waits for the load.
 - When the conversation outgrows the engine's context, the oldest exchanges are left out of the
   request and a notice in the log says how many (estimated at characters / 4).
