@@ -93,3 +93,40 @@ async def test_without_history_every_step_is_a_no_op() -> None:
     await turn.save_prompt("hello")
     assert turn.conversation_id is None and turn.message_id is None
     assert await turn.begin_reply(Named()) is None  # type: ignore[arg-type]
+
+
+async def test_a_failed_write_is_reported_once_and_the_reply_goes_on(tmp_path: Path) -> None:
+    from tedchat.errors import HistoryError
+    from tedchat.session import ReplyBuffer
+
+    errors: list[Exception] = []
+    writer = HistoryWriter(Store.open(tmp_path / "h.db"), on_error=errors.append)
+    attempts: list[str] = []
+
+    class FullDisk:
+        id = 1
+
+        def append(self, text: str) -> None:
+            attempts.append(text)
+            raise HistoryError("disk full")
+
+        def flush(self) -> None: ...
+
+        def finish(self, finish_reason: str, metrics: object = None) -> None:
+            attempts.append(finish_reason)
+
+    try:
+        buffer = ReplyBuffer(writer, FullDisk(), interval=0.01)  # type: ignore[arg-type]
+        buffer.append("lost")
+        deadline = time.monotonic() + 10
+        while not errors and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        buffer.append(" and more")
+        buffer.flush()
+        buffer.finish("stop", StreamMeter().snapshot())
+        await writer.idle()
+        await asyncio.sleep(0.05)  # the report is handed to this loop
+        assert [str(e) for e in errors] == ["disk full"]
+        assert attempts == ["lost"]  # nothing more is tried for this reply
+    finally:
+        writer.close()
