@@ -35,12 +35,12 @@ from tedchat.engine import (
     TextDelta,
 )
 from tedchat.errors import EngineError, HistoryError
-from tedchat.metrics import StreamMeter, StreamMetrics
+from tedchat.metrics import Clock, StreamMeter, StreamMetrics
 
 if TYPE_CHECKING:
-    from tedchat.history.store import ReplyWriter, Store
+    from tedchat.history.store import Store
+    from tedchat.history.writer import ReplyWriter
 
-Clock = Callable[[], float]
 T = TypeVar("T")
 
 #: The longest a streamed reply's text waits in :class:`ReplyBuffer` before it is written.

@@ -18,8 +18,6 @@ from tedchat.config import Settings
 if TYPE_CHECKING:
     from tedchat.history.store import Store
 
-NEW_HISTORY_HINT = "start a fresh history with --new-history (the old file is left as it is)"
-
 
 def _remembered_file() -> Path:
     return paths.state_dir() / "history.json"

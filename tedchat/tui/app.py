@@ -24,7 +24,7 @@ from textual.screen import Screen
 from tedchat.engine import Engine, GenerationParams
 from tedchat.engines import Context
 from tedchat.errors import HistoryError, TedchatError
-from tedchat.session import Clock
+from tedchat.metrics import Clock
 from tedchat.tui.engines import EngineLoader
 from tedchat.tui.live import GcPause
 from tedchat.tui.screens.chat import ChatScreen

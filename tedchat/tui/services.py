@@ -18,7 +18,8 @@ from tedchat.config import Settings
 from tedchat.engine import Engine, GenerationParams
 from tedchat.engines import Context
 from tedchat.errors import TedchatError
-from tedchat.session import Clock, HistoryWriter
+from tedchat.metrics import Clock
+from tedchat.session import HistoryWriter
 from tedchat.tui.engines import EngineLoader
 from tedchat.tui.live import GcPause
 from tedchat.tui.screens.pickers import EngineChoice

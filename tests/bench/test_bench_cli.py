@@ -14,8 +14,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tedchat.bench.charts import FULL
 from tedchat.bench.schema import validate
 from tests.conftest import cli_env, one_error_line, run_cli
@@ -27,12 +25,6 @@ def load_record(path: Path) -> dict[str, Any]:
     data = json.loads(path.read_text(encoding="utf-8"))
     assert validate(data) == [], validate(data)
     return data
-
-
-def wafer_registered() -> bool:
-    from tedchat.plugins import load_plugins
-
-    return "wafer" in load_plugins().engine_types()
 
 
 def check_full_bench(home: Path, engines: str, *extra: str) -> dict[str, Any]:
@@ -107,7 +99,6 @@ def test_bench_local_and_a_plugin_engine(bench_home: Path) -> None:
     assert not list(bench_home.rglob("history.db*"))
 
 
-@pytest.mark.skipif(not wafer_registered(), reason="wafer engine not built")
 def test_bench_local_and_wafer(tedchat_home: Path) -> None:
     data = check_full_bench(
         tedchat_home, "local,wafer", "--max-tokens", "64", "--prompts", "builtin:reference"

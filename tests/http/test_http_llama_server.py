@@ -38,7 +38,6 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``python -m llama_cpp.server`` on a free loopback port; its base_url. Stopped after."""
-    pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python[server]")
     model = resolve_model("smollm2")
     port = free_port()
     log = (tmp_path_factory.mktemp("llama-server") / "server.log").open("w")

@@ -24,7 +24,8 @@ from typing import Any
 import pytest
 
 from tedchat import cli
-from tedchat.history.store import ReplyWriter, Store
+from tedchat.history.store import Store
+from tedchat.history.writer import ReplyWriter
 from tedchat.metrics import StreamMeter
 from tedchat.tui.screens.compare import CompareScreen
 from tedchat.tui.widgets.compare_pane import ComparePane
@@ -58,7 +59,7 @@ STORE_OTHERS = (
     "export_json",
     "export_markdown",
 )
-REPLY_WRITES = ("append", "flush", "finish")
+REPLY_WRITES = ("append", "flush", "finish", "interrupt")
 REPLY_OTHERS = ("text", "pending")
 
 FAST_TEXT = "The **answer** is 42.\n\n- one\n- two\n\n```python\nprint('hi')\n```\n\nDone."

@@ -36,7 +36,7 @@ from tedchat.conversation import (
     engine_context_tokens,
     history_pairs,
 )
-from tedchat.engine import Engine
+from tedchat.engine import Engine, as_floorplan, capabilities_of
 from tedchat.errors import EngineError, HistoryError, TedchatError
 from tedchat.session import Turn, TurnHistory
 from tedchat.tui.engines import LoadState
@@ -422,15 +422,13 @@ class ChatScreen(Screen[None]):
         except TedchatError as exc:
             self.notify(exc.message, severity="error")
             return
-        floorplan = getattr(engine, "floorplan", None)
-        if not callable(floorplan):
+        if not capabilities_of(engine).floorplan:
             self.notify(
                 f"{self.engine_name} has no floorplan (wafer engines have one)", severity="warning"
             )
             return
-        self.app.push_screen(
-            FloorplanScreen(self.engine_name, floorplan, getattr(engine, "activity", None))
-        )
+        planned = as_floorplan(engine)
+        self.app.push_screen(FloorplanScreen(self.engine_name, planned.floorplan, planned.activity))
 
     def action_compare(self) -> None:
         self.app.push_screen(
