@@ -16,7 +16,6 @@ store's fsyncs never stall an event loop (the TUI's drawing, ``ask``'s output).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -327,8 +326,11 @@ class ReplyBuffer:
                 fn()
             except HistoryError as exc:
                 self.failed = True  # one report per reply; the answer goes on streaming
-                if self.writer.on_error is not None:
-                    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                        self._loop.call_soon_threadsafe(self.writer.on_error, exc)
+                on_error = self.writer.on_error
+                if on_error is not None:
+                    try:
+                        self._loop.call_soon_threadsafe(on_error, exc)
+                    except RuntimeError:  # the loop has ended (ask, after its answer)
+                        on_error(exc)
 
         self.writer.submit(run)

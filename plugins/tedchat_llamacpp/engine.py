@@ -448,4 +448,6 @@ class LlamaCppEngine:
                 },
                 source="llama.cpp",
             )
-            yield Done(finish if finish in ("stop", "length", "cancelled") else "stop")
+            yield Done(
+                "length" if finish == "length" else "cancelled" if finish == "cancelled" else "stop"
+            )

@@ -191,6 +191,7 @@ def write_text(path: Path, text: str) -> None:
 
 def machine_info() -> dict[str, Any]:
     """What the figures were measured on. The load average tells a busy machine from an idle one."""
+    usable: int | None
     try:
         usable = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):

@@ -8,7 +8,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from tedchat.commands.history import add_history_option
-from tedchat.errors import EXIT_CANCELLED, EXIT_ENGINE, UsageError
+from tedchat.errors import EXIT_CANCELLED, EXIT_ENGINE, HistoryError, UsageError
 
 if TYPE_CHECKING:
     from tedchat.session import HistoryWriter
@@ -133,11 +133,6 @@ def run(args: argparse.Namespace) -> int:
             history.close()
 
 
-def _history_not_saved(exc: Exception) -> None:
-    message = getattr(exc, "message", str(exc))
-    print(f"warning: history not saved: {message}", file=sys.stderr)
-
-
 async def _ask(
     engine: Any, prompt: str, args: argparse.Namespace, history: HistoryWriter | None
 ) -> int:
@@ -176,8 +171,11 @@ async def _ask(
             file=sys.stderr,
         )
     record = TurnHistory(history, conversation_id, system=args.system or "", params=params)
-    await record.save_prompt(prompt, engine=engine)  # before it is sent: nothing typed is lost
-    recorder = await record.begin_reply(engine)
+    try:
+        await record.save_prompt(prompt, engine=engine)  # before it is sent: nothing typed is lost
+    except HistoryError as exc:
+        _history_not_saved(exc)  # the question is still worth an answer
+    recorder = await record.begin_reply(engine)  # failures: said once, through on_error
     await engine.load()
     if args.replay:
         from tedchat.replay import ReplayEngine
@@ -221,6 +219,12 @@ async def _ask(
             print(f"hint: {result.error.hint}", file=sys.stderr)
         return EXIT_ENGINE
     return 0
+
+
+def _history_not_saved(exc: HistoryError) -> None:
+    print(f"warning: history not saved: {exc.message}", file=sys.stderr)
+    if exc.hint:
+        print(f"hint: {exc.hint}", file=sys.stderr)
 
 
 def _print_metrics_line(engine: Any, metrics: Any) -> None:

@@ -22,10 +22,12 @@ from pathlib import Path
 from tedchat.errors import HistoryCorruptError
 
 BUSY_TIMEOUT_MS = 5_000
-"""How long SQLite itself waits for a lock before reporting SQLITE_BUSY."""
+"""How long SQLite itself waits for a lock before reporting SQLITE_BUSY (at most the store's
+lock timeout)."""
 
 BUSY_DEADLINE_S = 60.0
-"""How long a transaction is retried on SQLITE_BUSY before giving up with HistoryBusyError."""
+"""How long a transaction is retried on SQLITE_BUSY before giving up with HistoryBusyError, by
+default (``[history] lock_timeout_s`` sets it: ``Store.open(..., lock_timeout_s=...)``)."""
 
 NEW_HISTORY_HINT = "start a fresh history with --new-history"
 """What to do about a history file this tedchat cannot use (ends its error messages)."""
@@ -38,6 +40,20 @@ def is_busy(exc: sqlite3.Error) -> bool:
         return code & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (and extended codes)
     msg = str(exc).lower()
     return "locked" in msg or "busy" in msg
+
+
+def busy_timeout_ms(lock_timeout_s: float) -> int:
+    """SQLite's own wait for a lock: it must not outlast the store's deadline for the whole
+    transaction."""
+    return max(0, min(BUSY_TIMEOUT_MS, int(lock_timeout_s * 1000)))
+
+
+def is_full(exc: sqlite3.Error) -> bool:
+    """SQLITE_FULL: the disk is full, or the file reached its page limit."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF == 13
+    return "disk is full" in str(exc).lower()
 
 
 def is_corrupt(exc: sqlite3.Error) -> bool:
@@ -74,7 +90,7 @@ def fresh_path_for(path: str | os.PathLike[str], now: datetime | None = None) ->
         n += 1
 
 
-def check_existing_file(path: Path) -> None:
+def check_existing_file(path: Path, lock_timeout_s: float = BUSY_DEADLINE_S) -> None:
     """Raise HistoryCorruptError unless ``path`` (if it exists) is a sound SQLite database.
 
     Reads only, and only through SQLite: a read-only connection runs ``PRAGMA quick_check``
@@ -97,7 +113,7 @@ def check_existing_file(path: Path) -> None:
     sides = [Path(f"{path}-wal"), Path(f"{path}-shm")]
     absent = [p for p in sides if not p.exists()]
     try:
-        _quick_check(path)
+        _quick_check(path, lock_timeout_s)
     except HistoryCorruptError:
         # Tidy up only what this check itself created, and only while it holds no data.
         if sides[0] in absent and sides[0].exists() and sides[0].stat().st_size == 0:
@@ -106,12 +122,14 @@ def check_existing_file(path: Path) -> None:
         raise
 
 
-def _quick_check(path: Path) -> None:
-    deadline = time.monotonic() + BUSY_DEADLINE_S
+def _quick_check(path: Path, lock_timeout_s: float) -> None:
+    deadline = time.monotonic() + lock_timeout_s
     while True:
         try:
             conn = sqlite3.connect(
-                f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000
+                f"{path.resolve().as_uri()}?mode=ro",
+                uri=True,
+                timeout=busy_timeout_ms(lock_timeout_s) / 1000,
             )
             try:
                 rows = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]

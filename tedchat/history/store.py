@@ -18,6 +18,7 @@ is opened, replies whose writer is gone are marked ``interrupted``
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import sqlite3
@@ -32,12 +33,13 @@ from tedchat.errors import ConversationNotFoundError, HistoryBusyError, HistoryE
 from tedchat.history import export
 from tedchat.history.integrity import (
     BUSY_DEADLINE_S,
-    BUSY_TIMEOUT_MS,
+    busy_timeout_ms,
     check_existing_file,
     corrupt_error,
     fresh_path_for,
     is_busy,
     is_corrupt,
+    is_full,
 )
 from tedchat.history.liveness import own_writer_identity, writer_alive
 from tedchat.history.records import (
@@ -84,9 +86,11 @@ class Store:
         *,
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,
+        lock_timeout_s: float = BUSY_DEADLINE_S,
     ) -> None:
         self._conn = conn
         self.path = path
+        self.lock_timeout_s = lock_timeout_s
         self._clock = clock
         self._now = wall_clock
         self._lock = threading.RLock()
@@ -103,14 +107,17 @@ class Store:
         *,
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,
+        lock_timeout_s: float = BUSY_DEADLINE_S,
     ) -> Store:
         """Open (creating folders and file as needed) the history at ``path``, migrate it to
         the current schema and mark replies whose writer died as ``interrupted``.
 
         ``new_history`` opens a new file next to ``path`` instead (see :func:`fresh_path_for`);
         ``store.path`` says which file is in use. ``clock`` paces reply flushes; ``wall_clock``
-        stamps created/updated times. Raises :class:`HistoryCorruptError` for a damaged or
-        unreadable file (left untouched) and :class:`HistorySchemaError` for a newer schema.
+        stamps created/updated times; ``lock_timeout_s`` is how long a write waits for another
+        process's lock before :class:`HistoryBusyError`. Raises :class:`HistoryCorruptError`
+        for a damaged or unreadable file (left untouched) and :class:`HistorySchemaError` for a
+        newer schema.
         """
         path = Path(path).expanduser().absolute()  # error messages name the whole path
         if new_history:
@@ -121,17 +128,17 @@ class Store:
             raise HistoryError(
                 f"cannot create the history folder {path.parent}: {exc.strerror or exc}"
             ) from exc
-        check_existing_file(path)
+        check_existing_file(path, lock_timeout_s)
         try:
             conn = sqlite3.connect(
                 str(path),
-                timeout=BUSY_TIMEOUT_MS / 1000,
+                timeout=busy_timeout_ms(lock_timeout_s) / 1000,
                 isolation_level=None,  # we issue BEGIN IMMEDIATE / COMMIT ourselves
                 check_same_thread=False,  # guarded by the store's lock instead
             )
         except sqlite3.Error as exc:
             raise corrupt_error(path, str(exc)) from exc
-        store = cls(conn, path, clock=clock, wall_clock=wall_clock)
+        store = cls(conn, path, clock=clock, wall_clock=wall_clock, lock_timeout_s=lock_timeout_s)
         try:
             store._setup()
         except BaseException:
@@ -141,7 +148,7 @@ class Store:
 
     def _setup(self) -> None:
         def pragmas() -> None:
-            self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms(self.lock_timeout_s)}")
             # Refuse a newer schema before anything (even the journal mode) is changed.
             version = self._conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
@@ -163,10 +170,15 @@ class Store:
         with self._lock:
             if self._closed:
                 return
-            for writer in list(self._writers):
-                writer.interrupt()
-            self._closed = True
-            self._conn.close()
+            try:
+                for writer in list(self._writers):
+                    # If the file takes no more writes (full, locked), the row keeps its
+                    # writer's pid, so the next open marks it interrupted instead.
+                    with contextlib.suppress(HistoryError):
+                        writer.interrupt()
+            finally:
+                self._closed = True
+                self._conn.close()
 
     def __enter__(self) -> Store:
         return self
@@ -178,7 +190,7 @@ class Store:
 
     def _retry(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` again after SQLITE_BUSY (with backoff) until the deadline."""
-        deadline = time.monotonic() + BUSY_DEADLINE_S
+        deadline = time.monotonic() + self.lock_timeout_s
         delay = 0.002
         with self._lock:
             while True:
@@ -190,11 +202,16 @@ class Store:
                     if not is_busy(exc):
                         if is_corrupt(exc):
                             raise corrupt_error(self.path, str(exc)) from exc
+                        if is_full(exc):
+                            raise HistoryError(
+                                f"history file {self.path} is full: this write was not saved",
+                                hint="free disk space there; what is already saved is intact",
+                            ) from exc
                         raise HistoryError(f"history file {self.path}: {exc}") from exc
                     if time.monotonic() > deadline:
                         raise HistoryBusyError(
                             f"history file {self.path} stayed locked by another process for "
-                            f"{BUSY_DEADLINE_S:.0f} s",
+                            f"{self.lock_timeout_s:g} s ([history] lock_timeout_s)",
                             hint="another tedchat may be stuck; close it and try again",
                         ) from exc
                     time.sleep(delay * (0.5 + random.random()))  # jitter: don't retry in step

@@ -23,6 +23,7 @@ beginning; a connection that breaks while the process runs resumes where it stop
 from __future__ import annotations
 
 import contextlib
+import errno
 import fnmatch
 import hashlib
 import json
@@ -286,6 +287,12 @@ def pull(
             except OSError as exc:
                 if isinstance(exc, FileNotFoundError | ConnectionError) or hasattr(exc, "response"):
                     raise
+                if exc.errno == errno.ENOSPC:
+                    raise TedchatError(
+                        f"no space left on the disk while downloading {f.path} into {final}",
+                        hint="free disk space (or point TEDCHAT_HOME elsewhere), then run the "
+                        "same command again: finished files are kept",
+                    ) from None
                 raise TedchatError(
                     f"download of {f.path} failed: {_first_line(exc)}",
                     hint="run the same command again: finished files are kept",

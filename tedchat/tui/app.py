@@ -35,6 +35,7 @@ from tedchat.tui.screens.history import HistoryScreen
 from tedchat.tui.screens.params import ParamsScreen
 from tedchat.tui.screens.pickers import ComparePicker, EnginePicker, TextPrompt
 from tedchat.tui.services import History, Services, real_clock
+from tedchat.tui.terminal_watch import TerminalWatch
 from tedchat.tui.themes import choose_theme, discover_themes, remember
 from tedchat.tui.widgets.prompt import PromptInput
 
@@ -109,6 +110,8 @@ class TedchatApp(App[int]):
             new_history=new_history,
         )
         self._problems: list[str] = []
+        # Ends the app when its terminal goes away (tedchat.tui.terminal_watch).
+        self.terminal = TerminalWatch(self)
         self.keymap = dict(self.settings.keymap)
         self.services = Services(
             context=context,
@@ -119,6 +122,9 @@ class TedchatApp(App[int]):
             clock_for=clock_for or real_clock,
             initial_system=system,
             initial_params=params or GenerationParams(),
+            # A reply cut short by a lost terminal is saved as interrupted, not cancelled
+            # (looked up per reply: tests swap in a watch of their own).
+            watch_reply=lambda recorder: self.terminal.recorder(recorder),
         )
         self._setup_themes(theme)
         self.set_keymap(self.keymap)
@@ -150,6 +156,8 @@ class TedchatApp(App[int]):
         return ChatScreen(self.services, self.engine_name)
 
     def on_mount(self) -> None:
+        if not self.is_headless:
+            self.terminal.start()
         # Subscribed now, so only choices made while running are remembered.
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         unknown = unknown_keymap_ids(binding_owners(), self.keymap)
@@ -220,6 +228,7 @@ class TedchatApp(App[int]):
 
     async def close_resources(self) -> None:
         """Close the history (open replies end as interrupted) and unload engines."""
+        self.terminal.stop()
         # Queued writes first: the store marks replies still open at close as interrupted.
         self.history.close()
         await self.context.engines.close()

@@ -19,7 +19,7 @@ from tedchat.engine import Engine, GenerationParams
 from tedchat.engines import Context
 from tedchat.errors import TedchatError
 from tedchat.metrics import Clock
-from tedchat.session import HistoryWriter
+from tedchat.session import HistoryWriter, ReplyRecorder
 from tedchat.tui.engines import EngineLoader
 from tedchat.tui.live import GcPause
 from tedchat.tui.screens.pickers import EngineChoice
@@ -31,6 +31,11 @@ if TYPE_CHECKING:
 def real_clock(_engine: Engine) -> Clock:
     """Turns are timed on the process's performance counter (tests inject a frozen clock)."""
     return time.perf_counter
+
+
+def unwatched(recorder: ReplyRecorder) -> ReplyRecorder:
+    """A reply's recorder as it is (no terminal watch)."""
+    return recorder
 
 
 class History:
@@ -146,6 +151,13 @@ class Services:
     clock_for: Callable[[Engine], Clock] = real_clock
     initial_system: str = ""
     initial_params: GenerationParams = field(default_factory=GenerationParams)
+    #: Wraps a streaming reply's recorder (the app's terminal watch: a reply cut short because
+    #: the terminal went away is saved as ``interrupted``, not ``cancelled``).
+    watch_reply: Callable[[ReplyRecorder], ReplyRecorder] = unwatched
+
+    def reply_recorder(self, buffer: ReplyRecorder | None) -> ReplyRecorder | None:
+        """The recorder a screen hands to ``stream_answer`` for ``buffer`` (None: no history)."""
+        return self.watch_reply(buffer) if buffer is not None else None
 
     @property
     def settings(self) -> Settings:

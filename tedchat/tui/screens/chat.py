@@ -263,7 +263,7 @@ class ChatScreen(Screen[None]):
         )
         if built.dropped_exchanges:
             self._context_notice(built.dropped_exchanges, context, known, engine.name, view)
-        recorder = await history.begin_reply(engine)
+        buffer = await history.begin_reply(engine)
         turn = Turn(engine, built.messages, conv.params, clock=services.clock_for(engine))
         self.status.set_engine(engine.name, engine.model)
         record = ReplyRecord(engine.name, engine.model)
@@ -274,7 +274,7 @@ class ChatScreen(Screen[None]):
                 view,
                 self.frame_clock,
                 figures=self.status,
-                recorder=recorder,
+                recorder=services.reply_recorder(buffer),
                 gc_pause=services.gc_pause,
             )
         except asyncio.CancelledError:
@@ -286,7 +286,7 @@ class ChatScreen(Screen[None]):
         record.metrics = result.metrics
         record.finish_reason = result.metrics.finish_reason
         record.error = result.error.message if result.error else None
-        record.store_id = recorder.id if recorder is not None else None
+        record.store_id = buffer.id if buffer is not None else None
         self._update_title()
 
     def _context_notice(

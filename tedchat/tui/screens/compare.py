@@ -198,7 +198,7 @@ class CompareScreen(Screen[None]):
             ready = await self._prepare_replays(ready, messages)
         jobs = []
         for pane, view, engine in ready:
-            recorder = await history.begin_reply(engine)
+            recorder = services.reply_recorder(await history.begin_reply(engine))
             turn = Turn(engine, messages, self.params, clock=services.clock_for(engine))
             jobs.append(
                 (
