@@ -206,7 +206,10 @@ async def _ask(
     await engine.close()
     if args.json:
         _print_json(
-            engine, result.text, result.metrics, error=result.error and result.error.message
+            engine,
+            result.text,
+            result.metrics,
+            error=result.error.message if result.error else None,
         )
     else:
         if result.text and not result.text.endswith("\n"):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from rich.text import Text
@@ -91,7 +92,7 @@ class ChatScreen(Screen[None]):
         self._editing: Exchange | None = None
         self._chosen_reply: ReplyView | None = None  # clicked: what F8 / F9 copy
         self.frame_clock = FrameClock(self)
-        self._unsubscribe = None
+        self._unsubscribe: Callable[[], None] | None = None
 
     # --- layout ------------------------------------------------------------------------------
 

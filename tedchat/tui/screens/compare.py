@@ -12,6 +12,7 @@ all drawn on one frame clock. When all have finished, a summary table compares t
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from rich.text import Text
@@ -77,7 +78,7 @@ class CompareScreen(Screen[None]):
         self.frame_clock = FrameClock(self)
         self._run: Worker[Any] | None = None
         self._conversation_id: int | None = None
-        self._unsubscribe = None
+        self._unsubscribe: Callable[[], None] | None = None
         self._saved_local_at_once: int | None = None
 
     def compose(self) -> ComposeResult:
@@ -236,7 +237,7 @@ class CompareScreen(Screen[None]):
         outcomes = await asyncio.gather(
             *(r.prepare(messages, self.params) for _p, _v, r in replays), return_exceptions=True
         )
-        kept = []
+        kept: list[tuple[ComparePane, Any, Engine]] = []
         for (pane, view, replay), outcome in zip(replays, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 message = outcome.message if isinstance(outcome, TedchatError) else str(outcome)
