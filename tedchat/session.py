@@ -1,17 +1,29 @@
-"""One turn of a conversation: messages -> engine -> meter -> (history) -> the caller.
+"""One turn of a conversation: prompt -> history -> engine -> meter -> history -> the caller.
 
-The CLI, the TUI chat pane and every compare pane drive their turns through :func:`run_turn`,
-so all of them measure, record and end answers the same way.
+``ask``, the TUI chat screen and every compare pane drive their turns through this module, so
+all of them save, measure, record and end answers the same way:
+
+1. :meth:`TurnHistory.save_prompt` creates the conversation if there is none yet and commits
+   the user message *before* the request is sent (nothing typed is lost);
+2. :meth:`TurnHistory.begin_reply` opens the reply's row and returns its :class:`ReplyBuffer`;
+3. :func:`run_turn` streams the answer, metering every event, hands text to the buffer as it
+   arrives and finalises the reply however the stream ends.
+
+Every history write goes through one :class:`HistoryWriter`: one thread, in order, so the
+store's fsyncs never stall an event loop (the TUI's drawing, ``ask``'s output).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
+from tedchat.conversation import params_to_dict
 from tedchat.engine import (
     Done,
     Engine,
@@ -21,12 +33,23 @@ from tedchat.engine import (
     ReasoningDelta,
     TextDelta,
 )
-from tedchat.errors import EngineError
+from tedchat.errors import EngineError, HistoryError
 from tedchat.metrics import Clock, StreamMeter, StreamMetrics
+
+if TYPE_CHECKING:
+    from tedchat.history.store import Store
+    from tedchat.history.writer import ReplyWriter
+
+T = TypeVar("T")
+
+#: The longest a streamed reply's text waits in :class:`ReplyBuffer` before it is written.
+#: Below 250 ms on purpose: the promise is that text received 250 ms before the process dies
+#: is in the database, and the write itself (one fsync) needs part of that time.
+REPLY_FLUSH_S = 0.2
 
 
 class ReplyRecorder(Protocol):
-    """Where a reply is saved while it streams (the history store's reply writer)."""
+    """Where a reply is saved while it streams (a :class:`ReplyBuffer` for the history)."""
 
     def append(self, text: str) -> None: ...
 
@@ -114,3 +137,200 @@ async def run_turn(
     if recorder is not None:
         recorder.finish(metrics.finish_reason or "stop", metrics)
     return TurnResult(turn.text, "".join(turn.reasoning_parts), metrics, error, count)
+
+
+# --- the history side of a turn ----------------------------------------------------------------
+
+
+class HistoryWriter:
+    """Every write a turn makes to the history store, run on one thread in the order given.
+
+    The store commits with ``synchronous = FULL`` (an fsync per transaction, milliseconds
+    each): on an event loop every commit would stall drawing and typing. One thread keeps the
+    writes in order (a reply's row exists before its text is appended). A write that fails
+    while a reply streams is reported once per reply through ``on_error`` (on the event loop
+    that started the reply); the answer goes on.
+    """
+
+    def __init__(
+        self, store: Store, *, on_error: Callable[[HistoryError], None] | None = None
+    ) -> None:
+        self.store = store
+        self.on_error = on_error
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="tedchat-history")
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the history thread, after every write queued before it."""
+        return await asyncio.wrap_future(self._executor.submit(fn))
+
+    def submit(self, fn: Callable[[], None]) -> Future[None]:
+        """Queue ``fn`` on the history thread without waiting for it."""
+        return self._executor.submit(fn)
+
+    async def idle(self) -> None:
+        """Wait until every write queued so far is done."""
+        await self.run(lambda: None)
+
+    async def save_settings(
+        self, conversation_id: int, system: str, params: GenerationParams
+    ) -> None:
+        """Store a conversation's changed system prompt and generation parameters."""
+        store = self.store
+        await self.run(
+            lambda: store.set_settings(conversation_id, system or None, params_to_dict(params))
+        )
+
+    def close(self) -> None:
+        """Finish the queued writes, then close the store (open replies end ``interrupted``)."""
+        self._executor.shutdown(wait=True)
+        self.store.close()
+
+
+@dataclass
+class TurnHistory:
+    """One turn's place in the history: its conversation, its user message, its replies.
+
+    ``writer`` None means no history (disabled, or it failed): every step is then a no-op, so
+    callers need no second path. A conversation id of None means a new conversation, created
+    with ``system`` and ``params`` when the prompt is saved; a message id already set (a
+    regenerated answer) means the prompt is stored and the reply becomes a sibling.
+    """
+
+    writer: HistoryWriter | None
+    conversation_id: int | None = None
+    system: str = ""
+    params: GenerationParams = field(default_factory=GenerationParams)
+    message_id: int | None = None
+
+    async def save_prompt(self, prompt: str, *, engine: Engine | None = None) -> None:
+        """Create the conversation if needed and commit ``prompt``: call it before the request
+        is sent. ``engine`` names where it went when there is one target (not for compare).
+        Raises :class:`HistoryError` (the caller says so and goes on, or stops)."""
+        if self.writer is None or self.message_id is not None:
+            return
+        store = self.writer.store
+        name, model = (engine.name, engine.model) if engine is not None else (None, None)
+        system, params = self.system or None, params_to_dict(self.params)
+
+        def save() -> None:
+            # Kept as each step lands: a new conversation is not made twice if the prompt failed.
+            if self.conversation_id is None:
+                self.conversation_id = store.new_conversation(None, system, params)
+            self.message_id = store.add_user_message(
+                self.conversation_id, prompt, engine=name, model=model
+            )
+
+        await self.writer.run(save)
+
+    async def begin_reply(self, engine: Engine) -> ReplyBuffer | None:
+        """Open ``engine``'s reply to the saved prompt and return the buffer that records it as
+        it streams; None without history, without a saved prompt, or if the row cannot be
+        made (reported through the writer's ``on_error``)."""
+        writer = self.writer
+        if writer is None or self.conversation_id is None or self.message_id is None:
+            return None
+        store, cid, mid = writer.store, self.conversation_id, self.message_id
+        try:
+            # This buffer decides when text is written: the store's writer never flushes alone.
+            reply = await writer.run(
+                lambda: store.begin_reply(
+                    cid, mid, engine.name, engine.model, flush_interval=math.inf
+                )
+            )
+        except HistoryError as exc:
+            if writer.on_error is None:
+                raise
+            writer.on_error(exc)
+            return None
+        return ReplyBuffer(writer, reply)
+
+
+class ReplyBuffer:
+    """The one buffer between a streaming reply and the database.
+
+    :func:`run_turn` appends text as it arrives (on the event loop); the buffer hands it to the
+    history thread when the oldest unwritten text is ``interval`` seconds old, whether or not
+    more text comes (a paused stream is saved too), and everything left at :meth:`finish`. So a
+    process killed mid-answer loses at most the last ``interval`` seconds plus one write.
+    """
+
+    def __init__(
+        self, writer: HistoryWriter, reply: ReplyWriter, *, interval: float = REPLY_FLUSH_S
+    ) -> None:
+        self.writer = writer
+        self.reply = reply
+        self.interval = interval
+        self.failed = False
+        self._pending: list[str] = []
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def id(self) -> int:
+        """The reply's message id in the store."""
+        return self.reply.id
+
+    def append(self, text: str) -> None:
+        """Keep ``text``; it is written at most ``interval`` seconds from now."""
+        if not text or self.failed:
+            return
+        self._pending.append(text)
+        if self._timer is None:
+            self._timer = self._loop.call_later(self.interval, self.flush)
+
+    def flush(self) -> None:
+        """Hand the buffered text to the history thread now."""
+        self._cancel_timer()
+        if not self._pending:
+            return
+        chunk = self._take()
+        reply = self.reply
+
+        def write() -> None:
+            reply.append(chunk)
+            reply.flush()
+
+        self._submit(write)
+
+    def finish(self, finish_reason: str, metrics: StreamMetrics) -> None:
+        """Hand over the rest of the text with the finish reason and the final figures."""
+        self._cancel_timer()
+        chunk = self._take()
+        reply = self.reply
+
+        def end() -> None:
+            if chunk:
+                reply.append(chunk)
+            reply.finish(finish_reason, metrics)
+
+        self._submit(end)
+
+    def _take(self) -> str:
+        chunk = "".join(self._pending)
+        self._pending.clear()
+        return chunk
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _submit(self, fn: Callable[[], None]) -> None:
+        if self.failed:
+            return
+
+        def run() -> None:
+            if self.failed:
+                return
+            try:
+                fn()
+            except HistoryError as exc:
+                self.failed = True  # one report per reply; the answer goes on streaming
+                on_error = self.writer.on_error
+                if on_error is not None:
+                    try:
+                        self._loop.call_soon_threadsafe(on_error, exc)
+                    except RuntimeError:  # the loop has ended (ask, after its answer)
+                        on_error(exc)
+
+        self.writer.submit(run)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tedchat.commands.history import add_history_option
 from tedchat.errors import EXIT_CANCELLED, EXIT_ENGINE, HistoryError, UsageError
+
+if TYPE_CHECKING:
+    from tedchat.session import HistoryWriter
 
 DESCRIPTION = """\
 Ask one question and stream the answer to stdout; one metrics line (TTFT, output tokens/s,
@@ -110,23 +113,29 @@ def run(args: argparse.Namespace) -> int:
     warn_plugin_failures(context)
     name = args.engine or context.settings.default_engine
     engine = context.engines.get(name)
-    store = None
+    history = None
     if not args.no_history and context.settings.history.enabled:
         from tedchat.history.files import open_history
+        from tedchat.session import HistoryWriter
 
-        store = open_history(context.settings, new_history=args.new_history)
+        history = HistoryWriter(
+            open_history(context.settings, new_history=args.new_history),
+            on_error=_history_not_saved,
+        )
     elif args.continue_ or args.conversation:
         raise UsageError("--continue and --conversation need the history, which is turned off")
     try:
-        return asyncio.run(_ask(engine, prompt, args, store))
+        return asyncio.run(_ask(engine, prompt, args, history))
     except KeyboardInterrupt:
         return EXIT_CANCELLED
     finally:
-        if store is not None:
-            store.close()
+        if history is not None:
+            history.close()
 
 
-async def _ask(engine: Any, prompt: str, args: argparse.Namespace, store: Any) -> int:
+async def _ask(
+    engine: Any, prompt: str, args: argparse.Namespace, history: HistoryWriter | None
+) -> int:
     import asyncio
 
     from tedchat.conversation import (
@@ -137,11 +146,12 @@ async def _ask(engine: Any, prompt: str, args: argparse.Namespace, store: Any) -
         history_pairs,
     )
     from tedchat.engine import Notice, TextDelta
-    from tedchat.session import Turn, run_turn
+    from tedchat.session import Turn, TurnHistory, run_turn
 
     params = generation_params(args)
     system, pairs, conversation_id = args.system or "", [], None
-    if store is not None:
+    if history is not None:
+        store = history.store
         if args.continue_:
             conversation_id = store.last_conversation_id()
             if conversation_id is None:
@@ -152,8 +162,6 @@ async def _ask(engine: Any, prompt: str, args: argparse.Namespace, store: Any) -
             previous = conversation_from_store(store.get_conversation(conversation_id))
             system = args.system or previous.system
             pairs = history_pairs(previous.exchanges)
-        else:
-            conversation_id = store.new_conversation(system=args.system, params=params)
     context_tokens, _ = engine_context_tokens(engine, default=8192)
     built = build_messages(system, pairs, prompt, context_budget(context_tokens, params.max_tokens))
     if built.dropped_exchanges:
@@ -162,17 +170,12 @@ async def _ask(engine: Any, prompt: str, args: argparse.Namespace, store: Any) -
             f"the oldest {built.dropped_exchanges} exchange(s) were left out",
             file=sys.stderr,
         )
-    recorder = None
-    if store is not None:  # the question is saved before it is sent: nothing typed is lost
-        try:
-            user_id = store.add_user_message(
-                conversation_id, prompt, engine=engine.name, model=engine.model
-            )
-            recorder = _GuardedRecorder(
-                store.begin_reply(conversation_id, user_id, engine.name, engine.model)
-            )
-        except HistoryError as exc:
-            _history_not_saved(exc)  # the question is still worth an answer
+    record = TurnHistory(history, conversation_id, system=args.system or "", params=params)
+    try:
+        await record.save_prompt(prompt, engine=engine)  # before it is sent: nothing typed is lost
+    except HistoryError as exc:
+        _history_not_saved(exc)  # the question is still worth an answer
+    recorder = await record.begin_reply(engine)  # failures: said once, through on_error
     await engine.load()
     if args.replay:
         from tedchat.replay import ReplayEngine
@@ -203,7 +206,10 @@ async def _ask(engine: Any, prompt: str, args: argparse.Namespace, store: Any) -
     await engine.close()
     if args.json:
         _print_json(
-            engine, result.text, result.metrics, error=result.error and result.error.message
+            engine,
+            result.text,
+            result.metrics,
+            error=result.error.message if result.error else None,
         )
     else:
         if result.text and not result.text.endswith("\n"):
@@ -222,31 +228,6 @@ def _history_not_saved(exc: HistoryError) -> None:
     print(f"warning: history not saved: {exc.message}", file=sys.stderr)
     if exc.hint:
         print(f"hint: {exc.hint}", file=sys.stderr)
-
-
-class _GuardedRecorder:
-    """The reply's writer, except that a history failure while the answer streams (a full
-    disk, a lock held past ``[history] lock_timeout_s``) is said once on stderr and recording
-    stops: the answer itself still reaches stdout."""
-
-    def __init__(self, writer: Any) -> None:
-        self.writer = writer
-        self.failed = False
-
-    def append(self, text: str) -> None:
-        self._call(self.writer.append, text)
-
-    def finish(self, finish_reason: str, metrics: Any) -> None:
-        self._call(self.writer.finish, finish_reason, metrics)
-
-    def _call(self, fn: Any, *args: Any) -> None:
-        if self.failed:
-            return
-        try:
-            fn(*args)
-        except HistoryError as exc:
-            self.failed = True
-            _history_not_saved(exc)
 
 
 def _print_metrics_line(engine: Any, metrics: Any) -> None:

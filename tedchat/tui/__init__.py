@@ -4,6 +4,7 @@ Importing this package imports Textual: the CLI imports it inside ``chat``/``com
 ``run``, never at startup, so ``tedchat --help`` stays light.
 
 - :mod:`tedchat.tui.app`: the App (themes, keymap, history, engines loading in the background)
+- :mod:`tedchat.tui.services`: what the screens share, handed to each screen's constructor
 - :mod:`tedchat.tui.screens`: chat, compare, conversations, settings, help, floorplan, pickers
 - :mod:`tedchat.tui.widgets`: prompt, messages, status bar, compare pane and summary, floorplan
 - :mod:`tedchat.tui.live`: streaming answers to the screen on a frame clock
@@ -13,5 +14,5 @@ Importing this package imports Textual: the CLI imports it inside ``chat``/``com
   answer in progress saved as ``interrupted``
 
 The conversation model and context trimming, shared with ``tedchat ask``, live in
-:mod:`tedchat.conversation`.
+:mod:`tedchat.conversation`; the turn (history writes included) in :mod:`tedchat.session`.
 """

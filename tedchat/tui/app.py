@@ -1,8 +1,9 @@
 """The Textual application: themes, keymap, engines loading in the background, history.
 
-:class:`TedchatApp` owns what every screen shares: the :class:`~tedchat.engines.Context`, the
-:class:`~tedchat.tui.engines.EngineLoader`, the history store (opened in a worker thread after
-the first frame; None when history is disabled or unusable) and the clock turns are timed on
+:class:`TedchatApp` builds what every screen shares, one :class:`~tedchat.tui.services.Services`
+value handed to each screen's constructor: the :class:`~tedchat.engines.Context`, the
+:class:`~tedchat.tui.engines.EngineLoader`, the history (opened in a worker thread after the
+first frame; None when history is disabled or unusable) and the clock turns are timed on
 (injectable, so tests freeze the figures).
 
 Startup stays light: nothing here imports NumPy or llama.cpp; the first engine load starts
@@ -11,13 +12,10 @@ after the first frame, so the prompt takes keys at once.
 
 from __future__ import annotations
 
-import asyncio
 import gc
-import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -28,17 +26,21 @@ from tedchat.engines import Context
 from tedchat.errors import HistoryError, TedchatError
 from tedchat.metrics import Clock
 from tedchat.tui.engines import EngineLoader
-from tedchat.tui.live import BackgroundRecorder, GcPause
+from tedchat.tui.live import GcPause
 from tedchat.tui.screens.chat import ChatScreen
 from tedchat.tui.screens.compare import CompareScreen
 from tedchat.tui.screens.floorplan import FloorplanScreen
 from tedchat.tui.screens.help import HelpScreen, binding_rows, unknown_keymap_ids
 from tedchat.tui.screens.history import HistoryScreen
 from tedchat.tui.screens.params import ParamsScreen
-from tedchat.tui.screens.pickers import ComparePicker, EngineChoice, EnginePicker, TextPrompt
-from tedchat.tui.terminal_watch import HangupAwareRecorder, TerminalWatch
+from tedchat.tui.screens.pickers import ComparePicker, EnginePicker, TextPrompt
+from tedchat.tui.services import History, Services, real_clock
+from tedchat.tui.terminal_watch import TerminalWatch
 from tedchat.tui.themes import choose_theme, discover_themes, remember
 from tedchat.tui.widgets.prompt import PromptInput
+
+if TYPE_CHECKING:
+    from tedchat.history.store import Store
 
 FALLBACK_THEME = "tokyo-electron"
 
@@ -88,7 +90,7 @@ class TedchatApp(App[int]):
         params: GenerationParams | None = None,
         system: str = "",
         clock_for: Callable[[Engine], Clock] | None = None,
-        store: Any = None,
+        store: Store | None = None,
         new_history: bool = False,
         preload: bool = True,
     ) -> None:
@@ -96,25 +98,34 @@ class TedchatApp(App[int]):
         self.context = context
         self.settings = context.settings
         self.loader = EngineLoader(context.engines)
-        self.gc_pause = GcPause()  # the collector waits while answers stream (tui.live)
         self.engine_name = engine or self.settings.default_engine
         self.compare_engines = compare
         self.replay = replay
-        self.initial_params = params or GenerationParams()
-        self.initial_system = system
-        self._clock_for = clock_for
         self.preload = preload
-        self.new_history = new_history
-        self._store = store
-        self._store_task: asyncio.Task[Any] | None = None
-        self._store_error: str | None = None
-        # Every history write runs on this one thread, in order: the store's fsyncs must not
-        # stall the event loop (see tedchat.tui.live.BackgroundRecorder).
-        self.history_executor = ThreadPoolExecutor(1, thread_name_prefix="tedchat-history")
+        self.history = History(
+            self.settings,
+            notify_error=lambda text: self.notify(text, severity="error", timeout=10),
+            on_open_error=self._history_open_failed,
+            store=store,
+            new_history=new_history,
+        )
         self._problems: list[str] = []
         # Ends the app when its terminal goes away (tedchat.tui.terminal_watch).
         self.terminal = TerminalWatch(self)
         self.keymap = dict(self.settings.keymap)
+        self.services = Services(
+            context=context,
+            loader=self.loader,
+            history=self.history,
+            gc_pause=GcPause(),  # the collector waits while answers stream (tui.live)
+            keymap=self.keymap,
+            clock_for=clock_for or real_clock,
+            initial_system=system,
+            initial_params=params or GenerationParams(),
+            # A reply cut short by a lost terminal is saved as interrupted, not cancelled
+            # (looked up per reply: tests swap in a watch of their own).
+            watch_reply=lambda recorder: self.terminal.recorder(recorder),
+        )
         self._setup_themes(theme)
         self.set_keymap(self.keymap)
 
@@ -142,7 +153,7 @@ class TedchatApp(App[int]):
     # --- lifecycle -----------------------------------------------------------------------------
 
     def get_default_screen(self) -> Screen[Any]:
-        return ChatScreen(self.engine_name)
+        return ChatScreen(self.services, self.engine_name)
 
     def on_mount(self) -> None:
         if not self.is_headless:
@@ -159,7 +170,16 @@ class TedchatApp(App[int]):
         for failure in getattr(self.context.plugins, "failures", []):
             self.notify(failure.message, severity="warning", timeout=10)
         if self.compare_engines:
-            self.open_compare(self.compare_engines, replay=self.replay)
+            services = self.services
+            self.push_screen(
+                CompareScreen(
+                    services,
+                    self.compare_engines,
+                    replay=self.replay,
+                    params=services.initial_params,
+                    system=services.initial_system,
+                )
+            )
             self.call_after_refresh(gc.freeze)
         elif self.preload:
             # After the first frame: the prompt must take keys before any engine loads.
@@ -171,36 +191,15 @@ class TedchatApp(App[int]):
         gc.freeze()
         self.loader.start(self.engine_name)
         if self.settings.history.enabled:
-            self.run_worker(self.history(), group="history-open", exit_on_error=False)
+            self.run_worker(self.history.writer(), group="history-open", exit_on_error=False)
 
-    # --- what screens share -----------------------------------------------------------------
+    # --- the history --------------------------------------------------------------------------
 
-    def clock_for(self, engine: Engine) -> Clock:
-        """The clock a turn on ``engine`` is timed on (tests inject a frozen one)."""
-        return self._clock_for(engine) if self._clock_for is not None else time.perf_counter
-
-    async def history(self) -> Any:
-        """The history store, opened on first use; None if disabled or it cannot be used."""
-        if self._store is not None or not self.settings.history.enabled:
-            return self._store
-        if self._store_error is not None:
-            return None
-        if self._store_task is None:
-            from tedchat.history.files import open_history
-
-            self._store_task = asyncio.get_running_loop().create_task(
-                asyncio.to_thread(open_history, self.settings, new_history=self.new_history)
-            )
-        try:
-            self._store = await asyncio.shield(self._store_task)
-        except TedchatError as exc:
-            self._store_error = exc.message + (f" ({exc.hint})" if exc.hint else "")
-            if isinstance(exc, HistoryError) and not self.new_history:
-                self._offer_fresh_history(exc.message)
-            else:
-                self.notify(f"history off: {self._store_error}", severity="error", timeout=10)
-            return None
-        return self._store
+    def _history_open_failed(self, exc: TedchatError) -> None:
+        if isinstance(exc, HistoryError) and not self.history.new_history:
+            self._offer_fresh_history(exc.message)
+        else:
+            self.notify(f"history off: {self.history.error}", severity="error", timeout=10)
 
     def _offer_fresh_history(self, problem: str) -> None:
         """The same choice ``--new-history`` gives on the command line, as a dialog."""
@@ -208,77 +207,18 @@ class TedchatApp(App[int]):
 
         def chosen(fresh: bool | None) -> None:
             if not fresh:
-                self.notify(f"history off: {self._store_error}", severity="error", timeout=10)
+                self.notify(f"history off: {self.history.error}", severity="error", timeout=10)
                 return
-            self.new_history = True
-            self._store_error = None
-            self._store_task = None
-            self.run_worker(self.history(), group="history-open", exit_on_error=False)
+            self.history.retry(new_history=True)
+            self.run_worker(self.history.writer(), group="history-open", exit_on_error=False)
 
         self.push_screen(FreshHistoryDialog(problem), chosen)
 
-    async def in_history(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run a store call on the history thread (after every write queued before it)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.history_executor, partial(fn, *args, **kwargs))
-
     async def history_idle(self) -> None:
         """Wait until every history write queued so far is done."""
-        await self.in_history(lambda: None)
+        await self.history.idle()
 
-    async def reply_recorder(
-        self, store: Any, conversation_id: int, message_id: int, engine: Engine
-    ) -> HangupAwareRecorder | None:
-        """A recorder saving one reply as it streams, or None if the history failed."""
-        try:
-            writer = await self.in_history(
-                store.begin_reply, conversation_id, message_id, engine.name, engine.model
-            )
-        except TedchatError as exc:
-            self.history_failed(exc)
-            return None
-        recorder = BackgroundRecorder(writer, self.history_executor, self.history_failed)
-        return self.terminal.recorder(recorder)  # interrupted, not cancelled, on a hangup
-
-    def history_unavailable(self) -> str:
-        """Why there is no history, in one line."""
-        if not self.settings.history.enabled:
-            return "history is disabled ([history] enabled = false)"
-        return f"history is unavailable: {self._store_error or 'not open yet'}"
-
-    def history_failed(self, exc: Exception) -> None:
-        """A write to the history failed: say so once per failure, keep chatting."""
-        message = getattr(exc, "message", str(exc))
-        self.notify(f"history not saved: {message}", severity="error", timeout=10)
-
-    def engine_choices(self) -> list[EngineChoice]:
-        """Every configured engine, as the pickers list them."""
-        choices = []
-        for name in self.context.engines.names():
-            try:
-                engine = self.loader.engine(name)
-            except TedchatError as exc:
-                choices.append(EngineChoice(name, f"unavailable: {exc.message}"))
-                continue
-            state = self.loader.state(name)
-            status = (
-                "loaded" if state and state.ready else ("failed" if state and state.error else "")
-            )
-            where = "local" if engine.local else "remote"
-            detail = f"{engine.type} · {engine.model} · {where}" + (
-                f" · {status}" if status else ""
-            )
-            choices.append(EngineChoice(name, detail))
-        return choices
-
-    def open_compare(self, names: list[str], *, replay: bool = False) -> None:
-        """Show the side-by-side screen for ``names`` (2 to 4 engines)."""
-        chat = self.chat_screen()
-        params = chat.conversation.params if chat is not None else self.initial_params
-        system = chat.conversation.system if chat is not None else self.initial_system
-        self.push_screen(CompareScreen(names, replay=replay, params=params, system=system))
-        if self.settings.history.enabled:
-            self.run_worker(self.history(), group="history-open", exit_on_error=False)
+    # --- screens ------------------------------------------------------------------------------
 
     def chat_screen(self) -> ChatScreen | None:
         for screen in self.screen_stack:
@@ -290,10 +230,7 @@ class TedchatApp(App[int]):
         """Close the history (open replies end as interrupted) and unload engines."""
         self.terminal.stop()
         # Queued writes first: the store marks replies still open at close as interrupted.
-        self.history_executor.shutdown(wait=True)
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        self.history.close()
         await self.context.engines.close()
 
     # --- actions and commands ---------------------------------------------------------------

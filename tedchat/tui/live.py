@@ -8,8 +8,9 @@ streams) appends what arrived since the last frame and redraws the figures in th
 text and status move together.
 
 :func:`stream_answer` is the one way the chat screen and every compare pane run an answer:
-``tedchat.session.run_turn`` with this module's ``on_event`` and the history's reply writer as
-the recorder. Cancelling the task running it (Esc) ends the answer as ``cancelled``; run_turn
+``tedchat.session.run_turn`` with this module's ``on_event`` and the turn's
+:class:`~tedchat.session.ReplyBuffer` as the recorder (it writes to the history off the event
+loop). Cancelling the task running it (Esc) ends the answer as ``cancelled``; run_turn
 finalises the meter and the recorder, and the partial text stays on screen.
 """
 
@@ -17,10 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import time
-from collections.abc import Callable
-from concurrent.futures import Executor, Future
-from typing import Any, Protocol
+from typing import Protocol
 
 from textual.timer import Timer
 from textual.widget import Widget
@@ -30,7 +28,7 @@ from tedchat.engine import (
     Notice,
     TextDelta,
 )
-from tedchat.errors import EngineError, TedchatError
+from tedchat.errors import EngineError
 from tedchat.metrics import StreamMetrics
 from tedchat.session import ReplyRecorder, Turn, TurnResult, run_turn
 from tedchat.tui.widgets.messages import ReplyView
@@ -184,85 +182,6 @@ class FrameClock:
             answer.draw()
 
 
-class BackgroundRecorder:
-    """The history's reply writer, fed from one worker thread instead of the event loop.
-
-    The store commits with ``synchronous = FULL`` (an fsync per transaction, milliseconds each):
-    on the event loop every flush stalled drawing and typing. Text is batched here and handed
-    to ``executor`` (one thread, shared by every answer, so the writes keep their order) at most
-    every ``interval`` seconds; ``finish`` hands over the rest with the finish reason. A failed
-    write is reported once through ``on_error`` (on the event loop) and recording stops; the
-    answer goes on streaming to the screen.
-    """
-
-    def __init__(
-        self,
-        writer: Any,
-        executor: Executor,
-        on_error: Callable[[Exception], None],
-        *,
-        interval: float = 0.25,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.writer = writer
-        self.executor = executor
-        self.on_error = on_error
-        self.interval = interval
-        self.clock = clock
-        self.failed = False
-        self._buffer: list[str] = []
-        self._last = clock()
-        self._loop = asyncio.get_running_loop()
-        self._future: Future[None] | None = None
-
-    @property
-    def id(self) -> int | None:
-        return getattr(self.writer, "id", None)
-
-    def append(self, text: str) -> None:
-        self._buffer.append(text)
-        if self.clock() - self._last >= self.interval:
-            self._last = self.clock()
-            chunk = "".join(self._buffer)
-            self._buffer.clear()
-            self._submit(self._write, chunk)
-
-    def finish(self, finish_reason: str, metrics: StreamMetrics) -> None:
-        chunk = "".join(self._buffer)
-        self._buffer.clear()
-        self._submit(self._finish, chunk, finish_reason, metrics)
-
-    async def drained(self) -> None:
-        """Wait until everything handed over so far is written."""
-        if self._future is not None:
-            await asyncio.wrap_future(self._future)
-
-    def _write(self, chunk: str) -> None:
-        self.writer.append(chunk)
-        self.writer.flush()
-
-    def _finish(self, chunk: str, finish_reason: str, metrics: StreamMetrics) -> None:
-        if chunk:
-            self.writer.append(chunk)
-        self.writer.finish(finish_reason, metrics)
-
-    def _submit(self, fn: Callable[..., None], *args: Any) -> None:
-        if self.failed:
-            return
-
-        def run() -> None:
-            if self.failed:
-                return
-            try:
-                fn(*args)
-            except TedchatError as exc:
-                self.failed = True
-                if not self._loop.is_closed():
-                    self._loop.call_soon_threadsafe(self.on_error, exc)
-
-        self._future = self.executor.submit(run)
-
-
 async def stream_answer(
     turn: Turn,
     view: ReplyView,
@@ -270,15 +189,17 @@ async def stream_answer(
     *,
     figures: FigureTarget | None = None,
     recorder: ReplyRecorder | None = None,
+    gc_pause: GcPause | None = None,
 ) -> TurnResult:
     """Run ``turn`` through :func:`tedchat.session.run_turn`, drawing it into ``view``.
 
     Returns the turn's result (``error`` set if the engine failed; its text is kept). If the
     task is cancelled the partial answer is drawn, marked ``cancelled``, and the cancellation
     re-raised. A :class:`~tedchat.engine.Notice` from the engine is shown in the reply.
+    ``gc_pause`` is the app's shared one (answers streaming at once hold the same collector).
     """
     live = LiveAnswer(turn, view, figures)
-    gc_pause: GcPause = getattr(view.app, "gc_pause", None) or GcPause()
+    gc_pause = gc_pause or GcPause()
     gc_pause.hold()  # released once the answer is drawn to its end
     try:
         return await _stream(turn, view, clock, live, figures, recorder)

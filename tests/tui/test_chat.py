@@ -40,7 +40,7 @@ def figures(app: Any) -> str:
 
 
 def stored(app: Any) -> Any:
-    store = app._store
+    store = app.history.store
     assert store is not None
     [summary] = store.list_conversations()
     return store.get_conversation(summary.id)
@@ -207,12 +207,12 @@ async def test_rename_and_delete_in_the_conversation_list(make_app) -> None:
         app.screen.query_one("Input").value = ""
         await pilot.press(*"Renamed", "enter")
         await pilot.pause(0.2)
-        assert app._store.get_conversation(cid).title == "Renamed"
+        assert app.history.store.get_conversation(cid).title == "Renamed"
         await pilot.press("d")
-        assert app._store.list_conversations()  # one press only arms the deletion
+        assert app.history.store.list_conversations()  # one press only arms the deletion
         await pilot.press("d")
         await pilot.pause(0.1)
-        assert app._store.list_conversations() == []
+        assert app.history.store.list_conversations() == []
         await pilot.press("escape")
         await pilot.pause(0.2)
         # The conversation on screen was deleted: the chat starts afresh.
@@ -303,7 +303,7 @@ async def test_settings_modal_sets_system_prompt_and_parameters(make_app) -> Non
         await wait_for(pilot, lambda: not isinstance(app.screen, ParamsScreen))
         await pilot.pause(0.1)
         await app.history_idle()
-        stored = app._store.get_conversation(chat(app).conversation.id)
+        stored = app.history.store.get_conversation(chat(app).conversation.id)
         assert stored.system == "Answer in Japanese."
         assert stored.params["max_tokens"] == 3
 
@@ -661,7 +661,7 @@ async def test_a_damaged_history_offers_a_fresh_one_in_a_dialog(make_app, tui_ho
         await wait_for(pilot, lambda: isinstance(app.screen, FreshHistoryDialog))
         assert str(db) in app.screen.problem
         app.screen.query_one("#fresh", Button).press()
-        await wait_for(pilot, lambda: app._store is not None)
+        await wait_for(pilot, lambda: app.history.store is not None)
         await send(pilot, "kept in the fresh history")
         await answered(pilot)
         await app.history_idle()

@@ -66,8 +66,8 @@ async def test_one_prompt_to_two_engines_then_a_summary_with_winners(make_app) -
         for name in ("frozen", "frozen2"):
             assert [m.content for m in app.loader.engine(name).requests[0]] == ["race"]
         await app.history_idle()
-        [summary] = app._store.list_conversations()
-        [message] = app._store.get_conversation(summary.id).messages
+        [summary] = app.history.store.list_conversations()
+        [message] = app.history.store.get_conversation(summary.id).messages
         assert sorted(r.engine for r in message.replies) == ["frozen", "frozen2"]
 
 

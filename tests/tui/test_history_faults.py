@@ -38,7 +38,7 @@ async def first_exchange_saved(pilot: Any) -> Any:
     await send(pilot, "saved before")
     await answered(pilot)
     await app.history_idle()
-    return await app.history()
+    return await app.history.open()
 
 
 async def test_a_full_history_keeps_the_text_on_screen_and_the_prompt_working(make_app) -> None:
@@ -46,7 +46,8 @@ async def test_a_full_history_keeps_the_text_on_screen_and_the_prompt_working(ma
     async with app.run_test(size=SIZE) as pilot:
         store = await first_exchange_saved(pilot)
         path = store.path
-        await app.in_history(limit_growth, store)  # the disk is full from here on
+        writer = await app.history.writer()
+        await writer.run(lambda: limit_growth(store))  # the disk is full from here on
         question = "a long question " * 2_000  # needs new pages: SQLITE_FULL
         await send(pilot, question)
         await answered(pilot)

@@ -33,8 +33,8 @@ async def test_chat_on_the_real_local_engine(make_app) -> None:
         # The engine counts its tokens itself: no "~" (approximate) anywhere.
         assert re.fullmatch(r"TTFT \d+ ms · [\d.]+ tok/s · \d+ tokens( · length)?", figures)
         await app.history_idle()
-        [summary] = app._store.list_conversations()
-        [reply] = app._store.get_conversation(summary.id).messages[0].replies
+        [summary] = app.history.store.list_conversations()
+        [reply] = app.history.store.get_conversation(summary.id).messages[0].replies
         assert (reply.engine, reply.model) == ("local", "smollm2")
         assert reply.metrics.output_tokens and reply.metrics.output_tokens <= 12
         assert reply.metrics.extra.get("timings", {}).get("eval_tokens")  # llama.cpp's own

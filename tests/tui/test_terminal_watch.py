@@ -49,7 +49,7 @@ async def test_sighup_with_a_live_terminal_saves_the_reply_then_exits(make_app) 
     app = make_app(engine="slow")
     async with app.run_test(size=SIZE) as pilot:
         await streaming_midway(pilot)
-        path = (await app.history()).path
+        path = (await app.history.open()).path
         app.terminal.lost("hangup signal (SIGHUP)")  # what the SIGHUP handler calls
         await wait_for(pilot, lambda: app.return_value is not None)
     assert app.return_value == HANGUP_STATUS
@@ -67,11 +67,11 @@ async def test_a_dead_terminal_saves_the_reply_closes_history_and_ends_the_proce
     try:
         async with app.run_test(size=SIZE) as pilot:
             await streaming_midway(pilot)
-            path = (await app.history()).path
+            path = (await app.history.open()).path
             app.terminal.fds = [read_end]
             app.terminal.lost("the terminal closed")
             await wait_for(pilot, lambda: ended == [HANGUP_STATUS])
-            assert app._store is None  # closed: nothing is left to write
+            assert app.history.store is None  # closed: nothing is left to write
             assert_partial_and_interrupted(path)
             assert app.return_value is None  # no Textual shutdown: no terminal to restore
             app.exit()
@@ -87,7 +87,7 @@ async def test_esc_still_means_cancelled(make_app) -> None:
         await pilot.press("escape")
         await wait_for(pilot, lambda: not app.screen.busy)
         await app.history_idle()
-        path = (await app.history()).path
+        path = (await app.history.open()).path
         [(_text, finish)] = replies_in(path)
         assert finish == "cancelled"
 
@@ -174,7 +174,7 @@ async def test_a_lost_terminal_interrupts_every_compare_pane_still_streaming(mak
                 [r.text.count("word") >= 10 for r in app.screen.query(ReplyView)] == [False, True]
             ),
         )
-        path = (await app.history()).path
+        path = (await app.history.open()).path
         await app.history_idle()
         app.terminal.lost("hangup signal (SIGHUP)")
         await wait_for(pilot, lambda: app.return_value is not None)

@@ -2,9 +2,10 @@
 
 - The log follows the bottom while an answer streams (``anchor()``) unless the user scrolls up;
   scrolling back to the bottom follows again (Textual re-anchors there).
-- Every answer runs through :func:`tedchat.tui.live.stream_answer` (``run_turn``, the history's
-  reply writer as recorder, drawing on the screen's frame clock). Esc cancels the worker running
-  it: the partial reply stays, marked ``cancelled``.
+- Every answer runs through :mod:`tedchat.session` (the prompt saved before the request, the
+  reply recorded as it streams) and :func:`tedchat.tui.live.stream_answer` (drawing on the
+  screen's frame clock). Esc cancels the worker running it: the partial reply stays, marked
+  ``cancelled``.
 - The prompt is usable at once: a prompt sent while the engine loads waits for the load.
 - When the conversation outgrows the engine's context, the oldest exchanges are left out of the
   request and a notice in the log says how many (estimated at characters / 4).
@@ -14,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -34,23 +36,21 @@ from tedchat.conversation import (
     conversation_from_store,
     engine_context_tokens,
     history_pairs,
-    params_to_dict,
 )
 from tedchat.engine import Engine, as_floorplan, capabilities_of
 from tedchat.errors import EngineError, HistoryError, TedchatError
-from tedchat.session import Turn
+from tedchat.session import Turn, TurnHistory
 from tedchat.tui.engines import LoadState
 from tedchat.tui.live import FrameClock, stream_answer
+from tedchat.tui.screens.compare import CompareScreen
 from tedchat.tui.screens.floorplan import FloorplanScreen
 from tedchat.tui.screens.history import HistoryChoice, HistoryScreen
 from tedchat.tui.screens.params import ParamsScreen
 from tedchat.tui.screens.pickers import CodeBlockPicker, ComparePicker, EnginePicker
+from tedchat.tui.services import Services
 from tedchat.tui.widgets.messages import Notice, ReplyView, UserMessage, code_blocks
 from tedchat.tui.widgets.prompt import PromptInput
 from tedchat.tui.widgets.status_bar import StatusLine
-
-if TYPE_CHECKING:
-    from tedchat.tui.app import TedchatApp
 
 WELCOME = "Type a prompt below and press Enter. F1 lists the keys; Ctrl+P opens the commands."
 
@@ -82,8 +82,9 @@ class ChatScreen(Screen[None]):
         Binding("f12", "compare", "Compare engines", id="compare", show=False),
     ]
 
-    def __init__(self, engine_name: str) -> None:
+    def __init__(self, services: Services, engine_name: str) -> None:
         super().__init__()
+        self.services = services
         self.engine_name = engine_name
         self.conversation = ChatConversation()
         self._answer: Worker[Any] | None = None
@@ -91,11 +92,7 @@ class ChatScreen(Screen[None]):
         self._editing: Exchange | None = None
         self._chosen_reply: ReplyView | None = None  # clicked: what F8 / F9 copy
         self.frame_clock = FrameClock(self)
-        self._unsubscribe = None
-
-    @property
-    def tedchat(self) -> TedchatApp:
-        return self.app  # type: ignore[return-value]
+        self._unsubscribe: Callable[[], None] | None = None
 
     # --- layout ------------------------------------------------------------------------------
 
@@ -108,11 +105,11 @@ class ChatScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        app = self.tedchat
-        self.conversation.system = app.initial_system
-        self.conversation.params = app.initial_params
+        services = self.services
+        self.conversation.system = services.initial_system
+        self.conversation.params = services.initial_params
         self.query_one("#log", VerticalScroll).anchor()
-        self._unsubscribe = app.loader.subscribe(self._load_changed)
+        self._unsubscribe = services.loader.subscribe(self._load_changed)
         self._show_engine()
         self.query_one(PromptInput).focus()
         self._update_title()
@@ -144,13 +141,13 @@ class ChatScreen(Screen[None]):
 
     def _show_engine(self) -> None:
         try:
-            engine = self.tedchat.loader.engine(self.engine_name)
+            engine = self.services.loader.engine(self.engine_name)
         except TedchatError as exc:
             self.status.set_engine(self.engine_name, "?")
             self.status.show_load(LoadState(self.engine_name, "failed", error=exc.message))
             return
         self.status.set_engine(engine.name, engine.model)
-        self.status.show_load(self.tedchat.loader.state(self.engine_name))
+        self.status.show_load(self.services.loader.state(self.engine_name))
 
     def _load_changed(self, state: LoadState) -> None:
         if state.name == self.engine_name and self.is_mounted:
@@ -159,13 +156,13 @@ class ChatScreen(Screen[None]):
     def set_engine(self, name: str) -> None:
         """Use ``name`` for the next prompts, and start loading it now."""
         try:
-            self.tedchat.loader.engine(name)
+            self.services.loader.engine(name)
         except TedchatError as exc:
             self.notify(exc.message, severity="error")
             return
         self.engine_name = name
         self._show_engine()
-        self.tedchat.loader.start(name)
+        self.services.loader.start(name)
         self.notify(f"next prompts go to {name}")
 
     # --- sending -----------------------------------------------------------------------------
@@ -216,7 +213,7 @@ class ChatScreen(Screen[None]):
 
     def _engine_or_notice(self) -> Engine | None:
         try:
-            return self.tedchat.loader.engine(self.engine_name)
+            return self.services.loader.engine(self.engine_name)
         except TedchatError as exc:
             self._mount_in_log(Notice(exc.message, error=True))
             return None
@@ -233,41 +230,32 @@ class ChatScreen(Screen[None]):
             self.call_after_refresh(self.refresh_bindings)
 
     async def _answer_exchange(self, exchange: Exchange, engine: Engine, view: ReplyView) -> None:
-        app = self.tedchat
+        services = self.services
         conv = self.conversation
-        store = await app.history()
-        recorder = None
-        if store is not None:
-            try:
-                if conv.id is None:
-                    conv.id = await app.in_history(
-                        store.new_conversation,
-                        None,
-                        conv.system or None,
-                        params_to_dict(conv.params),
-                    )
-                if exchange.message_id is None:
-                    # Committed before the request: nothing typed is lost.
-                    exchange.message_id = await app.in_history(
-                        store.add_user_message,
-                        conv.id,
-                        exchange.prompt,
-                        engine=engine.name,
-                        model=engine.model,
-                    )
-            except HistoryError as exc:
-                app.history_failed(exc)
-                store = None
-        if not app.loader.is_ready(engine.name):
+        history = TurnHistory(
+            await services.history.writer(),
+            conv.id,
+            system=conv.system,
+            params=conv.params,
+            message_id=exchange.message_id,
+        )
+        try:
+            await history.save_prompt(exchange.prompt, engine=engine)
+        except HistoryError as exc:
+            services.history.failed(exc)
+            history.writer = None
+        conv.id, exchange.message_id = history.conversation_id, history.message_id
+        loader = services.loader
+        if not loader.is_ready(engine.name):
             view.set_caption(f"{engine.name} · {engine.model} · waiting for the engine to load…")
         try:
-            await app.loader.ready(engine.name)
+            await loader.ready(engine.name)
         except EngineError as exc:
             exchange.reply = ReplyRecord(engine.name, engine.model, error=exc.message)
             view.set_result(None, exc.message + (f" ({exc.hint})" if exc.hint else ""))
             return
         index = conv.exchanges.index(exchange) if exchange in conv.exchanges else 0
-        context, known = engine_context_tokens(engine, app.settings.ui.context_tokens)
+        context, known = engine_context_tokens(engine, services.settings.ui.context_tokens)
         built = build_messages(
             conv.system,
             history_pairs(conv.exchanges[:index]),
@@ -276,9 +264,8 @@ class ChatScreen(Screen[None]):
         )
         if built.dropped_exchanges:
             self._context_notice(built.dropped_exchanges, context, known, engine.name, view)
-        if store is not None and conv.id is not None and exchange.message_id is not None:
-            recorder = await app.reply_recorder(store, conv.id, exchange.message_id, engine)
-        turn = Turn(engine, built.messages, conv.params, clock=app.clock_for(engine))
+        buffer = await history.begin_reply(engine)
+        turn = Turn(engine, built.messages, conv.params, clock=services.clock_for(engine))
         self.status.set_engine(engine.name, engine.model)
         record = ReplyRecord(engine.name, engine.model)
         exchange.reply = record
@@ -288,7 +275,8 @@ class ChatScreen(Screen[None]):
                 view,
                 self.frame_clock,
                 figures=self.status,
-                recorder=recorder,
+                recorder=services.reply_recorder(buffer),
+                gc_pause=services.gc_pause,
             )
         except asyncio.CancelledError:
             record.text = turn.text
@@ -299,7 +287,7 @@ class ChatScreen(Screen[None]):
         record.metrics = result.metrics
         record.finish_reason = result.metrics.finish_reason
         record.error = result.error.message if result.error else None
-        record.store_id = recorder.id if recorder is not None else None
+        record.store_id = buffer.id if buffer is not None else None
         self._update_title()
 
     def _context_notice(
@@ -401,7 +389,7 @@ class ChatScreen(Screen[None]):
 
     def action_switch_engine(self) -> None:
         self.app.push_screen(
-            EnginePicker(self.tedchat.engine_choices(), self.engine_name),
+            EnginePicker(self.services.engine_choices(), self.engine_name),
             lambda name: self.set_engine(name) if name else None,
         )
 
@@ -419,21 +407,19 @@ class ChatScreen(Screen[None]):
             ParamsScreen(self.conversation.system, self.conversation.params), apply
         )
 
-    async def _save_settings(self, conv: Any) -> None:
-        app = self.tedchat
-        store = await app.history()
-        if store is None or conv.id is None:
+    async def _save_settings(self, conv: ChatConversation) -> None:
+        history = self.services.history
+        writer = await history.writer()
+        if writer is None or conv.id is None:
             return
         try:
-            await app.in_history(
-                store.set_settings, conv.id, conv.system or None, params_to_dict(conv.params)
-            )
+            await writer.save_settings(conv.id, conv.system, conv.params)
         except HistoryError as exc:
-            app.history_failed(exc)
+            history.failed(exc)
 
     def action_floorplan(self) -> None:
         try:
-            engine = self.tedchat.loader.engine(self.engine_name)
+            engine = self.services.loader.engine(self.engine_name)
         except TedchatError as exc:
             self.notify(exc.message, severity="error")
             return
@@ -447,15 +433,21 @@ class ChatScreen(Screen[None]):
 
     def action_compare(self) -> None:
         self.app.push_screen(
-            ComparePicker(self.tedchat.engine_choices(), [self.engine_name]),
-            lambda names: self.tedchat.open_compare(names) if names else None,
+            ComparePicker(self.services.engine_choices(), [self.engine_name]),
+            lambda names: self._open_compare(names) if names else None,
+        )
+
+    def _open_compare(self, names: list[str]) -> None:
+        conv = self.conversation
+        self.app.push_screen(
+            CompareScreen(self.services, names, params=conv.params, system=conv.system)
         )
 
     @work(exclusive=True, group="history-screen")
     async def action_conversations(self) -> None:
-        store = await self.tedchat.history()
+        store = await self.services.history.open()
         if store is None:
-            self.notify(self.tedchat.history_unavailable(), severity="warning")
+            self.notify(self.services.history.unavailable(), severity="warning")
             return
         choice: HistoryChoice = await self.app.push_screen_wait(
             HistoryScreen(store, self.conversation.id)
@@ -472,15 +464,15 @@ class ChatScreen(Screen[None]):
 
     async def _new(self) -> None:
         conv = ChatConversation(
-            system=self.tedchat.initial_system, params=self.tedchat.initial_params
+            system=self.services.initial_system, params=self.services.initial_params
         )
         await self._reset(conv)
 
     async def open_conversation(self, conversation_id: int) -> None:
         """Show a stored conversation; the next prompt continues it."""
-        store = await self.tedchat.history()
+        store = await self.services.history.open()
         if store is None:
-            self.notify(self.tedchat.history_unavailable(), severity="warning")
+            self.notify(self.services.history.unavailable(), severity="warning")
             return
         try:
             stored = store.get_conversation(conversation_id)

@@ -12,7 +12,8 @@ all drawn on one frame clock. When all have finished, a summary table compares t
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from rich.text import Text
 from textual import on
@@ -23,19 +24,16 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 from textual.worker import Worker
 
-from tedchat.conversation import params_to_dict
 from tedchat.engine import Engine, GenerationParams, Message
 from tedchat.errors import EngineError, HistoryError, TedchatError
-from tedchat.session import Turn
+from tedchat.session import Turn, TurnHistory
 from tedchat.tui.engines import LoadState
 from tedchat.tui.live import FrameClock, stream_answer
+from tedchat.tui.services import Services
 from tedchat.tui.widgets.compare_pane import ComparePane
 from tedchat.tui.widgets.compare_summary import CompareSummary, PaneResult, time_to_last_token
 from tedchat.tui.widgets.messages import Notice
 from tedchat.tui.widgets.prompt import PromptInput
-
-if TYPE_CHECKING:
-    from tedchat.tui.app import TedchatApp
 
 MIN_PANES, MAX_PANES = 2, 4
 
@@ -62,6 +60,7 @@ class CompareScreen(Screen[None]):
 
     def __init__(
         self,
+        services: Services,
         engine_names: list[str],
         *,
         replay: bool = False,
@@ -71,6 +70,7 @@ class CompareScreen(Screen[None]):
         if not MIN_PANES <= len(engine_names) <= MAX_PANES:
             raise ValueError(f"compare takes 2 to 4 engines, got {len(engine_names)}")
         super().__init__()
+        self.services = services
         self.engine_names = list(engine_names)
         self.replay = replay
         self.params = params or GenerationParams()
@@ -78,12 +78,8 @@ class CompareScreen(Screen[None]):
         self.frame_clock = FrameClock(self)
         self._run: Worker[Any] | None = None
         self._conversation_id: int | None = None
-        self._unsubscribe = None
+        self._unsubscribe: Callable[[], None] | None = None
         self._saved_local_at_once: int | None = None
-
-    @property
-    def tedchat(self) -> TedchatApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Header(icon="◆")
@@ -91,7 +87,7 @@ class CompareScreen(Screen[None]):
         with Horizontal(id="panes"):
             for name in self.engine_names:
                 try:
-                    model = self.tedchat.loader.engine(name).model
+                    model = self.services.loader.engine(name).model
                 except TedchatError:
                     model = "?"
                 yield ComparePane(name, model)
@@ -101,7 +97,7 @@ class CompareScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.sub_title = "side by side: " + " · ".join(self.engine_names)
-        loader = self.tedchat.loader
+        loader = self.services.loader
         engines = []
         for name in self.engine_names:
             try:
@@ -109,7 +105,7 @@ class CompareScreen(Screen[None]):
             except TedchatError as exc:
                 self._notice(exc.message)
         # Share the thread budget before anything loads: llama.cpp sizes its threads at load.
-        runtime = self.tedchat.context.engines.runtime
+        runtime = self.services.context.engines.runtime
         self._saved_local_at_once = runtime.local_engines_at_once
         runtime.local_engines_at_once = max(1, sum(1 for e in engines if e.local))
         if self.replay:
@@ -120,12 +116,16 @@ class CompareScreen(Screen[None]):
         for name in self.engine_names:
             loader.start(name)
         self.query_one(PromptInput).focus()
+        if self.services.history.enabled:  # opened now, so the first prompt need not wait
+            self.run_worker(
+                self.services.history.writer(), group="history-open", exit_on_error=False
+            )
 
     def on_unmount(self) -> None:
         if self._unsubscribe is not None:
             self._unsubscribe()
         if self._saved_local_at_once is not None:
-            self.tedchat.context.engines.runtime.local_engines_at_once = self._saved_local_at_once
+            self.services.context.engines.runtime.local_engines_at_once = self._saved_local_at_once
 
     def _notice(self, text: str) -> None:
         notice = self.query_one("#notice", Static)
@@ -167,29 +167,25 @@ class CompareScreen(Screen[None]):
         self.refresh_bindings()
 
     async def _run_all(self, prompt: str, panes: list[ComparePane], views: list[Any]) -> None:
-        app = self.tedchat
-        store = await app.history()
-        message_id = None
-        if store is not None:
-            try:
-                if self._conversation_id is None:
-                    self._conversation_id = await app.in_history(
-                        store.new_conversation,
-                        None,
-                        self.system or None,
-                        params_to_dict(self.params),
-                    )
-                message_id = await app.in_history(
-                    store.add_user_message, self._conversation_id, prompt
-                )
-            except HistoryError as exc:
-                app.history_failed(exc)
-                store = None
+        services = self.services
+        loader = services.loader
+        history = TurnHistory(
+            await services.history.writer(),
+            self._conversation_id,
+            system=self.system,
+            params=self.params,
+        )
+        try:
+            await history.save_prompt(prompt)  # one prompt, one message: every pane answers it
+        except HistoryError as exc:
+            services.history.failed(exc)
+            history.writer = None
+        self._conversation_id = history.conversation_id
         for pane, view in zip(panes, views, strict=True):
-            if not app.loader.is_ready(pane.engine_name):
+            if not loader.is_ready(pane.engine_name):
                 view.set_caption(f"{pane.engine_name} · waiting for the engine to load…")
         loaded = await asyncio.gather(
-            *(app.loader.ready(p.engine_name) for p in panes), return_exceptions=True
+            *(loader.ready(p.engine_name) for p in panes), return_exceptions=True
         )
         ready = []
         for pane, view, engine in zip(panes, views, loaded, strict=True):
@@ -203,12 +199,8 @@ class CompareScreen(Screen[None]):
             ready = await self._prepare_replays(ready, messages)
         jobs = []
         for pane, view, engine in ready:
-            recorder = None
-            if store is not None and message_id is not None and self._conversation_id is not None:
-                recorder = await app.reply_recorder(
-                    store, self._conversation_id, message_id, engine
-                )
-            turn = Turn(engine, messages, self.params, clock=app.clock_for(engine))
+            recorder = services.reply_recorder(await history.begin_reply(engine))
+            turn = Turn(engine, messages, self.params, clock=services.clock_for(engine))
             jobs.append(
                 (
                     pane,
@@ -219,6 +211,7 @@ class CompareScreen(Screen[None]):
                         self.frame_clock,
                         figures=pane.status,
                         recorder=recorder,
+                        gc_pause=services.gc_pause,
                     ),
                 )
             )
@@ -244,7 +237,7 @@ class CompareScreen(Screen[None]):
         outcomes = await asyncio.gather(
             *(r.prepare(messages, self.params) for _p, _v, r in replays), return_exceptions=True
         )
-        kept = []
+        kept: list[tuple[ComparePane, Any, Engine]] = []
         for (pane, view, replay), outcome in zip(replays, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 message = outcome.message if isinstance(outcome, TedchatError) else str(outcome)

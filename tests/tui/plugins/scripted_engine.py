@@ -20,7 +20,9 @@ real plugin path. Engine type ``scripted``; its settings:
   ``activity()`` the active wafer system (None unless ``stages`` is set);
 - ``stages``: move the active wafer system every this many tokens while an answer streams
   (None otherwise), as the wafer engine does;
-- ``notice``: send a Notice with this text before the answer.
+- ``notice``: send a Notice with this text before the answer;
+- ``pause_after``, ``pause_s``: after the first ``pause_after`` pieces (0: never), stop for
+  ``pause_s`` seconds before the next (a stream that stalls mid-answer).
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ SETTINGS: dict[str, Any] = {
     "floorplan": False,
     "stages": 0,
     "notice": "",
+    "pause_after": 0,
+    "pause_s": 0.0,
 }
 
 
@@ -202,6 +206,9 @@ class ScriptedEngine:
         if s["notice"]:
             yield Notice(s["notice"])
         for i, part in enumerate(parts):
+            if s["pause_after"] and i == int(s["pause_after"]):
+                await asyncio.sleep(float(s["pause_s"]))
+                t0 += float(s["pause_s"])
             due = float(s["ttft_s"]) + (i / rate if rate > 0 else 0.0)
             if s["virtual"]:
                 await asyncio.sleep(0)
