@@ -128,9 +128,7 @@ async def run_turn(
         error = exc
         meter.finish("error", clock())
     finally:
-        aclose = getattr(events, "aclose", None)
-        if aclose is not None:
-            await asyncio.shield(aclose())
+        await asyncio.shield(events.aclose())
     if meter.finish_reason is None:  # an engine that ended without Done
         meter.finish("stop", clock())
     metrics = meter.snapshot()
