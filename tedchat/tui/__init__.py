@@ -4,6 +4,7 @@ Importing this package imports Textual: the CLI imports it inside ``chat``/``com
 ``run``, never at startup, so ``tedchat --help`` stays light.
 
 - :mod:`tedchat.tui.app`: the App (themes, keymap, history, engines loading in the background)
+- :mod:`tedchat.tui.loader`: loading engines in the background, once each, with progress
 - :mod:`tedchat.tui.services`: what the screens share, handed to each screen's constructor
 - :mod:`tedchat.tui.screens`: chat, compare, conversations, settings, help, floorplan, pickers
 - :mod:`tedchat.tui.widgets`: prompt, messages, status bar, compare pane and summary, floorplan

@@ -2,7 +2,7 @@
 
 :class:`TedchatApp` builds what every screen shares, one :class:`~tedchat.tui.services.Services`
 value handed to each screen's constructor: the :class:`~tedchat.engines.Context`, the
-:class:`~tedchat.tui.engines.EngineLoader`, the history (opened in a worker thread after the
+:class:`~tedchat.tui.loader.EngineLoader`, the history (opened in a worker thread after the
 first frame; None when history is disabled or unusable) and the clock turns are timed on
 (injectable, so tests freeze the figures).
 
@@ -25,8 +25,8 @@ from tedchat.engine import Engine, GenerationParams
 from tedchat.engines import Context
 from tedchat.errors import HistoryError, TedchatError
 from tedchat.metrics import Clock
-from tedchat.tui.engines import EngineLoader
 from tedchat.tui.live import GcPause
+from tedchat.tui.loader import EngineLoader
 from tedchat.tui.screens.chat import ChatScreen
 from tedchat.tui.screens.compare import CompareScreen
 from tedchat.tui.screens.floorplan import FloorplanScreen

@@ -20,8 +20,8 @@ from tedchat.engines import Context
 from tedchat.errors import TedchatError
 from tedchat.metrics import Clock
 from tedchat.session import HistoryWriter, ReplyRecorder
-from tedchat.tui.engines import EngineLoader
 from tedchat.tui.live import GcPause
+from tedchat.tui.loader import EngineLoader
 from tedchat.tui.screens.pickers import EngineChoice
 
 if TYPE_CHECKING:

@@ -40,8 +40,8 @@ from tedchat.conversation import (
 from tedchat.engine import Engine, as_floorplan, capabilities_of
 from tedchat.errors import EngineError, HistoryError, TedchatError
 from tedchat.session import Turn, TurnHistory
-from tedchat.tui.engines import LoadState
 from tedchat.tui.live import FrameClock, stream_answer
+from tedchat.tui.loader import LoadState
 from tedchat.tui.screens.compare import CompareScreen
 from tedchat.tui.screens.floorplan import FloorplanScreen
 from tedchat.tui.screens.history import HistoryChoice, HistoryScreen

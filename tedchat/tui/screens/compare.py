@@ -27,8 +27,8 @@ from textual.worker import Worker
 from tedchat.engine import Engine, GenerationParams, Message
 from tedchat.errors import EngineError, HistoryError, TedchatError
 from tedchat.session import Turn, TurnHistory
-from tedchat.tui.engines import LoadState
 from tedchat.tui.live import FrameClock, stream_answer
+from tedchat.tui.loader import LoadState
 from tedchat.tui.services import Services
 from tedchat.tui.widgets.compare_pane import ComparePane
 from tedchat.tui.widgets.compare_summary import CompareSummary, PaneResult, time_to_last_token

@@ -21,7 +21,7 @@ from textual.content import Content
 from textual.widgets import Sparkline, Static
 
 from tedchat.metrics import StreamMetrics, format_metrics_line
-from tedchat.tui.engines import LoadState
+from tedchat.tui.loader import LoadState
 
 #: Most sparkline samples kept; the widget folds them into its width.
 MAX_SAMPLES = 600
