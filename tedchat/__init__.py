@@ -1,7 +1,9 @@
 """tedchat: a terminal chat client for large language models.
 
 The public API for plugin authors is re-exported here; importing it stays light (no Textual,
-NumPy or llama.cpp).
+NumPy or llama.cpp). Where each concept lives: docs/architecture.md (engine contract in
+``engine``, plugin API in ``hookspecs``, metrics in ``metrics``, the turn in ``session``, the
+wafer timing model in ``wafer.timing``); writing an engine plugin: docs/plugins.md.
 """
 
 from tedchat.engine import (
