@@ -14,11 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tedchat.bench.charts import FULL
 from tedchat.bench.schema import validate
-from tests.conftest import cli_env, one_error_line, run_cli
+from tests.conftest import cli_env, default_sigint, one_error_line, require_or_skip, run_cli
 
 ONE_THREAD = {"TEDCHAT_THREADS": "1"}
 
@@ -107,8 +105,8 @@ def test_bench_local_and_a_plugin_engine(bench_home: Path) -> None:
     assert not list(bench_home.rglob("history.db*"))
 
 
-@pytest.mark.skipif(not wafer_registered(), reason="wafer engine not built")
 def test_bench_local_and_wafer(tedchat_home: Path) -> None:
+    require_or_skip(wafer_registered(), "wafer engine not built")
     data = check_full_bench(
         tedchat_home, "local,wafer", "--max-tokens", "64", "--prompts", "builtin:reference"
     )
@@ -227,6 +225,7 @@ def test_ctrl_c_writes_the_finished_runs_marked_incomplete(bench_home: Path) -> 
         text=True,
         env=cli_env(bench_home, **ONE_THREAD),
         cwd=str(bench_home),
+        preexec_fn=default_sigint,  # the test interrupts it with SIGINT
     )
     try:
         assert proc.stderr is not None
