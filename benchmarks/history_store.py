@@ -21,7 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tedchat.history.store import SCHEMA_VERSION, Store
+from tedchat.history.schema import SCHEMA_VERSION
+from tedchat.history.store import Store
 
 BOUND_S = 0.100
 MESSAGES_PER_CONVERSATION = 20

@@ -5,6 +5,8 @@ NumPy or llama.cpp).
 """
 
 from tedchat.engine import (
+    CacheResetting,
+    Capabilities,
     Done,
     EmulatedTimings,
     Engine,
@@ -12,14 +14,19 @@ from tedchat.engine import (
     EngineType,
     Event,
     GenerationParams,
+    HasFloorplan,
+    HasTokenIds,
     LoadProgress,
     Message,
+    ModelLister,
     Notice,
     ReasoningDelta,
+    Recorder,
     Runtime,
     TextDelta,
     Timings,
     Usage,
+    capabilities_of,
     stream_from_thread,
 )
 from tedchat.errors import (
@@ -39,6 +46,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AuthError",
+    "CacheResetting",
+    "Capabilities",
     "ConfigError",
     "Done",
     "EmulatedTimings",
@@ -50,12 +59,16 @@ __all__ = [
     "EngineUnavailable",
     "Event",
     "GenerationParams",
+    "HasFloorplan",
+    "HasTokenIds",
     "LoadProgress",
     "Message",
     "ModelFormatError",
+    "ModelLister",
     "ModelNotFoundError",
     "Notice",
     "ReasoningDelta",
+    "Recorder",
     "Runtime",
     "ServerError",
     "TedchatError",
@@ -63,6 +76,7 @@ __all__ = [
     "Timings",
     "Usage",
     "__version__",
+    "capabilities_of",
     "hookimpl",
     "stream_from_thread",
 ]

@@ -12,9 +12,13 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from tedchat import __version__, paths
 from tedchat.errors import EXIT_CANCELLED, EXIT_ENGINE, TedchatError
+
+if TYPE_CHECKING:
+    from tedchat.engines import Context
 
 # Command modules in the order --help lists them.
 COMMANDS = ("chat", "compare", "ask", "engines", "models", "config", "wafer", "history", "bench")
@@ -33,12 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_options(common)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"tedchat.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"tedchat.commands.{name}":
-                continue  # a command not built yet
-            raise
+        module = importlib.import_module(f"tedchat.commands.{name}")
         module.add_parser(sub, [common])
     return parser
 
@@ -64,9 +63,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.debug:
         _start_debug_log()
     if args.command is None:
-        if "chat" not in parser._subparsers._group_actions[0].choices:
-            parser.print_help()
-            return 0
         args = parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "chat"])
         args.config = getattr(args, "config", None)
         args.debug = getattr(args, "debug", False)
@@ -113,9 +109,9 @@ def _start_debug_log() -> None:
     print(f"debug log: {log_dir / 'tedchat.log'}", file=sys.stderr)
 
 
-def warn_plugin_failures(context: object) -> None:
+def warn_plugin_failures(context: Context) -> None:
     """One line per plugin that failed to load (they are reported, never fatal)."""
-    for failure in getattr(getattr(context, "plugins", None), "failures", []):
+    for failure in context.plugins.failures:
         print(f"warning: {failure.message}", file=sys.stderr)
 
 

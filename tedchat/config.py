@@ -51,6 +51,8 @@ class PluginSettings:
 class HistorySettings:
     path: str = ""  # empty: history.db in the user data dir
     enabled: bool = True
+    # How long a write waits while another process holds the file's lock, then gives up.
+    lock_timeout_s: float = 60.0
 
 
 @dataclass

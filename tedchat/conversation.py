@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tedchat.engine import EmulatedTimings, Engine, GenerationParams, Message
+from tedchat.engine import EmulatedTimings, Engine, GenerationParams, Message, capabilities_of
 from tedchat.metrics import StreamMetrics
 
 #: Characters per token for the estimate (a common rule of thumb for English; Japanese runs
@@ -30,8 +30,6 @@ from tedchat.metrics import StreamMetrics
 CHARS_PER_TOKEN = 4
 #: Per-message overhead of chat templates (role markers), in tokens.
 MESSAGE_OVERHEAD_TOKENS = 4
-#: Keys of ``Engine.describe()`` that give the context window in tokens.
-CONTEXT_KEYS = ("n_ctx", "context", "context_tokens", "context_length", "max_context")
 
 
 @dataclass
@@ -128,15 +126,10 @@ def build_messages(
 
 
 def engine_context_tokens(engine: Engine, default: int) -> tuple[int, bool]:
-    """The engine's context window and whether the engine said so (else ``default``)."""
-    try:
-        described = engine.describe()
-    except Exception:  # describe() is for display; a failure here must not stop a request
-        described = {}
-    for key in CONTEXT_KEYS:
-        value = described.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value, True
+    """The engine's context window and whether the engine declared it (else ``default``)."""
+    size = capabilities_of(engine).context_size
+    if size is not None and size > 0:
+        return size, True
     return default, False
 
 
@@ -177,8 +170,8 @@ def params_to_dict(params: GenerationParams) -> dict[str, Any]:
 
 
 def metrics_from_store(metrics: Any, finish_reason: str | None) -> StreamMetrics:
-    """Rebuild the figures of a stored reply (:class:`tedchat.history.store.ReplyMetrics`), so they
-    are shown by the same :func:`tedchat.metrics.format_metrics_line` as live ones."""
+    """Rebuild the figures of a stored reply (:class:`tedchat.history.records.ReplyMetrics`), so
+    they are shown by the same :func:`tedchat.metrics.format_metrics_line` as live ones."""
     extra: dict[str, Any] = dict(getattr(metrics, "extra", {}) or {})
     emulated = None
     raw = extra.get("emulated")

@@ -12,17 +12,25 @@ received before the error stays with the caller.
 Engines that block (llama.cpp, NumPy) produce their events in a worker thread through
 :func:`stream_from_thread`, the one helper that hands events to the event loop and stops the
 worker between tokens when the consumer goes away.
+
+What an engine can do beyond streaming is *declared*, never probed: ``engine.capabilities`` is a
+:class:`Capabilities`, and each optional feature has a typed protocol here (:class:`Recorder`,
+:class:`HasFloorplan`, :class:`ModelLister`, :class:`CacheResetting`, :class:`HasTokenIds`).
+Callers read the declaration through :func:`capabilities_of` and reach the feature through its
+accessor (:func:`as_recorder`, ...), which checks the declaration. An engine that sets no
+``capabilities`` (plugins written before it existed) offers nothing optional:
+``Capabilities()``. :mod:`tedchat.testing` checks that declarations and members agree.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, cast
 
-from tedchat.errors import EngineError
+from tedchat.errors import EngineError, EngineUnavailable
 
 Role = Literal["system", "user", "assistant"]
 FinishReason = Literal["stop", "length", "cancelled", "error", "interrupted"]
@@ -171,26 +179,65 @@ class EngineStatus:
     detail: str = ""
 
 
-@runtime_checkable
+@dataclass(frozen=True)
+class Capabilities:
+    """What an engine offers beyond the required members of :class:`Engine`.
+
+    A flag set to True promises the members of its protocol; a flag left False promises their
+    absence (the contract suite checks both ways). ``tools`` and ``vision`` are declarations
+    only (whether the engine accepts tool definitions / image parts); they carry no members.
+    """
+
+    tools: bool = False
+    vision: bool = False
+    #: :class:`Recorder`: ``record()`` computes a whole answer with each event's own time
+    #: (an emulated clock), used for replays.
+    record: bool = False
+    #: :class:`HasFloorplan`: ``floorplan()`` and ``activity()`` for the TUI's floorplan view.
+    floorplan: bool = False
+    #: :class:`ModelLister`: ``list_models()`` says which models the engine can serve.
+    list_models: bool = False
+    #: :class:`CacheResetting`: ``reset_cache()`` forgets cached prompt state (bench runs cold).
+    cache_reset: bool = False
+    #: :class:`HasTokenIds`: ``last_token_ids`` holds the ids of the answer streamed last.
+    token_ids: bool = False
+    #: The context window in tokens, when the engine knows it (None: unknown).
+    context_size: int | None = None
+
+
+#: The declaration of an engine that sets none: nothing optional, context size unknown.
+NO_CAPABILITIES = Capabilities()
+
+
 class Engine(Protocol):
     """An inference engine instance, as configured in ``[engines.NAME]``.
 
     ``name`` is the instance name, ``type`` the engine type that made it, ``model`` the model it
     runs (as a person would call it). ``local`` engines compute on this machine and share its
-    thread budget.
+    thread budget. ``capabilities`` declares the optional features (read it through
+    :func:`capabilities_of`: engines from older plugins may not set it).
     """
 
     name: str
     type: str
     model: str
     local: bool
+    capabilities: Capabilities
 
     async def load(self, progress: ProgressCallback | None = None) -> None:
         """Make the engine ready (open files, connect); idempotent; may take long."""
         ...
 
-    def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[Event]:
-        """Generate an answer. Closing the iterator cancels generation promptly."""
+    def stream(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> AsyncGenerator[Event, None]:
+        """Generate an answer (an ``async def`` with ``yield`` is the usual way).
+
+        ``aclose()`` on the generator cancels generation promptly: nothing more is delivered
+        and the engine's work for this request stops. The stream ends with exactly one
+        :class:`Done`; a failure raises an :class:`~tedchat.errors.EngineError` after the text
+        produced so far has been delivered.
+        """
         ...
 
     async def status(self) -> EngineStatus:
@@ -204,6 +251,156 @@ class Engine(Protocol):
     async def close(self) -> None:
         """Release what ``load`` took."""
         ...
+
+
+# --- optional features: each declared by a Capabilities flag -------------------------------
+
+
+class Recorder(Protocol):
+    """``Capabilities.record``: answers computed ahead, each event with its own time."""
+
+    async def record(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> list[tuple[float, Event]]:
+        """The whole answer as ``(seconds since the request, event)`` pairs, on the engine's
+        own (e.g. emulated) clock, computed as fast as possible."""
+        ...
+
+
+class HasFloorplan(Protocol):
+    """``Capabilities.floorplan``: a placement picture and the stage working right now."""
+
+    def floorplan(self) -> dict[str, Any]:
+        """The placement as a JSON-ready dict (``tedchat wafer plan --json``'s shape)."""
+        ...
+
+    def activity(self) -> dict[str, Any] | None:
+        """``{"system": i, "layer": n or None}`` being computed now, or None between steps."""
+        ...
+
+
+class ModelLister(Protocol):
+    """``Capabilities.list_models``: the models the engine can serve."""
+
+    async def list_models(self) -> list[dict[str, Any]]:
+        """One dict per model, each with at least ``id`` (``owned_by`` where known)."""
+        ...
+
+
+class CacheResetting(Protocol):
+    """``Capabilities.cache_reset``: forget cached prompt state, so the next request is cold."""
+
+    def reset_cache(self) -> Awaitable[None] | None:
+        """Plain or ``async``; ``tedchat bench`` calls it before every run."""
+        ...
+
+
+class HasTokenIds(Protocol):
+    """``Capabilities.token_ids``: the token ids of the answer streamed last."""
+
+    @property
+    def last_token_ids(self) -> Sequence[int] | None:
+        """Ids of the last answer (None before any); read only after that answer ended."""
+        ...
+
+
+def capabilities_of(engine: object) -> Capabilities:
+    """What ``engine`` declares. The one place that reads the attribute without trusting it:
+    an engine without ``capabilities`` (a plugin older than the declaration) offers nothing
+    optional, :data:`NO_CAPABILITIES`; anything but a :class:`Capabilities` is a plugin bug."""
+    declared = getattr(engine, "capabilities", NO_CAPABILITIES)
+    if not isinstance(declared, Capabilities):
+        name = getattr(engine, "name", type(engine).__name__)
+        raise EngineError(
+            f"engine {name!r}: capabilities must be a tedchat.Capabilities, "
+            f"not {type(declared).__name__}"
+        )
+    return declared
+
+
+#: Members every engine has (the :class:`Engine` protocol): attributes, then methods.
+ENGINE_ATTRIBUTES = ("name", "type", "model", "local")
+ENGINE_METHODS = ("load", "stream", "status", "describe", "close")
+
+
+def declaration_problems(engine: object) -> list[str]:
+    """Where ``engine``'s members and its declaration disagree (empty: they agree).
+
+    Every :class:`Engine` member must be present; a feature declared True must have its
+    protocol's members, and a feature's member present without the declaration is a problem
+    too (a caller would never use it). Used by the contract suite (:mod:`tedchat.testing`).
+    """
+    problems = [f"missing attribute {a!r}" for a in ENGINE_ATTRIBUTES if not hasattr(engine, a)]
+    problems += [
+        f"missing method {m}()" for m in ENGINE_METHODS if not callable(getattr(engine, m, None))
+    ]
+    try:
+        caps = capabilities_of(engine)
+    except EngineError as exc:
+        return [*problems, exc.message]
+    if caps.context_size is not None and not (
+        isinstance(caps.context_size, int) and caps.context_size > 0
+    ):
+        problems.append(f"context_size must be a positive int or None, not {caps.context_size!r}")
+    features = (
+        ("record", caps.record, ("record",), True),
+        ("floorplan", caps.floorplan, ("floorplan", "activity"), True),
+        ("list_models", caps.list_models, ("list_models",), True),
+        ("cache_reset", caps.cache_reset, ("reset_cache",), True),
+        ("token_ids", caps.token_ids, ("last_token_ids",), False),
+    )
+    for flag, declared, members, methods in features:
+        for member in members:
+            present = hasattr(engine, member)
+            if methods and present and not callable(getattr(engine, member)):
+                problems.append(f"{member} is not callable")
+            if declared and not present:
+                problems.append(f"declares {flag} but has no {member}")
+            elif present and not declared:
+                problems.append(f"has {member} but does not declare {flag} in its capabilities")
+    return problems
+
+
+def _undeclared(engine: Engine, feature: str) -> EngineUnavailable:
+    return EngineUnavailable(
+        f"engine {engine.name!r} (type {engine.type}) does not offer {feature} "
+        "(its capabilities do not declare it)"
+    )
+
+
+def as_recorder(engine: Engine) -> Recorder:
+    """``engine`` as a :class:`Recorder`; EngineUnavailable unless it declares ``record``."""
+    if not capabilities_of(engine).record:
+        raise _undeclared(engine, "record")
+    return cast(Recorder, engine)
+
+
+def as_floorplan(engine: Engine) -> HasFloorplan:
+    """``engine`` as a :class:`HasFloorplan`; EngineUnavailable unless it declares it."""
+    if not capabilities_of(engine).floorplan:
+        raise _undeclared(engine, "a floorplan")
+    return cast(HasFloorplan, engine)
+
+
+def as_model_lister(engine: Engine) -> ModelLister:
+    """``engine`` as a :class:`ModelLister`; EngineUnavailable unless it declares it."""
+    if not capabilities_of(engine).list_models:
+        raise _undeclared(engine, "list_models")
+    return cast(ModelLister, engine)
+
+
+def as_cache_resetting(engine: Engine) -> CacheResetting:
+    """``engine`` as a :class:`CacheResetting`; EngineUnavailable unless it declares it."""
+    if not capabilities_of(engine).cache_reset:
+        raise _undeclared(engine, "reset_cache")
+    return cast(CacheResetting, engine)
+
+
+def as_token_ids(engine: Engine) -> HasTokenIds:
+    """``engine`` as a :class:`HasTokenIds`; EngineUnavailable unless it declares it."""
+    if not capabilities_of(engine).token_ids:
+        raise _undeclared(engine, "last_token_ids")
+    return cast(HasTokenIds, engine)
 
 
 @dataclass(frozen=True)
@@ -246,7 +443,7 @@ _END = object()
 
 async def stream_from_thread(
     produce: Callable[[StopCheck], Iterator[Event]], *, name: str = "engine"
-) -> AsyncIterator[Event]:
+) -> AsyncGenerator[Event, None]:
     """Run a blocking event producer in a worker thread and stream its events here.
 
     ``produce(should_stop)`` is a generator function running in the thread; it should call
@@ -287,10 +484,3 @@ async def stream_from_thread(
             yield item  # type: ignore[misc]
     finally:
         stop.set()
-
-
-async def cancel_stream(events: AsyncIterator[Event]) -> None:
-    """Close an engine stream early (the consumer gave up on it)."""
-    aclose = getattr(events, "aclose", None)
-    if aclose is not None:
-        await aclose()

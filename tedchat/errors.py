@@ -8,8 +8,14 @@ what went wrong, and ``hint`` (optional) says what to do about it. The CLI print
     TedchatError
     ├── UsageError          bad command-line input                       exit 2
     ├── ConfigError         bad config file, key, value or engine name   exit 2
+    │   └── ThemeFileError        a theme file that cannot become a theme
     ├── PluginError         a plugin failed to import or register        (reported, not fatal)
     ├── HistoryError        the conversation store cannot be used        exit 1
+    │   ├── HistoryCorruptError       the file is damaged or unreadable (left untouched)
+    │   ├── HistorySchemaError        the file was written by a newer tedchat
+    │   ├── HistoryBusyError          another process held the write lock too long
+    │   ├── ConversationNotFoundError no conversation has that id
+    │   └── HistoryImportError        a conversation export cannot be imported
     └── EngineError         an engine failed; partial text is kept       exit 1
         ├── ModelNotFoundError    a model file or registry name is missing
         ├── ModelFormatError      a file is not a usable model (truncated, wrong architecture)
@@ -21,7 +27,6 @@ what went wrong, and ``hint`` (optional) says what to do about it. The CLI print
 
 from __future__ import annotations
 
-EXIT_OK = 0
 EXIT_ENGINE = 1
 EXIT_USAGE = 2
 EXIT_CANCELLED = 130
@@ -59,6 +64,34 @@ class PluginError(TedchatError):
 
 class HistoryError(TedchatError):
     """The conversation history cannot be read or written."""
+
+
+# --- themes and the history (tedchat.tui.themes, tedchat.history) -----------------------------
+
+
+class ThemeFileError(ConfigError, ValueError):
+    """A theme file that cannot become a theme; the message names the file and the problem.
+    (Also a ValueError, as it was before it joined this hierarchy.)"""
+
+
+class HistoryCorruptError(HistoryError):
+    """The history file is damaged or cannot be read; it has been left untouched."""
+
+
+class HistorySchemaError(HistoryError):
+    """The history file was written by a newer tedchat than this one."""
+
+
+class HistoryBusyError(HistoryError):
+    """Another process held the history's write lock for longer than the retry deadline."""
+
+
+class ConversationNotFoundError(HistoryError):
+    """No conversation has the given id."""
+
+
+class HistoryImportError(HistoryError):
+    """A conversation export could not be imported (bad JSON, unknown format or version)."""
 
 
 class EngineError(TedchatError):

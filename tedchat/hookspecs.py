@@ -9,6 +9,9 @@ below. Example::
     @tedchat.hookimpl
     def register_engine_types(register):
         register(tedchat.EngineType(name="echo", factory=EchoEngine, settings={"prefix": ""}))
+
+The engine contract is :mod:`tedchat.engine`; ``docs/plugins.md`` is the guide, and
+:mod:`tedchat.testing` the suite a plugin's engine should pass.
 """
 
 from __future__ import annotations

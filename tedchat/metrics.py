@@ -16,6 +16,7 @@ synthetic timelines and the live figures are exactly the final ones computed so 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,10 @@ from tedchat.engine import (
     Timings,
     Usage,
 )
+
+Clock = Callable[[], float]
+"""A clock: seconds as a float from some fixed origin (``time.perf_counter``, ``time.monotonic``,
+``time.time`` or a test's fake). Whoever times something takes one, so tests can drive it."""
 
 # Where an output token count came from, most trusted first.
 COUNT_SOURCES = ("engine", "server", "tokenizer", "deltas", "chunks")

@@ -34,11 +34,6 @@ def state_dir() -> Path:
     return _base("XDG_STATE_HOME", ".local/state", "state")
 
 
-def cache_dir() -> Path:
-    """Caches that can be deleted at any time."""
-    return _base("XDG_CACHE_HOME", ".cache", "cache")
-
-
 def default_config_path() -> Path:
     return config_dir() / "config.toml"
 

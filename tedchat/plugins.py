@@ -58,11 +58,6 @@ class Plugins:
         for module_name in BUILTIN_PLUGINS:
             try:
                 module = importlib.import_module(module_name)
-            except ModuleNotFoundError as exc:
-                if exc.name == module_name or module_name.startswith(f"{exc.name}."):
-                    continue  # a built-in that is not part of this build
-                self._fail(module_name, exc)
-                continue
             except Exception as exc:
                 self._fail(module_name, exc)
                 continue

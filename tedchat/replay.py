@@ -3,8 +3,9 @@
 When emulated hardware streams faster than this machine can make the text, live pacing is
 impossible; a replay computes every answer first and then plays them side by side, each token
 at its emulated time, so the panes show what the hardware would have looked like. Engines with
-an emulated clock provide ``record(messages, params) -> [(seconds, event), ...]``; any other
-engine is recorded on the wall clock as it streams. Replayed emulated figures are labelled
+an emulated clock declare ``capabilities.record`` and provide
+``record(messages, params) -> [(seconds, event), ...]`` (:class:`tedchat.engine.Recorder`);
+any other engine is recorded on the wall clock as it streams. Replayed emulated figures are labelled
 ``replay``.
 """
 
@@ -13,10 +14,20 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any
 
-from tedchat.engine import EmulatedTimings, Engine, EngineStatus, Event, GenerationParams, Message
+from tedchat.engine import (
+    Capabilities,
+    EmulatedTimings,
+    Engine,
+    EngineStatus,
+    Event,
+    GenerationParams,
+    Message,
+    as_recorder,
+    capabilities_of,
+)
 
 Recording = list[tuple[float, Event]]
 
@@ -25,9 +36,8 @@ async def record(
     engine: Engine, messages: Sequence[Message], params: GenerationParams
 ) -> Recording:
     """The engine's whole answer with each event's time since the request."""
-    recorder = getattr(engine, "record", None)
-    if recorder is not None:
-        return await recorder(messages, params)
+    if capabilities_of(engine).record:
+        return await as_recorder(engine).record(messages, params)
     await engine.load()
     out: Recording = []
     t0 = time.monotonic()
@@ -61,6 +71,8 @@ class ReplayEngine:
         self.source = source
         self.name, self.type, self.model = source.name, source.type, source.model
         self.local = source.local
+        # A replay only plays: of the source's features it keeps the context size.
+        self.capabilities = Capabilities(context_size=capabilities_of(source).context_size)
         self.start = start or ReplayStart()
         self.sleep = sleep
         self.recording: Recording | None = None
@@ -74,7 +86,7 @@ class ReplayEngine:
 
     async def stream(
         self, messages: Sequence[Message], params: GenerationParams
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         if self.recording is None:
             await self.prepare(messages, params)
         assert self.recording is not None

@@ -22,9 +22,7 @@ from tedchat.engine import (
     TextDelta,
 )
 from tedchat.errors import EngineError
-from tedchat.metrics import StreamMeter, StreamMetrics
-
-Clock = Callable[[], float]
+from tedchat.metrics import Clock, StreamMeter, StreamMetrics
 
 
 class ReplyRecorder(Protocol):

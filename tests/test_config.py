@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from tedchat.config import load_settings, redact
+from tedchat.engines import Engines
 from tedchat.errors import ConfigError
 from tedchat.paths import resource_path
 from tedchat.plugins import load_plugins
-from tedchat.engines import Engines
 
 
 def write(path: Path, text: str) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -176,3 +177,40 @@ def test_readme_plugin_example_works(tedchat_home: Path) -> None:
     result = run_cli(tedchat_home, "ask", "--engine", "loud", "hello there")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "HELLO THERE!!!"
+
+
+def test_the_installed_third_party_plugin_meets_the_engine_contract(tmp_path: Path) -> None:
+    site = build_distribution(tmp_path)
+    script = textwrap.dedent(
+        """
+        import json
+
+        import tedchat
+        import tedchat_echo
+        from tedchat.testing import assert_meets_contract
+
+        types = []
+        tedchat_echo.register_engine_types(types.append)  # as the plugin manager calls it
+        (echo,) = types
+        report = assert_meets_contract(
+            lambda secret: echo.factory("e", dict(echo.settings), tedchat.Runtime(threads=1))
+        )
+        print(json.dumps({r.rule: r.status for r in report.results}))
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The echo engine predates capabilities (none declared: nothing optional), keeps no
+    # credentials and has no way to fail, so those two rules are not covered, never passed.
+    assert json.loads(result.stdout) == {
+        "declaration": "passed",
+        "one-done": "passed",
+        "cancel": "passed",
+        "errors": "not covered",
+        "secrets": "not covered",
+        "counts": "passed",
+        "concurrency": "passed",
+    }

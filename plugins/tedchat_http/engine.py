@@ -37,7 +37,7 @@ import os
 import ssl
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
@@ -45,6 +45,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from tedchat.engine import (
+    Capabilities,
     Done,
     EngineStatus,
     Event,
@@ -172,6 +173,8 @@ class HttpEngine:
         self.models_url = f"{self.base_url}/models"
         self._model_id: str | None = settings["model"] or None
         self.model = model_display(self._model_id) if self._model_id else "(server default)"
+        # The server's context window is not part of the OpenAI API: unknown here.
+        self.capabilities = Capabilities(list_models=True)
         self._discovery_tried = False
         self._include_usage = True  # cleared when the server rejects stream_options
         self._client: httpx.AsyncClient | None = None
@@ -408,7 +411,7 @@ class HttpEngine:
 
     async def stream(
         self, messages: Sequence[Message], params: GenerationParams
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         await self.load()
         response = await self._open(self._client_here(), messages, params)
         reader = ChunkReader(self.url, keep_answer=bool(self.settings["tokenizer"]))

@@ -5,9 +5,10 @@ What it adds to llama-cpp-python, and why:
 - **The file is checked before llama.cpp opens it** (:mod:`tedchat_llamacpp.gguf_header`): a
   truncated download, a file that is not GGUF, or an architecture this llama.cpp does not run
   becomes one clear error line instead of an abort.
-- **An explicit prompt format** (setting ``prompt_format``, see :mod:`tedchat.models.prompt_formats`):
-  the GGUF's own chat template when it has one, else a documented completion format for base
-  models such as TEDLLM — never llama-cpp-python's silent fallback to the llama-2 template.
+- **An explicit prompt format** (setting ``prompt_format``, see
+  :mod:`tedchat.models.prompt_formats`): the GGUF's own chat template when it has one, else a
+  documented completion format for base models such as TEDLLM — never llama-cpp-python's
+  silent fallback to the llama-2 template.
 - **Cancel while the prompt is processed**: a 2,000-token prompt takes seconds on this kind of
   machine, and the tokens loop cannot stop it. llama.cpp's abort callback asks the request's
   ``should_stop`` between graph nodes, so the decode returns within milliseconds. It is set
@@ -27,12 +28,13 @@ import asyncio
 import logging
 import random
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tedchat.engine import (
+    Capabilities,
     Done,
     EngineStatus,
     Event,
@@ -49,8 +51,13 @@ from tedchat.engine import (
     stream_from_thread,
 )
 from tedchat.errors import ConfigError, EngineError, ModelFormatError, TedchatError
+from tedchat.models.prompt_formats import (
+    CHAT_TEMPLATE,
+    PLAIN_FORMATS,
+    PROMPT_FORMATS,
+    choose_format,
+)
 from tedchat.models.registry import apply_model_defaults, model_label, registry_entry, resolve_model
-from tedchat.models.prompt_formats import CHAT_TEMPLATE, PLAIN_FORMATS, PROMPT_FORMATS, choose_format
 from tedchat_llamacpp.gguf_header import GGUFInfo, read_gguf_header
 
 log = logging.getLogger("tedchat.llamacpp")
@@ -129,6 +136,7 @@ class LlamaCppEngine:
         self.settings = settings
         self.runtime = runtime
         self.model = model_label(settings["model"])
+        self.capabilities = Capabilities(cache_reset=True, context_size=int(settings["n_ctx"]))
         fmt = settings.get("prompt_format", "auto")
         if fmt not in PROMPT_FORMATS:
             raise ConfigError(
@@ -274,7 +282,7 @@ class LlamaCppEngine:
 
         llama-cpp-python reuses the longest prefix the new prompt shares with the last one;
         ``tedchat bench`` calls this before every run so repeated prompts are timed cold.
-        (Optional engine method; see the bench section of the README.)
+        (Declared by ``capabilities.cache_reset``; see the bench section of the README.)
         """
         # In a thread: the lock may be held by a generation that is just finishing.
         await asyncio.to_thread(self._reset_sync)
@@ -286,7 +294,7 @@ class LlamaCppEngine:
 
     async def stream(
         self, messages: Sequence[Message], params: GenerationParams
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         await self.load()
         async for event in stream_from_thread(
             lambda should_stop: self._generate(messages, params, should_stop), name=self.name
@@ -440,4 +448,6 @@ class LlamaCppEngine:
                 },
                 source="llama.cpp",
             )
-            yield Done(finish if finish in ("stop", "length", "cancelled") else "stop")
+            yield Done(
+                "length" if finish == "length" else "cancelled" if finish == "cancelled" else "stop"
+            )

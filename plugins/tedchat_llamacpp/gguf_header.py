@@ -107,22 +107,26 @@ class GGUFInfo:
         return self.metadata.get(key.format(arch=self.architecture), default)
 
 
-class _Truncated(Exception):
-    """A read ran past the end of the file."""
+def _truncated(path: Path, size: int) -> ModelFormatError:
+    return ModelFormatError(
+        f"truncated GGUF file: {path} ends inside its header ({size:,} bytes; "
+        "an interrupted download or conversion?)"
+    )
 
 
 class _Reader:
-    """Bounds-checked little-endian reads over a memory map."""
+    """Bounds-checked little-endian reads over a memory map of ``path``."""
 
-    def __init__(self, buf: mmap.mmap | bytes) -> None:
+    def __init__(self, buf: mmap.mmap | bytes, path: Path) -> None:
         self.buf = buf
+        self.path = path
         self.pos = 0
         self.size = len(buf)
 
     def take(self, n: int) -> int:
         start = self.pos
         if n < 0 or start + n > self.size:
-            raise _Truncated
+            raise _truncated(self.path, self.size)
         self.pos = start + n
         return start
 
@@ -141,10 +145,10 @@ class _Reader:
         length = _U64.unpack_from
         for _ in range(count):
             if pos + 8 > size:
-                raise _Truncated
+                raise _truncated(self.path, self.size)
             pos += 8 + length(buf, pos)[0]
         if pos > size:
-            raise _Truncated
+            raise _truncated(self.path, self.size)
         self.pos = pos
 
     def value(self, vtype: int, keep: bool) -> Any:
@@ -164,7 +168,7 @@ class _Reader:
                 self.skip_strings(count)
                 return None
             if count > self.size - self.pos:  # each element takes at least one byte
-                raise _Truncated
+                raise _truncated(self.path, self.size)
             for _ in range(count):
                 self.value(etype, False)
             return None
@@ -180,20 +184,15 @@ def read_gguf_header(path: Path) -> GGUFInfo:
             if len(head) < 4 or head[:4] != GGUF_MAGIC:
                 raise ModelFormatError(f"not a GGUF model file: {path}")
             if len(head) < 24:
-                raise _Truncated
+                raise _truncated(path, size)
             with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
                 return _parse(path, buf, size)
-    except _Truncated:
-        raise ModelFormatError(
-            f"truncated GGUF file: {path} ends inside its header ({size:,} bytes; "
-            "an interrupted download or conversion?)"
-        ) from None
     except OSError as exc:
         raise ModelFormatError(f"cannot read model file {path}: {exc.strerror or exc}") from exc
 
 
 def _parse(path: Path, buf: mmap.mmap, size: int) -> GGUFInfo:
-    r = _Reader(buf)
+    r = _Reader(buf, path)
     r.take(4)
     version = r.scalar("<I")
     if version not in GGUF_VERSIONS:

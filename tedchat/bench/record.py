@@ -25,6 +25,7 @@ from typing import Any
 from tedchat.bench.prompts import Prompt
 from tedchat.bench.schema import SCHEMA_NAME, SCHEMA_VERSION
 from tedchat.bench.stats import summarize
+from tedchat.engine import Engine
 
 
 def now_iso() -> str:
@@ -81,7 +82,7 @@ class BenchRecord:
         }
 
 
-def engine_entry(info: Mapping[str, Any], engine: Any) -> dict[str, Any]:
+def engine_entry(info: Mapping[str, Any], engine: Engine) -> dict[str, Any]:
     """An engine's entry in the record, before it runs.
 
     ``info`` is ``engines.describe(name)`` from the registry: type, plugin, origin and the
@@ -90,8 +91,8 @@ def engine_entry(info: Mapping[str, Any], engine: Any) -> dict[str, Any]:
     return {
         "name": info["name"],
         "type": info["type"],
-        "model": getattr(engine, "model", None),
-        "local": getattr(engine, "local", None),
+        "model": engine.model,
+        "local": engine.local,
         "plugin": info.get("plugin"),
         "origin": info["origin"],
         "settings": info["settings"],
@@ -190,6 +191,7 @@ def write_text(path: Path, text: str) -> None:
 
 def machine_info() -> dict[str, Any]:
     """What the figures were measured on. The load average tells a busy machine from an idle one."""
+    usable: int | None
     try:
         usable = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):

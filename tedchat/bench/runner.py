@@ -4,14 +4,16 @@ Order: first the warm-up rounds (the first prompt, each engine in turn), then ``
 every prompt with the engines interleaved (A B A B ...), so that drift on the machine — another
 process, heat, a cache warming up — hits every engine alike instead of whichever ran last.
 
-Before every batch the engine's prompt cache is cleared when the engine can do it: an engine may
-expose an optional ``reset_cache()`` method (plain or async). Without one, a repeated prompt
+Before every batch the engine's prompt cache is cleared when the engine can do it: an engine
+that declares ``capabilities.cache_reset`` offers ``reset_cache()`` (plain or async; see
+:class:`tedchat.engine.CacheResetting`). Without one, a repeated prompt
 may be served partly from cache (llama.cpp reuses the longest matching prefix of its KV cache),
 which lowers TTFT; the record says, per run and per engine, whether the cache was cleared.
 
-Generated token ids are recorded where the engine exposes them: an optional attribute
-``last_token_ids`` (a sequence of ints) holding the ids of the answer it streamed last. It is
-read after each answer, so only when requests run one at a time (``concurrency == 1``).
+Generated token ids are recorded where the engine exposes them: an engine that declares
+``capabilities.token_ids`` keeps ``last_token_ids`` (a sequence of ints), the ids of the answer
+it streamed last (:class:`tedchat.engine.HasTokenIds`). It is read after each answer, so only
+when requests run one at a time (``concurrency == 1``).
 
 Failures stay with their engine: an engine that does not load is skipped, a run that fails is
 recorded with its error, and every other engine's runs go on.
@@ -22,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,11 +33,18 @@ from tedchat.bench.record import BenchRecord, now_iso
 from tedchat.bench.stats import aggregate_tokens_per_s, is_ok
 from tedchat.commands.ask import answer_record
 from tedchat.config import redact
-from tedchat.engine import Engine, GenerationParams, LoadProgress, Message
+from tedchat.engine import (
+    Engine,
+    GenerationParams,
+    LoadProgress,
+    Message,
+    as_cache_resetting,
+    as_token_ids,
+    capabilities_of,
+)
 from tedchat.errors import EngineError
+from tedchat.metrics import Clock
 from tedchat.session import Turn, TurnResult, run_turn
-
-Clock = Callable[[], float]
 
 
 @dataclass(frozen=True)
@@ -153,11 +162,10 @@ async def _load(
 
 async def _reset_cache(engine: Engine) -> tuple[bool, str | None]:
     """Clear the engine's prompt cache if it can; (cleared, why not)."""
-    reset = getattr(engine, "reset_cache", None)
-    if reset is None:
+    if not capabilities_of(engine).cache_reset:
         return False, "the engine has no reset_cache()"
     try:
-        outcome = reset()
+        outcome = as_cache_resetting(engine).reset_cache()
         if inspect.isawaitable(outcome):
             await outcome
     except Exception as exc:
@@ -227,7 +235,9 @@ async def _answer(
 
 
 def _token_ids(engine: Engine) -> list[int] | None:
-    ids = getattr(engine, "last_token_ids", None)
+    if not capabilities_of(engine).token_ids:
+        return None
+    ids = as_token_ids(engine).last_token_ids
     if ids is None:
         return None
     try:

@@ -1,9 +1,7 @@
-"""The JSON Schema of a bench record, and a small validator for it.
+"""The JSON Schema of a bench record, and checking a record against it.
 
 :data:`RECORD_SCHEMA` is standard JSON Schema (draft 2020-12), so any validator can check a
-record; :func:`validate` is a dependency-free one that understands the subset used here
-(``type``, ``properties``, ``required``, ``additionalProperties``, ``items``, ``enum``,
-``const``, ``minimum``, ``$ref`` to ``#/$defs/...``). ``tedchat bench --schema`` prints it.
+record; :func:`validate` uses ``jsonschema``. ``tedchat bench --schema`` prints it.
 
 Bump :data:`SCHEMA_VERSION` when a field changes meaning or goes away; adding a field does not.
 """
@@ -235,98 +233,23 @@ RECORD_SCHEMA: dict[str, Any] = {
 
 # --- validation ----------------------------------------------------------------------------
 
-_TYPES: dict[str, Any] = {
-    "object": lambda v: isinstance(v, Mapping),
-    "array": lambda v: isinstance(v, list),
-    "string": lambda v: isinstance(v, str),
-    # JSON has no booleans among its numbers; Python's bool is an int, so say so explicitly.
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "boolean": lambda v: isinstance(v, bool),
-    "null": lambda v: v is None,
-}
-
 
 def validate(
     instance: Any, schema: Mapping[str, Any] | None = None, *, limit: int = 20
 ) -> list[str]:
     """Every way ``instance`` breaks the schema (the record schema by default), up to ``limit``.
 
-    Each problem names where it is, as a JSON path: ``$.runs[3].ttft_s: expected number or
-    null, got 'fast'``. An empty list means valid.
+    Checked by ``jsonschema`` (draft 2020-12). Each problem names where it is, as a JSON path:
+    ``$.runs[3].ttft_s: 'fast' is not of type 'number', 'null'``. For a value that fits none of
+    a ``oneOf``'s shapes, the problem reported is the one inside the closest shape. An empty
+    list means valid.
     """
-    root = RECORD_SCHEMA if schema is None else schema
-    errors: list[str] = []
-    _check(instance, root, root, "$", errors)
-    return errors[:limit]
+    from jsonschema import Draft202012Validator
 
-
-def _check(
-    value: Any, schema: Mapping[str, Any], root: Mapping[str, Any], path: str, errors: list[str]
-) -> None:
-    if "$ref" in schema:
-        _check(value, _resolve(root, schema["$ref"]), root, path, errors)
-        return
-    if "oneOf" in schema:
-        fits = [s for s in schema["oneOf"] if not _errors_of(value, s, root, path)]
-        if len(fits) != 1:
-            # Report the branch that matches the value's kind, which says what is wrong in it.
-            branch = next(
-                (s for s in schema["oneOf"] if s.get("type") != "null"), schema["oneOf"][0]
-            )
-            if value is None or len(fits) > 1:
-                errors.append(f"{path}: matches {len(fits)} of the allowed shapes, not exactly one")
-            else:
-                _check(value, branch, root, path, errors)
-        return
-    if "const" in schema and value != schema["const"]:
-        errors.append(f"{path}: expected {schema['const']!r}, got {value!r}")
-        return
-    if "enum" in schema and value not in schema["enum"]:
-        errors.append(f"{path}: expected one of {schema['enum']!r}, got {value!r}")
-        return
-    if "type" in schema:
-        kinds = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
-        if not any(_TYPES[k](value) for k in kinds):
-            errors.append(f"{path}: expected {' or '.join(kinds)}, got {_short(value)}")
-            return
-    if "minimum" in schema and _TYPES["number"](value) and value < schema["minimum"]:
-        errors.append(f"{path}: must be at least {schema['minimum']}, got {value!r}")
-    if isinstance(value, Mapping):
-        props = schema.get("properties", {})
-        for key in schema.get("required", []):
-            if key not in value:
-                errors.append(f"{path}: missing {key!r}")
-        extra = schema.get("additionalProperties", True)
-        for key, item in value.items():
-            if key in props:
-                _check(item, props[key], root, f"{path}.{key}", errors)
-            elif extra is False:
-                errors.append(f"{path}: unexpected key {key!r}")
-            elif isinstance(extra, Mapping):
-                _check(item, extra, root, f"{path}.{key}", errors)
-    if isinstance(value, list) and "items" in schema:
-        for i, item in enumerate(value):
-            _check(item, schema["items"], root, f"{path}[{i}]", errors)
-
-
-def _errors_of(
-    value: Any, schema: Mapping[str, Any], root: Mapping[str, Any], path: str
-) -> list[str]:
-    found: list[str] = []
-    _check(value, schema, root, path, found)
-    return found
-
-
-def _resolve(root: Mapping[str, Any], ref: str) -> Mapping[str, Any]:
-    if not ref.startswith("#/"):
-        raise ValueError(f"only local references are supported, not {ref!r}")
-    node: Any = root
-    for part in ref[2:].split("/"):
-        node = node[part]
-    return node
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    validator = Draft202012Validator(RECORD_SCHEMA if schema is None else schema)
+    problems = []
+    for error in sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path)):
+        if error.context:  # oneOf: what is wrong inside the shape that got furthest
+            error = max(error.context, key=lambda e: len(e.absolute_path))
+        problems.append(f"{error.json_path}: {error.message}")
+    return problems[:limit]

@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from tedchat.commands.history import add_history_option
-from tedchat.errors import EXIT_CANCELLED, EXIT_ENGINE, UsageError
+from tedchat.errors import EXIT_CANCELLED, EXIT_ENGINE, HistoryError, UsageError
 
 DESCRIPTION = """\
 Ask one question and stream the answer to stdout; one metrics line (TTFT, output tokens/s,
@@ -164,10 +164,15 @@ async def _ask(engine: Any, prompt: str, args: argparse.Namespace, store: Any) -
         )
     recorder = None
     if store is not None:  # the question is saved before it is sent: nothing typed is lost
-        user_id = store.add_user_message(
-            conversation_id, prompt, engine=engine.name, model=engine.model
-        )
-        recorder = store.begin_reply(conversation_id, user_id, engine.name, engine.model)
+        try:
+            user_id = store.add_user_message(
+                conversation_id, prompt, engine=engine.name, model=engine.model
+            )
+            recorder = _GuardedRecorder(
+                store.begin_reply(conversation_id, user_id, engine.name, engine.model)
+            )
+        except HistoryError as exc:
+            _history_not_saved(exc)  # the question is still worth an answer
     await engine.load()
     if args.replay:
         from tedchat.replay import ReplayEngine
@@ -211,6 +216,37 @@ async def _ask(engine: Any, prompt: str, args: argparse.Namespace, store: Any) -
             print(f"hint: {result.error.hint}", file=sys.stderr)
         return EXIT_ENGINE
     return 0
+
+
+def _history_not_saved(exc: HistoryError) -> None:
+    print(f"warning: history not saved: {exc.message}", file=sys.stderr)
+    if exc.hint:
+        print(f"hint: {exc.hint}", file=sys.stderr)
+
+
+class _GuardedRecorder:
+    """The reply's writer, except that a history failure while the answer streams (a full
+    disk, a lock held past ``[history] lock_timeout_s``) is said once on stderr and recording
+    stops: the answer itself still reaches stdout."""
+
+    def __init__(self, writer: Any) -> None:
+        self.writer = writer
+        self.failed = False
+
+    def append(self, text: str) -> None:
+        self._call(self.writer.append, text)
+
+    def finish(self, finish_reason: str, metrics: Any) -> None:
+        self._call(self.writer.finish, finish_reason, metrics)
+
+    def _call(self, fn: Any, *args: Any) -> None:
+        if self.failed:
+            return
+        try:
+            fn(*args)
+        except HistoryError as exc:
+            self.failed = True
+            _history_not_saved(exc)
 
 
 def _print_metrics_line(engine: Any, metrics: Any) -> None:

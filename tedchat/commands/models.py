@@ -114,18 +114,18 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_list_engine(args: argparse.Namespace) -> int:
-    """The models an engine can serve, for engines that can say (``list_models()``)."""
+    """The models an engine can serve, for engines that declare ``list_models``."""
     import asyncio
 
     from tedchat.cli import warn_plugin_failures
-    from tedchat.errors import UsageError
+    from tedchat.engine import as_model_lister, capabilities_of
     from tedchat.engines import load_context
+    from tedchat.errors import UsageError
 
     context = load_context(args.config)
     warn_plugin_failures(context)
     engine = context.engines.get(args.engine)
-    list_models = getattr(engine, "list_models", None)
-    if list_models is None:
+    if not capabilities_of(engine).list_models:
         raise UsageError(
             f"engine {args.engine!r} (type {engine.type}) cannot list models; "
             "its model is set in its config table"
@@ -133,7 +133,7 @@ def run_list_engine(args: argparse.Namespace) -> int:
 
     async def fetch() -> list[dict[str, Any]]:
         try:
-            return await list_models()
+            return await as_model_lister(engine).list_models()
         finally:
             await engine.close()
 
@@ -176,8 +176,8 @@ def run_convert(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
-    from tedchat.models.convert import convert_checkpoint
     from tedchat.errors import ModelNotFoundError
+    from tedchat.models.convert import convert_checkpoint
     from tedchat.models.hub import pulled_folder
     from tedchat.models.registry import REGISTRY, gguf_path, models_dir
 

@@ -18,8 +18,6 @@ from tedchat.config import Settings
 if TYPE_CHECKING:
     from tedchat.history.store import Store
 
-NEW_HISTORY_HINT = "start a fresh history with --new-history (the old file is left as it is)"
-
 
 def _remembered_file() -> Path:
     return paths.state_dir() / "history.json"
@@ -40,7 +38,11 @@ def open_history(settings: Settings, *, new_history: bool = False) -> Store:
     """Open the conversation store (import deferred: sqlite3 is not needed for --help)."""
     from tedchat.history.store import Store
 
-    store = Store.open(history_path(settings), new_history=new_history)
+    store = Store.open(
+        history_path(settings),
+        new_history=new_history,
+        lock_timeout_s=settings.history.lock_timeout_s,
+    )
     if new_history:
         state = _remembered_file()
         state.parent.mkdir(parents=True, exist_ok=True)

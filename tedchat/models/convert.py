@@ -89,6 +89,7 @@ BLOCK_BYTES = 64 << 20  # rows read per block: about this many bytes of source d
 QUANT_BUFFER_BYTES = 256 << 20  # llama.cpp quantiser's rows in memory at once
 
 Log = Callable[[str], None]
+"""Where progress lines go (stderr unless a caller collects them)."""
 
 
 def _stderr(line: str) -> None:

@@ -23,6 +23,7 @@ beginning; a connection that breaks while the process runs resumes where it stop
 from __future__ import annotations
 
 import contextlib
+import errno
 import fnmatch
 import hashlib
 import json
@@ -31,12 +32,10 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from tedchat.models.convert import DTYPE_BYTES, check_free_space, conversion_bytes, gb
 from tedchat.errors import (
     AuthError,
     EngineConnectionError,
@@ -46,6 +45,7 @@ from tedchat.errors import (
     TedchatError,
     UsageError,
 )
+from tedchat.models.convert import DTYPE_BYTES, Log, check_free_space, conversion_bytes, gb
 from tedchat.models.registry import (
     PULL_IGNORE,
     PULL_MARKER,
@@ -55,7 +55,6 @@ from tedchat.models.registry import (
     snapshot_dir,
 )
 
-Log = Callable[[str], None]
 DEFAULT_ENDPOINT = "https://huggingface.co"
 REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 # Files from this size up get a progress bar while their hash is checked.
@@ -288,6 +287,12 @@ def pull(
             except OSError as exc:
                 if isinstance(exc, FileNotFoundError | ConnectionError) or hasattr(exc, "response"):
                     raise
+                if exc.errno == errno.ENOSPC:
+                    raise TedchatError(
+                        f"no space left on the disk while downloading {f.path} into {final}",
+                        hint="free disk space (or point TEDCHAT_HOME elsewhere), then run the "
+                        "same command again: finished files are kept",
+                    ) from None
                 raise TedchatError(
                     f"download of {f.path} failed: {_first_line(exc)}",
                     hint="run the same command again: finished files are kept",
@@ -370,11 +375,3 @@ def pulled_folder(name: str) -> Path:
             hint=f"run: tedchat models pull {name}",
         )
     return folder
-
-
-def describe_marker(folder: Path) -> dict[str, Any] | None:
-    """The marker of a finished pull (for ``models list``), or None."""
-    try:
-        return json.loads((folder / PULL_MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None

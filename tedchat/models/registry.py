@@ -4,9 +4,9 @@ Entries are data (:data:`REGISTRY`). An engine's ``model`` setting takes a regis
 path to a GGUF file; :func:`resolve_model` turns either into a path or a clear error.
 
 A model that is not bundled comes from a Hugging Face repo: ``tedchat models pull NAME``
-(:mod:`tedchat.models.hub`) downloads its safetensors into ``models/hf/<org>--<repo>/`` in the user
-data dir, and ``tedchat models convert NAME`` (:mod:`tedchat.models.convert`) writes the GGUF next to
-it as ``models/<filename>`` with the quantisation in the name.
+(:mod:`tedchat.models.hub`) downloads its safetensors into ``models/hf/<org>--<repo>/`` in the
+user data dir, and ``tedchat models convert NAME`` (:mod:`tedchat.models.convert`) writes the
+GGUF next to it as ``models/<filename>`` with the quantisation in the name.
 """
 
 from __future__ import annotations

@@ -24,9 +24,9 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from tedchat.engine import Engine, GenerationParams
-from tedchat.errors import HistoryError, TedchatError
 from tedchat.engines import Context
-from tedchat.session import Clock
+from tedchat.errors import HistoryError, TedchatError
+from tedchat.metrics import Clock
 from tedchat.tui.engines import EngineLoader
 from tedchat.tui.live import BackgroundRecorder, GcPause
 from tedchat.tui.screens.chat import ChatScreen
@@ -36,6 +36,7 @@ from tedchat.tui.screens.help import HelpScreen, binding_rows, unknown_keymap_id
 from tedchat.tui.screens.history import HistoryScreen
 from tedchat.tui.screens.params import ParamsScreen
 from tedchat.tui.screens.pickers import ComparePicker, EngineChoice, EnginePicker, TextPrompt
+from tedchat.tui.terminal_watch import HangupAwareRecorder, TerminalWatch
 from tedchat.tui.themes import choose_theme, discover_themes, remember
 from tedchat.tui.widgets.prompt import PromptInput
 
@@ -111,6 +112,8 @@ class TedchatApp(App[int]):
         # stall the event loop (see tedchat.tui.live.BackgroundRecorder).
         self.history_executor = ThreadPoolExecutor(1, thread_name_prefix="tedchat-history")
         self._problems: list[str] = []
+        # Ends the app when its terminal goes away (tedchat.tui.terminal_watch).
+        self.terminal = TerminalWatch(self)
         self.keymap = dict(self.settings.keymap)
         self._setup_themes(theme)
         self.set_keymap(self.keymap)
@@ -142,6 +145,8 @@ class TedchatApp(App[int]):
         return ChatScreen(self.engine_name)
 
     def on_mount(self) -> None:
+        if not self.is_headless:
+            self.terminal.start()
         # Subscribed now, so only choices made while running are remembered.
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         unknown = unknown_keymap_ids(binding_owners(), self.keymap)
@@ -223,7 +228,7 @@ class TedchatApp(App[int]):
 
     async def reply_recorder(
         self, store: Any, conversation_id: int, message_id: int, engine: Engine
-    ) -> BackgroundRecorder | None:
+    ) -> HangupAwareRecorder | None:
         """A recorder saving one reply as it streams, or None if the history failed."""
         try:
             writer = await self.in_history(
@@ -232,7 +237,8 @@ class TedchatApp(App[int]):
         except TedchatError as exc:
             self.history_failed(exc)
             return None
-        return BackgroundRecorder(writer, self.history_executor, self.history_failed)
+        recorder = BackgroundRecorder(writer, self.history_executor, self.history_failed)
+        return self.terminal.recorder(recorder)  # interrupted, not cancelled, on a hangup
 
     def history_unavailable(self) -> str:
         """Why there is no history, in one line."""
@@ -282,6 +288,7 @@ class TedchatApp(App[int]):
 
     async def close_resources(self) -> None:
         """Close the history (open replies end as interrupted) and unload engines."""
+        self.terminal.stop()
         # Queued writes first: the store marks replies still open at close as interrupted.
         self.history_executor.shutdown(wait=True)
         if self._store is not None:

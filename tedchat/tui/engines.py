@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tedchat.engine import Engine, LoadProgress
-from tedchat.errors import EngineError, TedchatError
 from tedchat.engines import Engines
+from tedchat.errors import EngineError, TedchatError
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from typing import Any
 from textual.theme import Theme
 
 from tedchat import paths
+from tedchat.errors import ThemeFileError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -46,10 +47,6 @@ _COLOR_KEYS = (
 )
 _FLOAT_KEYS = ("luminosity_spread", "text_alpha")
 UI_STATE_FILE = "ui.json"
-
-
-class ThemeFileError(ValueError):
-    """A theme file that cannot become a theme; the message names the file and the problem."""
 
 
 def theme_from_toml(path: Path) -> Theme:

@@ -22,11 +22,12 @@ import itertools
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from tedchat.engine import (
+    Capabilities,
     Done,
     EmulatedTimings,
     EngineStatus,
@@ -257,6 +258,9 @@ class WaferEngine:
         self.model = model_label(settings["model"])
         self.timing_target: str | None = settings["timing_target"] or None
         self.hardware_name = settings["hardware"]
+        self.capabilities = Capabilities(
+            record=True, floorplan=True, context_size=int(settings["context"])
+        )
         self.clock = clock
         self.sleep = sleep
         self.tokenizer: Any = None
@@ -399,7 +403,7 @@ class WaferEngine:
 
     async def stream(
         self, messages: Sequence[Message], params: GenerationParams
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         await self.load()
         ids, params = self._prompt(messages, params)
         pace = bool(self.settings["pace"])

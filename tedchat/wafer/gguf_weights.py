@@ -667,7 +667,7 @@ def load_weights(
     return weights
 
 
-def _decode_blocks(raw: np.ndarray, qtype: int) -> tuple[np.ndarray, ...]:
+def _decode_blocks(raw: np.ndarray, qtype: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Raw blocks ``(rows, n_blocks, bytes)`` of ``qtype`` as ``(ints, d, m)``: int8
     ``(rows, n_blocks, 32)``, float32 scales and offsets ``(rows, n_blocks)`` (m None for types
     without one), so that ``weight = d * int + m``."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tedchat.errors import UsageError
-from tedchat.wafer.hardware import GpuProfile, HardwareProfile, get_hardware
+from tedchat.wafer.hardware import GpuProfile, HardwareProfile, WaferProfile, get_hardware
 from tedchat.wafer.placement import Placement, Region, SystemUse, plan
 from tedchat.wafer.shapes import PRESETS, ModelShape, bytes_per_weight, get_shape, shape_from_gguf
 from tedchat.wafer.timing import COMPONENTS, TimingModel
@@ -102,7 +102,7 @@ def _column(placement: Placement, prompt_tokens: int, output_tokens: int) -> dic
         "weight_bytes": placement.weight_bytes,
         "kv_bytes": placement.kv_bytes,
         "per_system": [_system_dict(s) for s in placement.systems],
-        "grid": [hw.grid_rows, hw.grid_cols] if hw.kind == "wafer" else None,
+        "grid": [hw.grid_rows, hw.grid_cols] if isinstance(hw, WaferProfile) else None,
         "prediction": None,
     }
     if placement.fits:

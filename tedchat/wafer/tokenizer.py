@@ -273,4 +273,4 @@ class Tokenizer:
         llm = getattr(self, "_llm", None)
         if llm is not None:
             llm.close()
-            self._llm = None
+            del self._llm  # so a second close() finds none

@@ -133,7 +133,7 @@ def reference_llama(
     """
     import llama_cpp
 
-    kv_type = {"type_k": llama_cpp.GGML_TYPE_F32, "type_v": llama_cpp.GGML_TYPE_F32}
+    kv_type = llama_cpp.GGML_TYPE_F32 if float32_kv else None  # None: llama.cpp's default
     with plain_cpu_buffers(), quiet_llama_logs():
         return llama_cpp.Llama(
             str(model_path),
@@ -143,7 +143,8 @@ def reference_llama(
             n_threads_batch=n_threads,
             logits_all=True,
             verbose=False,
-            **(kv_type if float32_kv else {}),
+            type_k=kv_type,
+            type_v=kv_type,
         )
 
 

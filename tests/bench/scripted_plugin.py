@@ -2,10 +2,10 @@
 
 Engine type ``scripted``: it streams ``words`` one-token words (``delay`` seconds apart), and
 can be told to fail on given calls (``fail_on = "2,4"``: an EngineError after two words;
-``crash_on``: a RuntimeError, i.e. a buggy plugin), to fail to load, to expose
-``last_token_ids``, to offer ``reset_cache()`` and to report emulated timings. Sampling follows
-the parameters like a real engine: temperature 0 is deterministic, a seed makes sampling
-repeatable, no seed makes it vary.
+``crash_on``: a RuntimeError, i.e. a buggy plugin), to fail to load, to declare and keep
+``last_token_ids``, to declare and offer ``reset_cache()`` and to report emulated timings.
+Sampling follows the parameters like a real engine: temperature 0 is deterministic, a seed makes
+sampling repeatable, no seed makes it vary.
 """
 
 import asyncio
@@ -25,7 +25,9 @@ class ScriptedEngine:
         self.settings = settings
         self.calls = 0
         self.resets = 0
-        self.last_token_ids = None if not settings["token_ids"] else []
+        self.capabilities = tedchat.Capabilities(token_ids=bool(settings["token_ids"]))
+        if settings["token_ids"]:
+            self.last_token_ids = []
 
     def _calls(self, key):
         return {int(n) for n in self.settings[key].split(",") if n.strip()}
@@ -79,6 +81,12 @@ class ScriptedEngine:
 
 
 class ResettableEngine(ScriptedEngine):
+    def __init__(self, name, settings, runtime):
+        super().__init__(name, settings, runtime)
+        self.capabilities = tedchat.Capabilities(
+            cache_reset=True, token_ids=bool(settings["token_ids"])
+        )
+
     async def reset_cache(self):
         self.resets += 1
 

@@ -27,12 +27,6 @@ def load_record(path: Path) -> dict[str, Any]:
     return data
 
 
-def wafer_registered() -> bool:
-    from tedchat.plugins import load_plugins
-
-    return "wafer" in load_plugins().engine_types()
-
-
 def check_full_bench(home: Path, engines: str, *extra: str) -> dict[str, Any]:
     """Acceptance 1: the table, the charts and a JSON file that validates."""
     out, html, csv = home / "bench.json", home / "bench.html", home / "runs.csv"

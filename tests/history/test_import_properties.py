@@ -20,8 +20,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-# The store is being split into modules: the lead fixes these paths when that lands.
-from tedchat.history.store import EXPORT_FORMAT, FINISH_REASONS, HistoryImportError, Store
+from tedchat.engine import FINISH_REASONS
+from tedchat.errors import HistoryImportError
+from tedchat.history.export import EXPORT_FORMAT
+from tedchat.history.store import Store
 
 _SCRATCH = Path(tempfile.mkdtemp(prefix="tedchat-import-props-"))
 

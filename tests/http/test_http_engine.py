@@ -14,7 +14,6 @@ import pytest
 
 from tedchat.engine import (
     Done,
-    Engine,
     GenerationParams,
     Message,
     ReasoningDelta,
@@ -44,10 +43,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-async def test_engine_satisfies_the_contract(make_engine: MakeEngine) -> None:
-    assert isinstance(make_engine("ok"), Engine)
 
 
 async def test_streams_an_answer_with_server_usage(

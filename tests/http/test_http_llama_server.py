@@ -19,7 +19,7 @@ from tedchat.models.registry import resolve_model
 from tedchat.session import Turn, run_turn
 from tedchat_http import SETTINGS
 from tedchat_http.engine import HttpEngine, load_vocab
-from tests.conftest import require_or_skip, run_cli
+from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -38,10 +38,6 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``python -m llama_cpp.server`` on a free loopback port; its base_url. Stopped after."""
-    try:
-        import llama_cpp.server.app  # noqa: F401  (its dependencies: fastapi, uvicorn, ...)
-    except ImportError:
-        require_or_skip(False, "needs llama-cpp-python[server]")
     model = resolve_model("smollm2")
     port = free_port()
     log = (tmp_path_factory.mktemp("llama-server") / "server.log").open("w")

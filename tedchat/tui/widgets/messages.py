@@ -8,6 +8,7 @@ answer streams, the frame clock hands it everything that arrived since the last 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -51,8 +52,8 @@ class UserMessage(Static):
     }
     """
 
-    def __init__(self, prompt: str, **kwargs: object) -> None:
-        super().__init__(Text(prompt), **kwargs)  # type: ignore[arg-type]
+    def __init__(self, prompt: str, **kwargs: Any) -> None:
+        super().__init__(Text(prompt), **kwargs)
         self.prompt = prompt
 
 
@@ -70,8 +71,8 @@ class Notice(Static):
     Notice.-in-reply { margin: 0; padding: 0; }
     """
 
-    def __init__(self, text: str, *, error: bool = False, **kwargs: object) -> None:
-        super().__init__(Text(text), **kwargs)  # type: ignore[arg-type]
+    def __init__(self, text: str, *, error: bool = False, **kwargs: Any) -> None:
+        super().__init__(Text(text), **kwargs)
         if error:
             self.add_class("-error")
 
@@ -105,8 +106,8 @@ class ReplyView(Vertical):
             super().__init__()
             self.view = view
 
-    def __init__(self, engine: str, model: str, text: str = "", **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, engine: str, model: str, text: str = "", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.engine_name = engine
         self.model_name = model
         self.body = MarkdownView(text)

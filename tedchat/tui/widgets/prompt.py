@@ -11,6 +11,8 @@ finally the draft that was being typed); elsewhere they move the cursor as usual
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual import events
 from textual.binding import Binding
 from textual.message import Message
@@ -53,12 +55,12 @@ class PromptInput(TextArea):
         def control(self) -> PromptInput:
             return self.prompt
 
-    def __init__(self, sent: list[str] | None = None, **kwargs: object) -> None:
+    def __init__(self, sent: list[str] | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("placeholder", PLACEHOLDER)
         kwargs.setdefault("soft_wrap", True)
         kwargs.setdefault("show_line_numbers", False)
         kwargs.setdefault("highlight_cursor_line", False)
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+        super().__init__(**kwargs)
         # Not ``history``: TextArea uses that name for its undo history.
         self.sent: list[str] = list(sent or [])
         self._index: int | None = None  # position in history while browsing it

@@ -13,6 +13,7 @@ beside it is the meter's.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal
@@ -69,8 +70,8 @@ class StatusLine(Horizontal):
     StatusLine > Sparkline > .sparkline--min-color { color: $accent 30%; }
     """
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self._samples: list[float] = []
         self._engine = ""
         self._model = ""

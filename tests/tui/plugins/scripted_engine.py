@@ -14,11 +14,12 @@ real plugin path. Engine type ``scripted``; its settings:
   streaming; ``count``: ``deltas`` (each delta says 1 token), ``usage`` (a Usage event at the
   end) or ``chunks`` (nothing said: the count is approximate, shown with ``~``);
 - ``emulated``: also send EmulatedTimings (the figures a wafer engine reports);
-- ``context``: the context window ``describe()`` reports (0: none);
+- ``context``: the context window the engine declares (``capabilities.context_size``; 0: none);
 - ``local``: whether the engine counts as local (shares the thread budget);
-- ``floorplan``: give the engine a ``floorplan()`` method returning a small placement;
-- ``stages``: report the active wafer system through ``activity()``, moving every this many
-  tokens while an answer streams (None otherwise), as the wafer engine does;
+- ``floorplan``: declare a floorplan: ``floorplan()`` returns a small placement and
+  ``activity()`` the active wafer system (None unless ``stages`` is set);
+- ``stages``: move the active wafer system every this many tokens while an answer streams
+  (None otherwise), as the wafer engine does;
 - ``notice``: send a Notice with this text before the answer.
 """
 
@@ -27,12 +28,13 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 from typing import Any
 
 import tedchat
 from tedchat.engine import (
+    Capabilities,
     Done,
     EmulatedTimings,
     EngineStatus,
@@ -148,9 +150,11 @@ class ScriptedEngine:
         self.requests: list[list[Message]] = []  # what each request sent (tests read it)
         self.threads_seen: list[int] = []
         self.active: dict[str, int] | None = None  # what ``activity()`` reports
-        if settings["floorplan"]:
+        self.capabilities = Capabilities(
+            floorplan=bool(settings["floorplan"]), context_size=int(settings["context"]) or None
+        )
+        if settings["floorplan"]:  # the members exist exactly when declared
             self.floorplan = small_plan
-        if settings["stages"]:
             self.activity = lambda: self.active
 
     def text(self) -> str:
@@ -174,15 +178,14 @@ class ScriptedEngine:
         return EngineStatus(True, "scripted")
 
     def describe(self) -> dict[str, Any]:
-        out = {"type": self.type, "model": self.model}
-        if self.settings["context"]:
-            out["n_ctx"] = self.settings["context"]
-        return out
+        return {"type": self.type, "model": self.model}
 
     async def close(self) -> None:
         self.loaded = False
 
-    def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[Event]:
+    def stream(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> AsyncGenerator[Event, None]:
         # Not a generator itself: the virtual clock restarts when the request is handed over,
         # which is when run_turn starts its meter.
         self.now = 0.0
@@ -190,7 +193,7 @@ class ScriptedEngine:
         self.threads_seen.append(self.runtime.thread_share())
         return self._events(params)
 
-    async def _events(self, params: GenerationParams) -> AsyncIterator[Event]:
+    async def _events(self, params: GenerationParams) -> AsyncGenerator[Event, None]:
         s = self.settings
         parts = pieces(self.text(), int(s["chunk_chars"]))[: max(1, params.max_tokens)]
         rate = float(s["tokens_per_s"])

@@ -1,0 +1,146 @@
+"""The history file's schema: its tables and the forward steps between its versions.
+
+What is stored
+--------------
+``conversations`` (title, created/updated times, system prompt, generation params as JSON) and
+``messages``. A user message is a top-level row; every model reply to it (regenerations,
+the panes of a side-by-side comparison) is a row whose ``parent_id`` points at that user
+message, with its engine, model, finish reason (``stop|length|cancelled|error|interrupted``)
+and metrics (TTFT, output tokens/s, prompt/output tokens, and a JSON of whatever else the
+meter or the server reported). Times are Unix seconds (UTC) as floats. A streaming reply's
+row also carries its writer's identity (see :mod:`tedchat.history.liveness`), and
+``message_fts`` is the search index (see :mod:`tedchat.history.search`).
+
+Schema versions
+---------------
+``PRAGMA user_version`` holds the schema version; :data:`MIGRATIONS` lists the forward steps
+(v1: the basic tables; v2: reply metrics, the writer liveness columns and the search index,
+backfilled from existing rows). Opening a store runs the missing steps in one transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tedchat.errors import HistorySchemaError
+from tedchat.history.integrity import NEW_HISTORY_HINT
+from tedchat.history.search import index_text
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One forward step of the schema: SQL statements, then an optional Python step (for work
+    SQL cannot do, like filling the search index with Python-tokenized text)."""
+
+    version: int
+    statements: tuple[str, ...]
+    python: Callable[[sqlite3.Connection], None] | None = None
+
+
+def _backfill_search_index(conn: sqlite3.Connection) -> None:
+    rows = conn.execute(
+        "SELECT id, content FROM messages WHERE parent_id IS NULL OR finish_reason IS NOT NULL"
+    )
+    conn.executemany(
+        "INSERT INTO message_fts(rowid, body) VALUES (?, ?)",
+        ((mid, index_text(content)) for mid, content in rows.fetchall()),
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        (
+            # AUTOINCREMENT: an id is never reused after a delete, so a reply still streaming
+            # into a deleted conversation, or a remembered "last conversation", can never
+            # land on someone else's row.
+            """CREATE TABLE conversations (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                title TEXT,
+                created REAL NOT NULL,
+                updated REAL NOT NULL,
+                system TEXT,
+                params TEXT NOT NULL DEFAULT '{}'
+            )""",
+            "CREATE INDEX conversations_by_updated ON conversations(updated, id)",
+            """CREATE TABLE messages (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                conversation_id INTEGER NOT NULL
+                    REFERENCES conversations(id) ON DELETE CASCADE,
+                parent_id INTEGER REFERENCES messages(id) ON DELETE CASCADE,
+                role TEXT NOT NULL,
+                content TEXT NOT NULL DEFAULT '',
+                engine TEXT,
+                model TEXT,
+                created REAL NOT NULL,
+                finish_reason TEXT
+            )""",
+            "CREATE INDEX messages_by_conversation ON messages(conversation_id, id)",
+            # Without it every cascade delete of a message would scan the table for replies.
+            "CREATE INDEX messages_by_parent ON messages(parent_id)",
+        ),
+    ),
+    Migration(
+        2,
+        (
+            "ALTER TABLE messages ADD COLUMN ttft_s REAL",
+            "ALTER TABLE messages ADD COLUMN output_tokens_per_s REAL",
+            "ALTER TABLE messages ADD COLUMN prompt_tokens INTEGER",
+            "ALTER TABLE messages ADD COLUMN output_tokens INTEGER",
+            "ALTER TABLE messages ADD COLUMN extra_json TEXT",
+            "ALTER TABLE messages ADD COLUMN writer_pid INTEGER",
+            "ALTER TABLE messages ADD COLUMN writer_start TEXT",
+            # v1 kept no writer identity, so an unfinished v1 reply cannot be proven alive.
+            "UPDATE messages SET finish_reason = 'interrupted'"
+            " WHERE parent_id IS NOT NULL AND finish_reason IS NULL",
+            # Finding unfinished replies at every open must not scan all messages.
+            "CREATE INDEX messages_unfinished ON messages(id)"
+            " WHERE parent_id IS NOT NULL AND finish_reason IS NULL",
+            "CREATE VIRTUAL TABLE message_fts USING fts5("
+            "body, tokenize = 'unicode61 remove_diacritics 2')",
+        ),
+        _backfill_search_index,
+    ),
+)
+
+SCHEMA_VERSION = MIGRATIONS[-1].version
+
+
+def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
+    """Bring the database on ``conn`` up to schema ``target`` in one ``BEGIN IMMEDIATE``
+    transaction and return the version it had. Exposed so tests can build old versions.
+
+    The version is read again under the write lock, so two processes opening a fresh file
+    at once do not both run the steps.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        current: int = conn.execute("PRAGMA user_version").fetchone()[0]
+        if current > SCHEMA_VERSION:
+            raise newer_schema_error(None, current)
+        for step in MIGRATIONS:
+            if current < step.version <= target:
+                for sql in step.statements:
+                    conn.execute(sql)
+                if step.python is not None:
+                    step.python(conn)
+                # user_version is part of the database header, so it commits with the steps.
+                conn.execute(f"PRAGMA user_version = {int(step.version)}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return current
+
+
+def newer_schema_error(path: Path | None, version: int) -> HistorySchemaError:
+    """The error for a file whose schema is newer than this tedchat knows."""
+    where = f"history file {path}" if path else "history file"
+    return HistorySchemaError(
+        f"{where} uses schema v{version}, newer than this tedchat's v{SCHEMA_VERSION};"
+        f" upgrade tedchat or {NEW_HISTORY_HINT}"
+    )

@@ -1,0 +1,75 @@
+"""Schema versions: an old file is migrated on open, a newer one refused and left untouched."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tedchat.errors import HistorySchemaError
+from tedchat.history.records import ReplyMetrics
+from tedchat.history.schema import SCHEMA_VERSION, migrate
+from tedchat.history.store import Store
+from tests.history.conftest import sha256
+
+
+def build_v1(path: Path) -> None:
+    """A history file as the v1 schema left it, built by running only the v1 migration."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert migrate(conn, target=1) == 0
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    conn.execute(
+        "INSERT INTO conversations(id, title, created, updated, system, params)"
+        " VALUES (1, 'old', 100.0, 200.0, 'be brief', '{\"temperature\": 0.3}')"
+    )
+    conn.executemany(
+        "INSERT INTO messages(id, conversation_id, parent_id, role, content, engine, model,"
+        " created, finish_reason) VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (1, None, "user", "東京の天気は?", None, None, 110.0, None),
+            (2, 1, "assistant", "東京は晴れです。", "wafer", "tiny", 111.0, "stop"),
+            (3, 1, "assistant", "half an answ", "http", "gpt", 112.0, None),
+        ],
+    )
+    conn.close()
+
+
+def test_v1_database_is_migrated_on_open(db: Path) -> None:
+    build_v1(db)
+    with Store.open(db) as store:
+        conv = store.get_conversation(1)
+        assert (conv.title, conv.system, conv.params) == ("old", "be brief", {"temperature": 0.3})
+        (msg,) = conv.messages
+        assert [r.content for r in msg.replies] == ["東京は晴れです。", "half an answ"]
+        # v1 kept no writer identity: an unfinished v1 reply can only have been interrupted.
+        assert [r.finish_reason for r in msg.replies] == ["stop", "interrupted"]
+        # The v2 search index was filled from the v1 rows.
+        assert {h.message_id for h in store.search("東京")} == {1, 2}
+        assert [h.message_id for h in store.search("answ")] == [3]
+        # The v2 metrics columns work on the migrated file.
+        writer = store.begin_reply(1, 1, "wafer", "tiny")
+        writer.append("again")
+        writer.finish("length", ReplyMetrics(ttft_s=0.5, output_tokens=7))
+        reply = store.get_conversation(1).messages[0].replies[-1]
+        assert (reply.finish_reason, reply.metrics.ttft_s, reply.metrics.output_tokens) == (
+            "length",
+            0.5,
+            7,
+        )
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+def test_newer_schema_is_refused_and_left_untouched(db: Path) -> None:
+    Store.open(db).close()
+    conn = sqlite3.connect(db)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    before = sha256(db)
+    with pytest.raises(HistorySchemaError, match="newer"):
+        Store.open(db)
+    assert sha256(db) == before

@@ -1,0 +1,100 @@
+"""The chat screen when the history cannot take a write (a full disk, a lock another process
+holds past ``[history] lock_timeout_s``): one line says so, the text on screen stays, the
+prompt keeps taking keys while the history waits, and what was saved before is intact."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from tedchat.tui.widgets.messages import ReplyView, UserMessage
+from tedchat.tui.widgets.prompt import PromptInput
+from tests.history.test_faults import LockHolder, limit_growth
+
+from .conftest import answered, send, wait_for
+
+SIZE = (100, 32)
+FAST_ANSWER = "The **answer** is 42.\n\n- one\n- two\n\n```python\nprint('hi')\n```\n\nDone."
+
+
+def rows(path: Path) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+    try:
+        return conn.execute(
+            "SELECT role, content, finish_reason FROM messages ORDER BY id"
+        ).fetchall()
+    finally:
+        conn.close()
+
+
+def history_notices(app: Any) -> list[str]:
+    return [n.message for n in app._notifications if "history not saved" in n.message]
+
+
+async def first_exchange_saved(pilot: Any) -> Any:
+    """Ask once with the history working; returns the open store."""
+    app = pilot.app
+    await send(pilot, "saved before")
+    await answered(pilot)
+    await app.history_idle()
+    return await app.history()
+
+
+async def test_a_full_history_keeps_the_text_on_screen_and_the_prompt_working(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        store = await first_exchange_saved(pilot)
+        path = store.path
+        await app.in_history(limit_growth, store)  # the disk is full from here on
+        question = "a long question " * 2_000  # needs new pages: SQLITE_FULL
+        await send(pilot, question)
+        await answered(pilot)
+        await wait_for(pilot, lambda: bool(history_notices(app)))
+        [notice] = history_notices(app)
+        assert notice == f"history not saved: history file {path} is full: this write was not saved"
+        # The screen keeps both: the question as typed and the whole answer.
+        assert [u.prompt for u in app.screen.query(UserMessage)] == ["saved before", question]
+        assert [r.text for r in app.screen.query(ReplyView)] == [FAST_ANSWER, FAST_ANSWER]
+        prompt = app.screen.query_one(PromptInput)
+        await pilot.press(*"still here")
+        assert prompt.text == "still here"
+        await app.history_idle()
+    assert rows(path) == [
+        ("user", "saved before", None),
+        ("assistant", FAST_ANSWER, "stop"),
+    ]
+
+
+async def test_the_prompt_takes_keys_while_the_history_waits_for_a_lock(make_app) -> None:
+    app = make_app("\n[history]\nlock_timeout_s = 2\n")
+    async with app.run_test(size=SIZE) as pilot:
+        store = await first_exchange_saved(pilot)
+        path = store.path
+        assert store.lock_timeout_s == 2.0
+        with LockHolder(path):
+            await send(pilot, "asked while locked")
+            # The history thread now waits for the lock (2 s); the screen does not.
+            prompt = app.screen.query_one(PromptInput)
+            await pilot.press(*"typing on")
+            assert prompt.text == "typing on"
+            assert not history_notices(app)  # typed while the history was still waiting
+            await wait_for(pilot, lambda: bool(history_notices(app)), timeout=30)
+            await answered(pilot)
+        [notice] = history_notices(app)
+        assert notice == (
+            f"history not saved: history file {path} stayed locked by another process for "
+            "2 s ([history] lock_timeout_s)"
+        )
+        # The answer still came, and everything typed is still on screen.
+        assert [u.prompt for u in app.screen.query(UserMessage)] == [
+            "saved before",
+            "asked while locked",
+        ]
+        assert [r.text for r in app.screen.query(ReplyView)] == [FAST_ANSWER, FAST_ANSWER]
+        assert prompt.text == "typing on"
+        await app.history_idle()
+    assert rows(path) == [  # the question asked under the lock could not be saved
+        ("user", "saved before", None),
+        ("assistant", FAST_ANSWER, "stop"),
+    ]
