@@ -78,8 +78,10 @@ class BlockSplitter:
         """Add streamed text."""
         # markdown-it reads CR LF and CR as LF; doing it here keeps offsets in step, also
         # when a chunk ends between the CR and the LF.
-        if self._after_cr and text.startswith("\n"):
-            text = text[1:]
+        if self._after_cr and text:
+            self._after_cr = False  # this chunk says whether an LF completed the CR LF
+            if text[0] == "\n":
+                text = text[1:]
         if not text:
             return
         self._after_cr = text.endswith("\r")
