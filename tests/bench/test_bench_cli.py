@@ -16,7 +16,7 @@ from typing import Any
 
 from tedchat.bench.charts import FULL
 from tedchat.bench.schema import validate
-from tests.conftest import cli_env, default_sigint, one_error_line, require_or_skip, run_cli
+from tests.conftest import cli_env, default_sigint, one_error_line, run_cli
 
 ONE_THREAD = {"TEDCHAT_THREADS": "1"}
 
@@ -100,7 +100,6 @@ def test_bench_local_and_a_plugin_engine(bench_home: Path) -> None:
 
 
 def test_bench_local_and_wafer(tedchat_home: Path) -> None:
-    require_or_skip(wafer_registered(), "wafer engine not built")
     data = check_full_bench(
         tedchat_home, "local,wafer", "--max-tokens", "64", "--prompts", "builtin:reference"
     )
