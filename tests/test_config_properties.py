@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,25 +26,21 @@ from tedchat.errors import ConfigError
 from tedchat.plugins import Plugins, load_plugins
 from tests.conftest import ISOLATING_VARS
 
-_SCRATCH = Path(tempfile.mkdtemp(prefix="tedchat-config-props-"))
-CONFIG = _SCRATCH / "config.toml"
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _isolated() -> Iterator[None]:
-    """A home of its own for the module (Hypothesis runs many examples per test)."""
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A home and a config file of their own for the module (Hypothesis runs many examples
+    per test)."""
+    folder = tmp_path_factory.mktemp("config-props")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TEDCHAT_HOME", str(_SCRATCH / "home"))
+        mp.setenv("TEDCHAT_HOME", str(folder / "home"))
         for var in ISOLATING_VARS:
             mp.delenv(var, raising=False)
-        yield
-    for path in sorted(_SCRATCH.rglob("*"), reverse=True):
-        path.rmdir() if path.is_dir() else path.unlink()
-    _SCRATCH.rmdir()
+        yield folder / "config.toml"
 
 
 @pytest.fixture(scope="module")
-def plugins(_isolated: None) -> Plugins:
+def plugins(config_file: Path) -> Plugins:
     return load_plugins([])
 
 
@@ -165,9 +160,9 @@ DOCUMENTS = st.one_of(
 )
 
 
-def load_everything(plugins: Plugins) -> Settings:
+def load_everything(plugins: Plugins, config_file: Path) -> Settings:
     """What a front end does with a config file: settings, engines, each engine's settings."""
-    loaded = load_settings(CONFIG)
+    loaded = load_settings(config_file)
     engines = Engines(loaded, plugins)
     resolved = {}
     for name in engines.names():
@@ -184,10 +179,10 @@ def load_everything(plugins: Plugins) -> Settings:
     return loaded
 
 
-def loads_or_config_error(plugins: Plugins, content: bytes) -> Settings | None:
-    CONFIG.write_bytes(content)
+def loads_or_config_error(plugins: Plugins, config_file: Path, content: bytes) -> Settings | None:
+    config_file.write_bytes(content)
     try:
-        return load_everything(plugins)
+        return load_everything(plugins, config_file)
     except ConfigError as exc:
         assert exc.message and "\n" not in exc.message
         return None
@@ -196,9 +191,9 @@ def loads_or_config_error(plugins: Plugins, content: bytes) -> Settings | None:
 @settings(max_examples=400)
 @given(doc=DOCUMENTS)
 def test_any_toml_document_loads_or_is_one_config_error(
-    plugins: Plugins, doc: dict[str, Any]
+    plugins: Plugins, config_file: Path, doc: dict[str, Any]
 ) -> None:
-    loads_or_config_error(plugins, toml_document(doc).encode("utf-8"))
+    loads_or_config_error(plugins, config_file, toml_document(doc).encode("utf-8"))
 
 
 #: Documents of one section or table each: every example's values reach that section's checks.
@@ -210,12 +205,14 @@ ONE_SECTION = st.one_of(
 @settings(max_examples=300)
 @given(doc=ONE_SECTION)
 def test_any_single_section_loads_or_is_one_config_error(
-    plugins: Plugins, doc: dict[str, Any]
+    plugins: Plugins, config_file: Path, doc: dict[str, Any]
 ) -> None:
-    loads_or_config_error(plugins, toml_document(doc).encode("utf-8"))
+    loads_or_config_error(plugins, config_file, toml_document(doc).encode("utf-8"))
 
 
 @settings(max_examples=200)
 @given(content=st.binary(max_size=200) | TEXT.map(lambda t: t.encode("utf-8")))
-def test_bytes_that_are_not_toml_are_one_config_error(plugins: Plugins, content: bytes) -> None:
-    loads_or_config_error(plugins, content)
+def test_bytes_that_are_not_toml_are_one_config_error(
+    plugins: Plugins, config_file: Path, content: bytes
+) -> None:
+    loads_or_config_error(plugins, config_file, content)

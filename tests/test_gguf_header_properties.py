@@ -21,22 +21,15 @@ from hypothesis import strategies as st
 from tedchat.errors import ModelFormatError
 from tedchat_llamacpp.gguf_header import GGUFInfo, read_gguf_header
 
-#: One scratch folder for the whole module: Hypothesis runs many examples per test, and a
-#: function-scoped tmp_path would be shared across them anyway.
-_SCRATCH = Path(tempfile.mkdtemp(prefix="tedchat-gguf-props-"))
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One file for the module's examples (Hypothesis runs many per test)."""
+    return tmp_path_factory.mktemp("gguf-props") / "model.gguf"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _clean_scratch() -> object:
-    yield
-    for path in _SCRATCH.iterdir():
-        path.unlink()
-    _SCRATCH.rmdir()
-
-
-def check(data: bytes) -> GGUFInfo | None:
+def check(path: Path, data: bytes) -> GGUFInfo | None:
     """Write ``data`` to a file and read its header: the info, or None for ModelFormatError."""
-    path = _SCRATCH / "model.gguf"
     path.write_bytes(data)
     try:
         info = read_gguf_header(path)
@@ -52,45 +45,50 @@ def small_gguf() -> bytes:
     import gguf
     import numpy as np
 
-    path = _SCRATCH / "small-source.gguf"
-    writer = gguf.GGUFWriter(str(path), "llama")
-    writer.add_block_count(1)
-    writer.add_context_length(64)
-    writer.add_chat_template("{{ messages }}")
-    writer.add_tensor("token_embd.weight", np.ones((8, 4), dtype=np.float32))
-    writer.add_tensor("output_norm.weight", np.ones(4, dtype=np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    data = path.read_bytes()
-    path.unlink()
-    return data
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "small.gguf"
+        writer = gguf.GGUFWriter(str(path), "llama")
+        writer.add_block_count(1)
+        writer.add_context_length(64)
+        writer.add_chat_template("{{ messages }}")
+        writer.add_tensor("token_embd.weight", np.ones((8, 4), dtype=np.float32))
+        writer.add_tensor("output_norm.weight", np.ones(4, dtype=np.float32))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        return path.read_bytes()
 
 
 SMALL = small_gguf()
-SMALL_INFO = check(SMALL)
 
 
-def test_the_small_file_is_a_valid_gguf() -> None:
-    """The base of the cut and mutated examples is accepted whole (or they prove nothing)."""
-    assert SMALL_INFO is not None
-    assert SMALL_INFO.architecture == "llama" and SMALL_INFO.n_tensors == 2
-    assert SMALL_INFO.has_chat_template
+@pytest.fixture(scope="module")
+def small_info(model_file: Path) -> GGUFInfo:
+    """The base of the cut and mutated examples, accepted whole (or they prove nothing)."""
+    info = check(model_file, SMALL)
+    assert info is not None
+    return info
+
+
+def test_the_small_file_is_a_valid_gguf(small_info: GGUFInfo) -> None:
+    assert small_info.architecture == "llama" and small_info.n_tensors == 2
+    assert small_info.has_chat_template
 
 
 @settings(max_examples=300)
 @given(data=st.binary(max_size=256) | st.binary(max_size=200).map(lambda b: b"GGUF" + b))
-def test_random_bytes_are_refused_with_one_error(data: bytes) -> None:
-    check(data)  # no other exception; an accepted file would be checked in check()
+def test_random_bytes_are_refused_with_one_error(model_file: Path, data: bytes) -> None:
+    check(model_file, data)  # no other exception; an accepted file would be checked in check()
 
 
 @settings(max_examples=300)
 @given(cut=st.integers(0, len(SMALL) - 1))
-def test_a_file_cut_before_its_data_ends_is_refused(cut: int) -> None:
-    assert SMALL_INFO is not None
-    info = check(SMALL[:cut])
-    if cut < SMALL_INFO.data_end:
+def test_a_file_cut_before_its_data_ends_is_refused(
+    model_file: Path, small_info: GGUFInfo, cut: int
+) -> None:
+    info = check(model_file, SMALL[:cut])
+    if cut < small_info.data_end:
         assert info is None
 
 
@@ -102,12 +100,12 @@ def test_a_file_cut_before_its_data_ends_is_refused(cut: int) -> None:
     cut=st.none() | st.integers(0, len(SMALL)),
 )
 def test_changed_bytes_are_read_or_refused_with_one_error(
-    changes: list[tuple[int, int]], cut: int | None
+    model_file: Path, changes: list[tuple[int, int]], cut: int | None
 ) -> None:
     data = bytearray(SMALL)
     for at, value in changes:
         data[at] = value
-    check(bytes(data[:cut]))
+    check(model_file, bytes(data[:cut]))
 
 
 # --- headers built field by field ---------------------------------------------------------------
@@ -206,11 +204,15 @@ def headers(draw: st.DrawFn, well_formed: bool = False) -> bytes:
 
 @settings(max_examples=400)
 @given(data=headers())
-def test_headers_of_any_values_are_read_or_refused_with_one_error(data: bytes) -> None:
-    check(data)
+def test_headers_of_any_values_are_read_or_refused_with_one_error(
+    model_file: Path, data: bytes
+) -> None:
+    check(model_file, data)
 
 
 @settings(max_examples=200)
 @given(data=headers(well_formed=True))
-def test_any_alignment_and_tensor_table_is_read_or_refused_with_one_error(data: bytes) -> None:
-    check(data)
+def test_any_alignment_and_tensor_table_is_read_or_refused_with_one_error(
+    model_file: Path, data: bytes
+) -> None:
+    check(model_file, data)

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,17 +23,12 @@ from tedchat.errors import HistoryImportError
 from tedchat.history.export import EXPORT_FORMAT
 from tedchat.history.store import Store
 
-_SCRATCH = Path(tempfile.mkdtemp(prefix="tedchat-import-props-"))
-
 
 @pytest.fixture(scope="module")
-def store() -> Iterator[Store]:
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     """One store for the module (Hypothesis runs many examples per test)."""
-    with Store.open(_SCRATCH / "history.db") as opened:
+    with Store.open(tmp_path_factory.mktemp("import-props") / "history.db") as opened:
         yield opened
-    for path in _SCRATCH.iterdir():
-        path.unlink()
-    _SCRATCH.rmdir()
 
 
 def counts(store: Store) -> tuple[int, ...]:
