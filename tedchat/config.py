@@ -188,6 +188,10 @@ def read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"malformed TOML in {path}: {exc}") from exc
+    except UnicodeDecodeError as exc:  # tomllib decodes the file itself
+        raise ConfigError(
+            f"malformed TOML in {path}: not UTF-8 text (byte {exc.start}: {exc.reason})"
+        ) from exc
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
 
@@ -267,14 +271,23 @@ def coerce(dotted: str, value: Any, like: Any, origin: str, *, from_text: bool =
             return kind(value)
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
+        if kind is list and isinstance(value, list):
+            # The items have the default's item type; config lists hold names and paths.
+            item = type(like[0]) if like else str
+            if all(isinstance(v, item) for v in value):
+                return value
+            plural = {str: "strings", int: "integers", float: "numbers"}.get(item, item.__name__)
+            raise ConfigError(f"{dotted} in {origin} must be a list of {plural}, got {value!r}")
         if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
             return value
     except ValueError:
         pass
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
     raise ConfigError(
-        f"{dotted} in {origin} must be {names.get(kind, kind.__name__)}, got {value!r}"
+        f"{dotted} in {origin} must be {_NAMES.get(kind, kind.__name__)}, got {value!r}"
     )
+
+
+_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 
 
 def to_toml(settings: Settings, engines: Mapping[str, Mapping[str, Any]]) -> str:

@@ -1,14 +1,62 @@
-"""Shared fixtures: an isolated tedchat home per test, and running the real CLI."""
+"""Shared fixtures: an isolated tedchat home per test, and running the real CLI.
+
+Also the test run's policies: under CI (``CI`` set, as the CI script runs) a test whose
+prerequisite is missing fails instead of skipping (:func:`require_or_skip`), and Hypothesis
+runs derandomized without deadlines (the ``ci`` profile).
+"""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests state their own max_examples. No deadlines anywhere: a busy two-core machine
+# makes single examples slow now and then, which is no fault of the code under test. Under CI
+# the examples are fixed (the same cases every run) and nothing is kept between runs.
+settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+def in_ci() -> bool:
+    """True when the CI script runs the tests (it sets ``CI=true``)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+settings.load_profile("ci" if in_ci() else "dev")
+
+
+def require_or_skip(condition: bool, reason: str) -> None:
+    """Skip the calling test unless ``condition`` (its prerequisite is there) holds; under CI
+    fail it instead, so a missing tmux or bundled model can never turn into a green run."""
+    if condition:
+        return
+    if in_ci():
+        pytest.fail(f"{reason} (under CI a missing prerequisite fails, it does not skip)")
+    pytest.skip(reason)
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for a child a test sends SIGINT: Ctrl-C's default disposition.
+
+    A pytest started in the background (``pytest &`` from a script) inherits SIGINT ignored,
+    and so would every child; Python then installs no KeyboardInterrupt handler and the child
+    would never see the signal the test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 
 REPO = Path(__file__).resolve().parent.parent
 ISOLATING_VARS = (
@@ -72,6 +120,7 @@ def start_long_answer(home: Path, max_tokens: int) -> subprocess.Popen[bytes]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=cli_env(home, **ONE_THREAD),
+        preexec_fn=default_sigint,  # tests interrupt it with SIGINT
     )
 
 

@@ -25,7 +25,8 @@ SETTINGS: dict[str, Any] = {
     "headers": {},  # extra request headers, e.g. { "OpenAI-Organization" = "org-..." }
     "connect_timeout": 5.0,  # seconds to establish the connection
     "read_timeout": 120.0,  # seconds of silence tolerated (before and during the answer)
-    "verify_tls": True,  # check the server's certificate (https)
+    "verify_tls": True,  # check the server's certificate (https); false warns once
+    "ca_bundle": "",  # PEM file of the CA(s) to trust instead of the default store
     "max_retries": 2,  # retries before the answer starts: refused, 429, 503
     "tokenizer": "",  # registry name or GGUF path counting tokens when the server does not
 }

@@ -90,6 +90,11 @@ def error_text(payload: Any) -> str:
     return " ".join(str(payload).split())[:200]
 
 
+def _snippet(data: str) -> str:
+    """The start of bad stream data for an error message, on one line."""
+    return " ".join(data[:80].split())
+
+
 def _loads_or_none(data: str) -> Any:
     try:
         return json.loads(data)
@@ -203,23 +208,34 @@ class ChunkReader:
             self._refuse(obj, data, event)
         out: list[Event] = []
         choices = obj.get("choices")
-        if choices:
-            choice = choices[0]
-            delta = choice.get("delta") or choice.get("message") or _EMPTY
-            if "reasoning_content" in delta or "reasoning" in delta:
-                reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-                if reasoning:
-                    out.append(ReasoningDelta(reasoning))
-            content = delta.get("content")
-            if content:
-                think = self.think
-                if think.plain and "<" not in content:
-                    out.append(TextDelta(content))
-                else:
-                    out += think.feed(content)
-            reason = choice.get("finish_reason")
-            if reason:
-                self.finish_reason = map_finish_reason(str(reason))
+        # A JSON object of another shape (choices not a list of objects, text that is not a
+        # string) is the same server fault as data that is not JSON: one ServerError.
+        try:
+            if choices:
+                choice = choices[0]
+                delta = choice.get("delta") or choice.get("message") or _EMPTY
+                if "reasoning_content" in delta or "reasoning" in delta:
+                    reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+                    if reasoning:
+                        if type(reasoning) is not str:
+                            raise TypeError("reasoning is not text")
+                        out.append(ReasoningDelta(reasoning))
+                content = delta.get("content")
+                if content:
+                    if type(content) is not str:
+                        raise TypeError("content is not text")
+                    think = self.think
+                    if think.plain and "<" not in content:
+                        out.append(TextDelta(content))
+                    else:
+                        out += think.feed(content)
+                reason = choice.get("finish_reason")
+                if reason:
+                    self.finish_reason = map_finish_reason(str(reason))
+        except (AttributeError, TypeError, KeyError, IndexError):
+            raise ServerError(
+                f"unparseable stream data from {self.source}: {_snippet(data)}"
+            ) from None
         if "usage" in obj or "timings" in obj or "time_info" in obj:
             self._extras(obj)
         if self.answer is not None:
@@ -232,7 +248,7 @@ class ChunkReader:
             detail = error_text(obj if obj is not None else data)
             raise ServerError(f"error from {self.source}: {detail}")
         if type(obj) is not dict:
-            raise ServerError(f"unparseable stream data from {self.source}: {data[:80]}")
+            raise ServerError(f"unparseable stream data from {self.source}: {_snippet(data)}")
         if obj.get("error"):
             raise ServerError(f"error from {self.source}: {error_text(obj['error'])}")
 

@@ -16,6 +16,11 @@ Life of a request (:meth:`HttpEngine.stream`):
 Closing the stream (the consumer breaks, cancels or calls ``aclose``) closes the response and
 with it the connection, so the server stops generating at once.
 
+TLS: the server's certificate is checked against ``ca_bundle`` when set, else the CA file or
+folder in ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``, else httpx's default store (certifi). A
+certificate that fails the check is one error line naming those settings, never retried;
+``verify_tls = false`` turns the check off and warns once.
+
 The API key goes only into the ``Authorization`` header; error messages, ``describe()`` and
 logs never carry it, nor URL userinfo or secret query values (all shown through
 :mod:`tedchat.redact`; server messages that echo a credential are scrubbed).
@@ -33,6 +38,7 @@ import ipaddress
 import json
 import logging
 import os
+import ssl
 import threading
 import time
 from collections.abc import AsyncGenerator, Sequence
@@ -128,6 +134,16 @@ def connect_reason(exc: BaseException) -> str:
     return str(exc).strip() or type(exc).__name__
 
 
+def tls_failure(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate check that made a connection fail, if that is why it failed."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def model_display(model_id: str) -> str:
     """A short name for a server's model id (llama_cpp.server uses the GGUF's full path)."""
     if model_id.lower().endswith(".gguf"):
@@ -166,6 +182,10 @@ class HttpEngine:
         self._client: httpx.AsyncClient | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
         self._warned_plain_http = False
+        self._warned_no_tls_check = False
+        # Built now, not with the client: a bad CA path is a config error before anything
+        # (a history entry, a request) has started.
+        self._verify = self._tls_verify()
         self._tokenizer: Any = None
         self._tokenizer_lock = threading.Lock()  # a llama.cpp vocab is not thread-safe
 
@@ -211,6 +231,63 @@ class HttpEngine:
                 parts.hostname,
             )
 
+    def _warn_no_tls_check(self) -> None:
+        if self._warned_no_tls_check or self.settings["verify_tls"]:
+            return
+        parts = urlsplit(self.base_url)
+        if parts.scheme == "https":
+            self._warned_no_tls_check = True
+            log.warning(
+                "warning: engine %r does not check the TLS certificate of %s (verify_tls = "
+                "false): anyone on the way can read and change the traffic",
+                self.name,
+                parts.hostname,
+            )
+
+    def _tls_verify(self) -> ssl.SSLContext | bool:
+        """What the server's certificate is checked against (see the module docstring).
+
+        The context is built here rather than left to httpx so that ``SSL_CERT_FILE`` counts
+        whatever httpx version is installed, and a bad path is one clear error."""
+        if not self.settings["verify_tls"]:
+            return False
+        ca_bundle = str(self.settings["ca_bundle"] or "")
+        if ca_bundle:
+            origin, path = f"[engines.{self.name}] ca_bundle", ca_bundle
+        elif os.environ.get("SSL_CERT_FILE"):
+            origin, path = "SSL_CERT_FILE", os.environ["SSL_CERT_FILE"]
+        elif os.environ.get("SSL_CERT_DIR"):
+            origin, path = "SSL_CERT_DIR", os.environ["SSL_CERT_DIR"]
+        else:
+            return True  # httpx's default store (certifi), built by httpx with the client
+        where = Path(path).expanduser()
+        try:
+            if where.is_dir():
+                return ssl.create_default_context(capath=str(where))
+            return ssl.create_default_context(cafile=str(where))
+        except ssl.SSLError as exc:
+            raise ConfigError(
+                f"{origin}: {where} holds no usable PEM certificate ({exc.reason or exc})"
+            ) from exc
+        except OSError as exc:
+            raise ConfigError(f"{origin}: cannot read {where}: {exc.strerror or exc}") from exc
+
+    def _tls_error(self, failure: ssl.SSLCertVerificationError) -> EngineConnectionError:
+        """The one line for a certificate the check refused."""
+        reason = failure.verify_message or failure.reason or str(failure)
+        if failure.verify_code == 62:  # X509_V_ERR_HOSTNAME_MISMATCH: trusted, other host
+            host = urlsplit(self.base_url).hostname
+            return EngineConnectionError(
+                f"TLS certificate of {self.url} is not valid for {host} ({reason})"
+            )
+        if self.settings["ca_bundle"]:
+            fix = f"ca_bundle {self.settings['ca_bundle']} does not hold the CA that signed it"
+        else:
+            fix = f'set ca_bundle = "PATH" in [engines.{self.name}] or SSL_CERT_FILE'
+        return EngineConnectionError(
+            f"TLS certificate not trusted for {self.url} ({reason}): {fix}"
+        )
+
     def _client_here(self) -> httpx.AsyncClient:
         """The HTTP client for the running event loop (a client cannot cross loops)."""
         loop = asyncio.get_running_loop()
@@ -223,7 +300,7 @@ class HttpEngine:
                     write=float(s["connect_timeout"]),
                     pool=float(s["connect_timeout"]),
                 ),
-                verify=bool(s["verify_tls"]),
+                verify=self._verify,
                 headers=self._headers(),
                 follow_redirects=False,
             )
@@ -238,6 +315,7 @@ class HttpEngine:
         Done here, not in ``stream``, so that none of it counts in the answer's TTFT.
         """
         self._warn_plain_http()
+        self._warn_no_tls_check()
         client = self._client_here()
         if self._model_id is None and not self._discovery_tried:
             self._discovery_tried = True  # once: a retry per request would add to every TTFT
@@ -252,6 +330,9 @@ class HttpEngine:
         except httpx.TimeoutException:
             return EngineStatus(False, f"no answer from {self.url} within {STATUS_TIMEOUT_S} s")
         except httpx.TransportError as exc:
+            failure = tls_failure(exc)
+            if failure is not None:
+                return EngineStatus(False, self._tls_error(failure).message)
             return EngineStatus(False, f"cannot connect to {self.url}: {connect_reason(exc)}")
         if response.status_code in (401, 403):
             message = self._scrub(error_text(_json_or_text(response.content)))
@@ -284,6 +365,7 @@ class HttpEngine:
             "connect_timeout": s["connect_timeout"],
             "read_timeout": s["read_timeout"],
             "verify_tls": s["verify_tls"],
+            "ca_bundle": s["ca_bundle"],
             "max_retries": s["max_retries"],
             "tokenizer": s["tokenizer"],
         }
@@ -308,6 +390,9 @@ class HttpEngine:
         except httpx.TimeoutException as exc:
             raise self._read_timeout_error(started=False) from exc
         except httpx.TransportError as exc:
+            failure = tls_failure(exc)
+            if failure is not None:
+                raise self._tls_error(failure) from exc
             raise EngineConnectionError(
                 f"cannot connect to {self.url}: {connect_reason(exc)}"
             ) from exc
@@ -417,6 +502,9 @@ class HttpEngine:
                     f"{self.settings['connect_timeout']:g} s (connect_timeout)"
                 ) from exc
             except httpx.ConnectError as exc:
+                failure = tls_failure(exc)
+                if failure is not None:  # the same certificate again: no use retrying
+                    raise self._tls_error(failure) from exc
                 if attempt < retries:
                     attempt += 1
                     await asyncio.sleep(self._backoff(attempt))

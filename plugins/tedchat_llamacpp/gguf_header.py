@@ -227,7 +227,12 @@ def _parse(path: Path, buf: mmap.mmap, size: int) -> GGUFInfo:
             f"unsupported model architecture {arch!r} in {path}; llama.cpp here runs: "
             + ", ".join(SUPPORTED_ARCHITECTURES)
         )
-    data_end = _tensor_data_end(path, r, n_tensors, int(metadata.get("general.alignment", 32)))
+    alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
+    if type(alignment) is not int:  # an unsigned integer in every valid file (bool is no int)
+        raise ModelFormatError(
+            f"corrupt GGUF header in {path}: general.alignment is {alignment!r}, not a number"
+        )
+    data_end = _tensor_data_end(path, r, n_tensors, alignment)
     if data_end > size:
         raise ModelFormatError(
             f"truncated GGUF file: {path} is {size:,} bytes but its tensors need "

@@ -9,6 +9,7 @@ for reading only.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -105,11 +106,13 @@ def parse(data: str | bytes | Mapping[str, Any]) -> dict[str, Any]:
     conv, messages = data.get("conversation"), data.get("messages")
     if not isinstance(conv, Mapping) or not isinstance(messages, list):
         raise HistoryImportError("conversation export lacks 'conversation' or 'messages'")
+    _check_fields("the conversation", conv, _CONVERSATION_FIELDS)
     for i, msg in enumerate(messages):
         if not isinstance(msg, Mapping) or not isinstance(msg.get("content"), str):
             raise HistoryImportError(f"conversation export: message {i} has no text content")
         if msg.get("role") not in ("user", "system", "assistant"):
             raise HistoryImportError(f"conversation export: message {i} has an unknown role")
+        _check_fields(f"message {i}", msg, _MESSAGE_FIELDS)
         for j, rep in enumerate(msg.get("replies") or ()):
             if not isinstance(rep, Mapping) or not isinstance(rep.get("content"), str):
                 raise HistoryImportError(
@@ -120,7 +123,56 @@ def parse(data: str | bytes | Mapping[str, Any]) -> dict[str, Any]:
                 raise HistoryImportError(
                     f"conversation export: reply {j} of message {i} has finish reason {reason!r}"
                 )
+            _check_fields(f"reply {j} of message {i}", rep, _REPLY_FIELDS)
+            if isinstance(rep.get("metrics"), Mapping):
+                metrics = rep["metrics"]
+                _check_fields(f"the metrics of reply {j} of message {i}", metrics, _METRIC_FIELDS)
     return dict(data)
+
+
+# What an export's optional fields may hold (None or absent is always fine); checked before
+# anything is written, so a bad file is one error and no partial conversation.
+_TEXT, _NUMBER, _COUNT, _TABLE, _LIST = "text", "a number", "a count", "a table", "a list"
+_CONVERSATION_FIELDS = {
+    "title": _TEXT,
+    "system": _TEXT,
+    "created": _NUMBER,
+    "updated": _NUMBER,
+    "params": _TABLE,
+}
+_MESSAGE_FIELDS = {"engine": _TEXT, "model": _TEXT, "created": _NUMBER, "replies": _LIST}
+_REPLY_FIELDS = {"engine": _TEXT, "model": _TEXT, "created": _NUMBER, "metrics": _TABLE}
+_METRIC_FIELDS = {
+    "ttft_s": _NUMBER,
+    "output_tokens_per_s": _NUMBER,
+    "prompt_tokens": _COUNT,
+    "output_tokens": _COUNT,
+}
+
+
+def _fits(value: Any, kind: str) -> bool:
+    if kind == _TEXT:
+        return isinstance(value, str)
+    if kind == _TABLE:
+        return isinstance(value, Mapping)
+    if kind == _LIST:
+        return isinstance(value, list)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if kind == _COUNT:
+        return 0 <= value < 2**63 and value == int(value)
+    return math.isfinite(value) and abs(value) < 2**63
+
+
+def _check_fields(where: str, obj: Mapping[str, Any], kinds: Mapping[str, str]) -> None:
+    for key, kind in kinds.items():
+        value = obj.get(key)
+        if value is not None and not _fits(value, kind):
+            shown = repr(value)
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            raise HistoryImportError(
+                f"conversation export: {where} has {key} = {shown}, which is not {kind}"
+            )
 
 
 def _fmt_time(t: float) -> str:

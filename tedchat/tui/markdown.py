@@ -78,22 +78,25 @@ class BlockSplitter:
         """Add streamed text."""
         # markdown-it reads CR LF and CR as LF; doing it here keeps offsets in step, also
         # when a chunk ends between the CR and the LF.
-        if self._after_cr and text.startswith("\n"):
-            text = text[1:]
+        if self._after_cr and text:
+            self._after_cr = False  # this chunk says whether an LF completed the CR LF
+            if text[0] == "\n":
+                text = text[1:]
         if not text:
             return
         self._after_cr = text.endswith("\r")
         self.text += text.replace("\r\n", "\n").replace("\r", "\n")
         region = self.text[self._open_start :]
+        # Only whole lines decide where blocks begin: a line still being written may yet join
+        # the block before ("2" becoming "2. ", a list's next item) or undo a block it seemed
+        # to start ("---" under "a |" begins a table that interrupts the paragraph above;
+        # "---a" does not).
+        complete = region[: region.rfind("\n") + 1]
         starts = [
             token.map[0]
-            for token in _PARSER.parse(region)
+            for token in _PARSER.parse(complete)
             if token.level == 0 and token.nesting >= 0 and token.map is not None
         ]
-        if starts and starts[-1] >= region.count("\n"):
-            # The last block begins on a line still being written: until that line ends it may
-            # yet belong to the block before ("2" becoming "2. ", a list's next item).
-            starts.pop()
         if len(starts) < 2:
             return
         offsets = [0]

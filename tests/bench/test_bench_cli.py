@@ -16,7 +16,7 @@ from typing import Any
 
 from tedchat.bench.charts import FULL
 from tedchat.bench.schema import validate
-from tests.conftest import cli_env, one_error_line, run_cli
+from tests.conftest import cli_env, default_sigint, one_error_line, run_cli
 
 ONE_THREAD = {"TEDCHAT_THREADS": "1"}
 
@@ -218,6 +218,7 @@ def test_ctrl_c_writes_the_finished_runs_marked_incomplete(bench_home: Path) -> 
         text=True,
         env=cli_env(bench_home, **ONE_THREAD),
         cwd=str(bench_home),
+        preexec_fn=default_sigint,  # the test interrupts it with SIGINT
     )
     try:
         assert proc.stderr is not None

