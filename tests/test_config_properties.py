@@ -20,7 +20,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tedchat.config import Settings, load_settings, redact, to_toml
+from tedchat.config import Settings, load_settings, to_toml
+from tedchat.redact import redact_settings
 from tedchat.engines import Engines
 from tedchat.errors import ConfigError
 from tedchat.plugins import Plugins, load_plugins
@@ -175,7 +176,7 @@ def load_everything(plugins: Plugins, config_file: Path) -> Settings:
     loaded.plugin_dirs()
     loaded.history_path()
     to_toml(loaded, resolved)
-    redact(loaded.engines)
+    redact_settings(loaded.engines)
     return loaded
 
 
