@@ -46,10 +46,6 @@ def _secondary(note: str) -> Provenance:
     return Provenance("secondary", note)
 
 
-def _derived(note: str) -> Provenance:
-    return Provenance("derived", note)
-
-
 def _assumed(note: str) -> Provenance:
     return Provenance("assumed", note)
 

@@ -36,13 +36,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
-
 from tedchat.wafer.hardware import GpuProfile, WaferProfile
-from tedchat.wafer.pipeline_sim import StepCost
+from tedchat.wafer.pipeline_sim import PipelineScheduler, StepCost, StepKind
 from tedchat.wafer.placement import Placement, Region
-
-StepKind = Literal["prefill", "decode"]
 
 #: Display order of the components (a Breakdown keeps only those it has).
 COMPONENTS = (
@@ -144,10 +140,11 @@ class Prediction:
 class TimingModel:
     """Step times of a placed model on its hardware.
 
-    The pipeline scheduler (:mod:`tedchat.wafer.pipeline_sim`) drives it stage by stage through
-    :meth:`stage_step_time` / :meth:`step_cost`, :meth:`link_time` and
-    :meth:`return_link_time`; :meth:`prefill`, :meth:`decode_step` and :meth:`predict` give
-    whole-request figures built from the same pieces.
+    The pipeline scheduler (:mod:`tedchat.wafer.pipeline_sim`) does the interleaving but knows
+    no costs: :meth:`scheduler` gives it this model's per-stage :meth:`step_cost`,
+    :meth:`link_time` and :meth:`return_link_time` as plain seconds. :meth:`prefill`,
+    :meth:`decode_step` and :meth:`predict` give whole-request figures built from the same
+    pieces.
     """
 
     def __init__(self, placement: Placement) -> None:
@@ -162,7 +159,16 @@ class TimingModel:
         """Pipeline stages (one per wafer; one for a GPU tensor-parallel group)."""
         return self.placement.n_stages
 
-    # --- the scheduler's API -------------------------------------------------------------------
+    # --- per-stage costs, for the scheduler ----------------------------------------------------
+
+    def scheduler(self) -> PipelineScheduler:
+        """A fresh pipeline scheduler (an empty emulated timeline) charged with these costs."""
+        return PipelineScheduler(
+            self.n_stages,
+            self.step_cost,
+            lambda from_stage, n_tokens: self.link_time(from_stage, n_tokens).total,
+            self.return_link_time().total,
+        )
 
     def stage_step_time(
         self, stage_index: int, kind: StepKind, n_tokens: int = 1, context_len: int = 1
