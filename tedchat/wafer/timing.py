@@ -20,8 +20,8 @@ For each region (a decoder block, the embeddings or the output head):
 - ``link``: between systems, the activations (hidden x 2 bytes per token) over the system I/O
   plus the link latency; after the last stage, the sampled token goes back to the first.
 
-At decode the latency terms dominate (see HARDWARE.md's closing paragraph): SRAM bandwidth is
-huge, but every block pays hundreds of hops several times over. At prefill the prompt's tokens
+At decode the latency terms dominate (see docs/hardware.md's closing paragraph): SRAM bandwidth
+is huge, but every block pays hundreds of hops several times over. At prefill the prompt's tokens
 stream through the regions back to back, so the latency terms are paid once and the stream is
 bounded by the slowest region's per-token time.
 
