@@ -259,9 +259,7 @@ CS2 = WaferProfile(
             "fabric_bandwidth": _spec("220 Pb/s aggregate fabric bandwidth: Cerebras WSE-2"),
             "grid_rows": _spec("SDK --fabric-dims=757,996 (width,height)"),
             "grid_cols": _spec("SDK --fabric-dims=757,996 (width,height)"),
-            "peak_flops": _assumed(
-                "no figure in docs/hardware.md: WSE-3's per-core rate assumed"
-            ),
+            "peak_flops": _assumed("no figure in docs/hardware.md: WSE-3's per-core rate assumed"),
             "system_io_bandwidth": _assumed("12 x 100 GbE as on CS-3 (assumed, same chassis I/O)"),
             "clock_hz": _assumed("about 1 GHz, as WSE-3 (assumed)"),
             # No public CS-2 inference rows to calibrate on: the CS-3 constants carry over

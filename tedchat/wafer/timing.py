@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+
 from tedchat.wafer.hardware import GpuProfile, WaferProfile
 from tedchat.wafer.pipeline_sim import PipelineScheduler, StepCost, StepKind
 from tedchat.wafer.placement import Placement, Region

@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tedchat.wafer.gguf_weights import WaferModelError
+from tedchat.errors import WaferModelError
 
 # Known end-of-turn spellings, checked in addition to what llama.cpp marks end-of-generation.
 _END_OF_TURN_TEXTS = ("<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<end_of_turn>", "<|end|>")

@@ -44,9 +44,7 @@ def _assert_exclusive(timeline: Timeline, n_stages: int) -> None:
 def test_four_sequences_on_four_cs3_quadruple_throughput() -> None:
     model = _model_70b_on_4()
     single = simulate(model.scheduler(), [SequenceRequest("a", 48)])
-    four = simulate(
-        model.scheduler(), [SequenceRequest(i, 48) for i in range(4)]
-    )
+    four = simulate(model.scheduler(), [SequenceRequest(i, 48) for i in range(4)])
     one_speed = single.sequences["a"].tokens_per_s
     assert one_speed == pytest.approx(1 / model.decode_step(24).total, rel=0.01)
     assert four.aggregate_tokens_per_s >= 3 * single.aggregate_tokens_per_s
