@@ -19,6 +19,9 @@ what went wrong, and ``hint`` (optional) says what to do about it. The CLI print
     └── EngineError         an engine failed; partial text is kept       exit 1
         ├── ModelNotFoundError    a model file or registry name is missing
         ├── ModelFormatError      a file is not a usable model (truncated, wrong architecture)
+        │   ├── WaferModelError   a GGUF the wafer engine cannot run
+        │   │   └── ContextFullError  a wafer sequence would outgrow its KV cache
+        │   └── GGUFShapeError    a GGUF whose model shape cannot be read (wafer plan)
         ├── EngineUnavailable     the engine cannot run here (dependency, memory, server down)
         ├── EngineConnectionError the connection to a server failed or broke
         ├── AuthError             the server refused the credentials
@@ -104,6 +107,22 @@ class ModelNotFoundError(EngineError):
 
 class ModelFormatError(EngineError):
     """A file exists but is not a model this engine can run."""
+
+
+# wafer
+class WaferModelError(ModelFormatError):
+    """A GGUF file the wafer engine cannot run: missing, truncated, corrupt, not Llama, too big.
+
+    The message is one line a person can act on.
+    """
+
+
+class ContextFullError(WaferModelError):
+    """A sequence would grow past its KV cache."""
+
+
+class GGUFShapeError(ModelFormatError, ValueError):
+    """A GGUF file whose model shape cannot be read (unreadable, or not a llama model)."""
 
 
 class EngineUnavailable(EngineError):

@@ -21,10 +21,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tedchat.config import Settings, load_settings, to_toml
-from tedchat.redact import redact_settings
 from tedchat.engines import Engines
 from tedchat.errors import ConfigError
 from tedchat.plugins import Plugins, load_plugins
+from tedchat.redact import redact_settings
 from tests.conftest import ISOLATING_VARS
 
 

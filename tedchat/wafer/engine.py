@@ -88,7 +88,6 @@ class _Runner:
         self.thread: threading.Thread | None = None
 
     def submit(self, prompt_ids: list[int], params: GenerationParams) -> _Sequence:
-        from tedchat.wafer.pipeline_sim import PipelineScheduler
         from tedchat.wafer.sampling import Sampler
 
         e = self.engine
@@ -102,7 +101,7 @@ class _Runner:
         )
         with self.cond:
             if not self.active:  # an idle pipeline: a new emulated timeline
-                self.scheduler = PipelineScheduler.from_timing(e.timing)
+                self.scheduler = e.timing.scheduler()
                 self.now = 0.0
             seq.arrival = self.now
             self.scheduler.add_sequence(seq.id, arrival=seq.arrival)

@@ -17,8 +17,8 @@ its columns.
 
 Each matrix also records which GGUF tensors and types its columns came from
 (:class:`MatrixSource`), and on request the integer form of its 32-weight blocks
-(:class:`QuantBlocks`): what :mod:`tedchat.wafer.numerics` needs to reproduce llama.cpp's own
-rounding of a quantized file (``LlamaCppRounding``). The plain numerics need neither.
+(:class:`QuantBlocks`): what :mod:`tedchat.wafer.llamacpp_rounding` needs to reproduce
+llama.cpp's own rounding of a quantized file. The plain numerics need neither.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from tedchat.errors import ModelFormatError
+from tedchat.errors import WaferModelError
 
 # Bytes of float32 output dequantized per step: bounds the transient memory of loading and
 # paces progress reports.
@@ -75,13 +75,6 @@ def vec_dot_type(qtype: int) -> str:
     ``"f32"`` for types not listed here.
     """
     return _VEC_DOT_TYPES.get(int(qtype), "f32")
-
-
-class WaferModelError(ModelFormatError):
-    """A GGUF file the wafer engine cannot run: missing, truncated, corrupt, not Llama, too big.
-
-    The message is one line a person can act on.
-    """
 
 
 @dataclass(frozen=True)
@@ -191,7 +184,7 @@ class QuantBlocks:
 @dataclass
 class MatrixSource:
     """Where the columns of one ``(in, out)`` matrix came from, for numerics that mimic the
-    quantized file (see ``LlamaCppRounding`` in :mod:`tedchat.wafer.numerics`).
+    quantized file (see :mod:`tedchat.wafer.llamacpp_rounding`).
     """
 
     slices: tuple[WeightSlice, ...]

@@ -3,7 +3,7 @@
 Each profile is a frozen dataclass of plain numbers in SI units (bytes, bytes/s, FLOP/s,
 seconds, Hz). Beside the numbers, ``sources`` says where every figure comes from:
 
-- ``spec``: a published figure (the table in ``/work/shared/HARDWARE.md`` names the document);
+- ``spec``: a published figure (the table in ``docs/hardware.md`` names the document);
 - ``secondary``: quoted by secondary sources only, not confirmed by a primary one;
 - ``derived``: computed from other figures of the same profile;
 - ``calibrated``: a constant of the timing model, chosen per hardware (never per model) so that
@@ -44,10 +44,6 @@ def _spec(note: str) -> Provenance:
 
 def _secondary(note: str) -> Provenance:
     return Provenance("secondary", note)
-
-
-def _derived(note: str) -> Provenance:
-    return Provenance("derived", note)
 
 
 def _assumed(note: str) -> Provenance:
@@ -154,8 +150,9 @@ HardwareProfile = WaferProfile | GpuProfile
 # Wafer-scale systems
 # ---------------------------------------------------------------------------------------------
 
-# Calibrated on the two public CS-3 decode rows of HARDWARE.md (Llama 3.1 8B on 1 CS-3 ~1,800
-# tok/s; Llama 3.1 70B on 4 CS-3 ~450 tok/s), with the placement of tedchat.wafer.placement.
+# Calibrated on the two public CS-3 decode rows of docs/hardware.md (Llama 3.1 8B on 1 CS-3
+# ~1,800 tok/s; Llama 3.1 70B on 4 CS-3 ~450 tok/s), with the placement of
+# tedchat.wafer.placement.
 _WAFER_CALIBRATION: dict[str, Provenance] = {
     "usable_sram_fraction": _calibrated(
         0.70,
@@ -244,7 +241,7 @@ CS2 = WaferProfile(
     fabric_bandwidth=220e15 / 8,
     grid_rows=996,
     grid_cols=757,
-    # No peak figure for WSE-2 in HARDWARE.md: assume WSE-3's per-core rate.
+    # No peak figure for WSE-2 in docs/hardware.md: assume WSE-3's per-core rate.
     peak_flops=125e15 / 900_000 * 850_000,
     system_io_bandwidth=1.2e12 / 8,
     clock_hz=1e9,
@@ -262,7 +259,7 @@ CS2 = WaferProfile(
             "fabric_bandwidth": _spec("220 Pb/s aggregate fabric bandwidth: Cerebras WSE-2"),
             "grid_rows": _spec("SDK --fabric-dims=757,996 (width,height)"),
             "grid_cols": _spec("SDK --fabric-dims=757,996 (width,height)"),
-            "peak_flops": _assumed("no figure in HARDWARE.md: WSE-3's per-core rate assumed"),
+            "peak_flops": _assumed("no figure in docs/hardware.md: WSE-3's per-core rate assumed"),
             "system_io_bandwidth": _assumed("12 x 100 GbE as on CS-3 (assumed, same chassis I/O)"),
             "clock_hz": _assumed("about 1 GHz, as WSE-3 (assumed)"),
             # No public CS-2 inference rows to calibrate on: the CS-3 constants carry over

@@ -6,14 +6,14 @@ stage at a time, so while sequence A is on stage 2, sequence B can be on stage 1
 sequences in flight every stage stays busy, so aggregate throughput grows with the number of
 sequences while each sequence's own speed holds.
 
-The scheduler knows nothing of hardware: it is given callables for step and link durations
-(normally bound to a :class:`tedchat.wafer.timing.TimingModel` with
-:meth:`PipelineScheduler.from_timing`). It is pure: no clocks, threads or sleeping; times are
-emulated seconds.
+The scheduler knows nothing of hardware and imports no cost model: it is given callables for
+step and link durations (the timing model, :mod:`tedchat.wafer.timing`, is the one place that
+says what a step costs; :meth:`tedchat.wafer.timing.TimingModel.scheduler` builds a scheduler
+charged with its costs). It is pure: no clocks, threads or sleeping; times are emulated seconds.
 
 Use by an engine that decodes real tokens (event-driven)::
 
-    sched = PipelineScheduler.from_timing(model)
+    sched = timing_model.scheduler()
     for sid in ids:
         sched.add_sequence(sid, arrival=0.0)
     prefill every sequence:      sched.step(sid, "prefill", n_prompt, n_prompt)
@@ -32,10 +32,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Literal
 
-if TYPE_CHECKING:
-    from tedchat.wafer.timing import TimingModel
+#: A prompt prefill (several tokens streamed through) or one decode token.
+StepKind = Literal["prefill", "decode"]
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class StepCost:
 
 
 #: ``(stage, kind, n_tokens, context_len) -> seconds or StepCost``.
-StepTimeFn = Callable[[int, str, int, int], "float | StepCost"]
+StepTimeFn = Callable[[int, StepKind, int, int], "float | StepCost"]
 #: ``(from_stage, n_tokens) -> seconds`` for activations to reach stage ``from_stage + 1``.
 LinkTimeFn = Callable[[int, int], float]
 
@@ -66,7 +66,7 @@ class StepRecord:
     """One scheduled sequence-step: when it held each stage and when its token was emitted."""
 
     seq_id: Hashable
-    kind: str
+    kind: StepKind
     n_tokens: int
     context_len: int
     stages: tuple[tuple[float, float], ...]  # (start, end) on each stage
@@ -115,16 +115,6 @@ class PipelineScheduler:
         self._counter = 0
         self.records: list[StepRecord] = []
 
-    @classmethod
-    def from_timing(cls, model: TimingModel) -> PipelineScheduler:
-        """A scheduler whose step and link times come from ``model``."""
-        return cls(
-            model.n_stages,
-            lambda s, kind, n, ctx: model.step_cost(s, kind, n, ctx),  # type: ignore[arg-type]
-            lambda s, n: model.link_time(s, n).total,
-            model.return_link_time().total,
-        )
-
     def add_sequence(self, seq_id: Hashable, arrival: float = 0.0) -> None:
         """Register a sequence that can start its first step at ``arrival``."""
         if seq_id in self._ready:
@@ -132,10 +122,6 @@ class PipelineScheduler:
         self._ready[seq_id] = arrival
         self._served[seq_id] = -1
         self._order[seq_id] = len(self._order)
-
-    def ready_at(self, seq_id: Hashable) -> float:
-        """When ``seq_id``'s next step can enter the first stage."""
-        return self._ready[seq_id]
 
     def next_ready(self, seq_ids: Iterable[Hashable] | None = None) -> Hashable:
         """The sequence (of ``seq_ids``, default all) whose next step can start first.
@@ -148,7 +134,7 @@ class PipelineScheduler:
         return min(candidates, key=lambda s: (self._ready[s], self._served[s], self._order[s]))
 
     def step(
-        self, seq_id: Hashable, kind: str, n_tokens: int = 1, context_len: int = 1
+        self, seq_id: Hashable, kind: StepKind, n_tokens: int = 1, context_len: int = 1
     ) -> StepRecord:
         """Schedule ``seq_id``'s next step through every stage; returns its record.
 
@@ -176,7 +162,7 @@ class PipelineScheduler:
         self.records.append(record)
         return record
 
-    def _cost(self, stage: int, kind: str, n_tokens: int, context_len: int) -> StepCost:
+    def _cost(self, stage: int, kind: StepKind, n_tokens: int, context_len: int) -> StepCost:
         value = self._step_time(stage, kind, n_tokens, context_len)
         if isinstance(value, StepCost):
             return value

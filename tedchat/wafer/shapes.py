@@ -2,7 +2,7 @@
 
 A :class:`ModelShape` describes a Llama-architecture decoder (RMSNorm, grouped-query attention,
 SwiGLU MLP, tied or separate output head). Presets come from the models' published configs
-(``/work/shared/HARDWARE.md``); :func:`shape_from_gguf` reads the same numbers from a GGUF's
+(``docs/hardware.md``); :func:`shape_from_gguf` reads the same numbers from a GGUF's
 metadata without loading a tensor.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from tedchat.errors import ModelFormatError
+from tedchat.errors import GGUFShapeError, WaferModelError
 
 #: KV-cache entries are kept in 16-bit whatever the weight precision: activations are 16-bit on
 #: both the wafer and the GPUs modelled here.
@@ -174,7 +174,7 @@ class ModelShape:
         return self.layers * self.layer_flops(context_len) + self.head_flops
 
 
-#: Presets from the models' published configs (HARDWARE.md's table).
+#: Presets from the models' published configs (docs/hardware.md's table).
 PRESETS: Mapping[str, ModelShape] = MappingProxyType(
     {
         "smollm2": ModelShape(
@@ -236,10 +236,6 @@ PRESETS: Mapping[str, ModelShape] = MappingProxyType(
 )
 
 
-class GGUFShapeError(ModelFormatError, ValueError):
-    """A GGUF file whose model shape cannot be read (unreadable, or not a llama model)."""
-
-
 def get_shape(name: str) -> ModelShape:
     """The preset called ``name`` (case-insensitive).
 
@@ -264,7 +260,7 @@ def shape_from_gguf(path: str | Path) -> ModelShape:
     Raises:
         GGUFShapeError: (a ``ValueError``) if the file cannot be read or is not a llama model.
     """
-    from tedchat.wafer.gguf_weights import WaferModelError, read_config
+    from tedchat.wafer.gguf_weights import read_config
 
     path = Path(path)
     try:

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tedchat.wafer.numerics import ContextFullError, KVCache, Layer, Model
+from tedchat.errors import ContextFullError
+from tedchat.wafer.numerics import KVCache, Layer, Model
 
 
 @dataclass

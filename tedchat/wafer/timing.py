@@ -20,8 +20,8 @@ For each region (a decoder block, the embeddings or the output head):
 - ``link``: between systems, the activations (hidden x 2 bytes per token) over the system I/O
   plus the link latency; after the last stage, the sampled token goes back to the first.
 
-At decode the latency terms dominate (see HARDWARE.md's closing paragraph): SRAM bandwidth is
-huge, but every block pays hundreds of hops several times over. At prefill the prompt's tokens
+At decode the latency terms dominate (see docs/hardware.md's closing paragraph): SRAM bandwidth
+is huge, but every block pays hundreds of hops several times over. At prefill the prompt's tokens
 stream through the regions back to back, so the latency terms are paid once and the stream is
 bounded by the slowest region's per-token time.
 
@@ -36,13 +36,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
 
 from tedchat.wafer.hardware import GpuProfile, WaferProfile
-from tedchat.wafer.pipeline_sim import StepCost
+from tedchat.wafer.pipeline_sim import PipelineScheduler, StepCost, StepKind
 from tedchat.wafer.placement import Placement, Region
-
-StepKind = Literal["prefill", "decode"]
 
 #: Display order of the components (a Breakdown keeps only those it has).
 COMPONENTS = (
@@ -144,10 +141,11 @@ class Prediction:
 class TimingModel:
     """Step times of a placed model on its hardware.
 
-    The pipeline scheduler (:mod:`tedchat.wafer.pipeline_sim`) drives it stage by stage through
-    :meth:`stage_step_time` / :meth:`step_cost`, :meth:`link_time` and
-    :meth:`return_link_time`; :meth:`prefill`, :meth:`decode_step` and :meth:`predict` give
-    whole-request figures built from the same pieces.
+    The pipeline scheduler (:mod:`tedchat.wafer.pipeline_sim`) does the interleaving but knows
+    no costs: :meth:`scheduler` gives it this model's per-stage :meth:`step_cost`,
+    :meth:`link_time` and :meth:`return_link_time` as plain seconds. :meth:`prefill`,
+    :meth:`decode_step` and :meth:`predict` give whole-request figures built from the same
+    pieces.
     """
 
     def __init__(self, placement: Placement) -> None:
@@ -162,7 +160,16 @@ class TimingModel:
         """Pipeline stages (one per wafer; one for a GPU tensor-parallel group)."""
         return self.placement.n_stages
 
-    # --- the scheduler's API -------------------------------------------------------------------
+    # --- per-stage costs, for the scheduler ----------------------------------------------------
+
+    def scheduler(self) -> PipelineScheduler:
+        """A fresh pipeline scheduler (an empty emulated timeline) charged with these costs."""
+        return PipelineScheduler(
+            self.n_stages,
+            self.step_cost,
+            lambda from_stage, n_tokens: self.link_time(from_stage, n_tokens).total,
+            self.return_link_time().total,
+        )
 
     def stage_step_time(
         self, stage_index: int, kind: StepKind, n_tokens: int = 1, context_len: int = 1

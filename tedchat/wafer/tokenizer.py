@@ -15,12 +15,12 @@ from __future__ import annotations
 import codecs
 import ctypes
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tedchat.wafer.gguf_weights import WaferModelError
+from tedchat.errors import WaferModelError
 
 # Known end-of-turn spellings, checked in addition to what llama.cpp marks end-of-generation.
 _END_OF_TURN_TEXTS = ("<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<end_of_turn>", "<|end|>")
@@ -88,9 +88,6 @@ class StreamDecoder:
     def push(self, token_id: int) -> str:
         """Text completed by ``token_id`` (possibly empty)."""
         return self._utf8.decode(self._tok.token_bytes(token_id, special=self._special))
-
-    def push_many(self, token_ids: Iterable[int]) -> str:
-        return "".join(self.push(t) for t in token_ids)
 
     def flush(self) -> str:
         """Whatever is left; an unfinished character becomes U+FFFD."""

@@ -15,7 +15,7 @@ Two references, because llama.cpp does not compute with the weights alone:
   amplify the flips: the plain float32 numerics agree with it on only 93% of top-1 tokens
   (SmolLM2-135M Q4_1), and llama.cpp itself agrees with its own token-by-token decode on only
   96%. So against this reference our side runs with
-  :class:`~tedchat.wafer.numerics.LlamaCppRounding`, which reproduces llama.cpp's CPU
+  :class:`~tedchat.wafer.llamacpp_rounding.LlamaCppRounding`, which reproduces llama.cpp's CPU
   rounding bit for bit where it is known (32-weight block types and float16 KV): on the
   bundled model the logits come out identical.
 * ``"float32"`` - llama.cpp on a float32 copy of the same weights (dequantized by the `gguf`
@@ -37,8 +37,10 @@ from typing import Any
 
 import numpy as np
 
-from tedchat.wafer.gguf_weights import WaferModelError, open_gguf
-from tedchat.wafer.numerics import LlamaCppRounding, Model, blas_threads
+from tedchat.errors import WaferModelError
+from tedchat.wafer.gguf_weights import open_gguf
+from tedchat.wafer.llamacpp_rounding import LlamaCppRounding, with_rounding
+from tedchat.wafer.numerics import Model, blas_threads
 from tedchat.wafer.tokenizer import Tokenizer, quiet_llama_logs
 
 CORPUS_PATH = Path(__file__).with_name("corpus.txt")
@@ -63,9 +65,10 @@ def plain_cpu_buffers() -> Iterator[None]:
     llama.cpp otherwise repacks some weight types into "extra" buffer types (interleaved
     Q4_0/Q4_K/IQ4_NL layouts; AMX tiles in builds for the build machine's CPU), whose kernels
     sum the same quantized products in another order. The plain path is the one
-    :class:`~tedchat.wafer.numerics.LlamaCppRounding` reproduces bit for bit. (It also avoided
-    a SIGILL: a natively built wheel on a virtual machine that advertises AMX without enabling
-    it dies in the AMX kernels; the current AVX2-baseline wheel has no AMX kernels.)
+    :class:`~tedchat.wafer.llamacpp_rounding.LlamaCppRounding` reproduces bit for bit. (It
+    also avoided a SIGILL: a natively built wheel on a virtual machine that advertises AMX
+    without enabling it dies in the AMX kernels; the current AVX2-baseline wheel has no AMX
+    kernels.)
     """
     import llama_cpp.llama as llama_mod
 
@@ -319,7 +322,7 @@ def verify(
 
         # The wafer numerics each reference is compared with (weights shared, not copied).
         numerics = {
-            ref: model.with_rounding(LlamaCppRounding() if ref == "file" else False)
+            ref: with_rounding(model, LlamaCppRounding() if ref == "file" else None)
             for ref in references
         }
         llms: list[Any] = []

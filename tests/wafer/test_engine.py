@@ -82,7 +82,7 @@ async def test_four_sequences_pipeline_through_four_systems(pipelined: WaferEngi
 async def test_emulated_figures_and_breakdown(pipelined: WaferEngine) -> None:
     t = emulated(await answer(pipelined, PROMPTS[1]))
     assert t.hardware == "cs3" and t.systems == 4 and t.timing_target == "llama-3.1-70b"
-    # HARDWARE.md's calibration row: about 450 tok/s for 70B on 4 CS-3 (15% either way)
+    # docs/hardware.md's calibration row: about 450 tok/s for 70B on 4 CS-3 (15% either way)
     assert 450 * 0.85 <= t.output_tokens_per_s <= 450 * 1.15
     per_token = sum(t.breakdown.values())
     assert per_token == pytest.approx(1 / t.output_tokens_per_s, rel=0.02)

@@ -1,12 +1,11 @@
-"""The wafer numerics on tiny synthetic Llama GGUFs written in tmp_path.
+"""The plain float32 wafer numerics on tiny synthetic Llama GGUFs written in tmp_path.
 
-Random weights, a few layers, grouped-query attention: small enough to run in milliseconds,
-and llama.cpp runs the same files (with no vocabulary) as the reference.
+llama.cpp runs the same files (with no vocabulary) as the reference. llama.cpp's own rounding
+(:mod:`tedchat.wafer.llamacpp_rounding`) is tested in test_llamacpp_rounding.py.
 """
 
 from __future__ import annotations
 
-import ctypes
 import itertools
 import subprocess
 import sys
@@ -15,113 +14,19 @@ from pathlib import Path
 import gguf
 import numpy as np
 import pytest
-from gguf.quants import dequantize, quantize
+from gguf.quants import dequantize
 
-from tedchat.wafer.gguf_weights import (
-    BLOCK_QUANT_TYPES,
-    LlamaConfig,
-    WaferModelError,
-    load_weights,
-    read_config,
-)
-from tedchat.wafer.numerics import (
-    ContextFullError,
-    KVCache,
-    LlamaCppRounding,
-    Model,
-    Rope,
-    ggml_expf,
-    round_activations,
-)
+from tedchat.errors import ContextFullError, WaferModelError
+from tedchat.wafer.gguf_weights import BLOCK_QUANT_TYPES, LlamaConfig, load_weights, read_config
+from tedchat.wafer.numerics import KVCache, Model, Rope
 from tedchat.wafer.sampling import Sampler
-
-Q = gguf.GGMLQuantizationType
-
-
-def write_tiny_llama(
-    path: Path,
-    *,
-    arch: str = "llama",
-    n_layers: int = 2,
-    hidden: int = 64,
-    n_heads: int = 4,
-    n_kv_heads: int = 2,
-    ffn: int = 96,
-    vocab: int = 128,
-    context: int = 64,
-    qtype: gguf.GGMLQuantizationType = Q.F32,
-    tied: bool = True,
-    seed: int = 0,
-) -> Path:
-    """A random Llama GGUF in the layout convert_hf_to_gguf writes (no vocabulary)."""
-    rng = np.random.default_rng(seed)
-    w = gguf.GGUFWriter(str(path), arch)
-    w.add_block_count(n_layers)
-    w.add_context_length(context)
-    w.add_embedding_length(hidden)
-    w.add_feed_forward_length(ffn)
-    w.add_head_count(n_heads)
-    w.add_head_count_kv(n_kv_heads)
-    w.add_rope_freq_base(10000.0)
-    w.add_layer_norm_rms_eps(1e-5)
-    w.add_vocab_size(vocab)
-    w.add_tokenizer_model("none")
-    hd = hidden // n_heads
-
-    def matrix(name: str, rows: int, cols: int, scale: float = 0.2) -> None:
-        a = (rng.standard_normal((rows, cols)) * scale).astype(np.float32)
-        if qtype == Q.F32:
-            w.add_tensor(name, a)
-        elif qtype == Q.F16:
-            w.add_tensor(name, a.astype(np.float16))
-        else:
-            w.add_tensor(name, quantize(a, qtype), raw_dtype=qtype)
-
-    def norm(name: str) -> None:
-        w.add_tensor(name, (1 + 0.1 * rng.standard_normal(hidden)).astype(np.float32))
-
-    matrix("token_embd.weight", vocab, hidden, scale=1.0)
-    for i in range(n_layers):
-        p = f"blk.{i}."
-        norm(p + "attn_norm.weight")
-        matrix(p + "attn_q.weight", n_heads * hd, hidden)
-        matrix(p + "attn_k.weight", n_kv_heads * hd, hidden)
-        matrix(p + "attn_v.weight", n_kv_heads * hd, hidden)
-        matrix(p + "attn_output.weight", hidden, n_heads * hd)
-        norm(p + "ffn_norm.weight")
-        matrix(p + "ffn_gate.weight", ffn, hidden)
-        matrix(p + "ffn_up.weight", ffn, hidden)
-        matrix(p + "ffn_down.weight", hidden, ffn)
-    norm("output_norm.weight")
-    if not tied:
-        matrix("output.weight", vocab, hidden)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return path
-
-
-def llama_cpp_logits(
-    path: Path, tokens: list[int], *, float32_kv: bool = True, batch: int | None = None
-) -> np.ndarray:
-    """llama.cpp's logits at every position (float32 KV cache unless told), the reference.
-
-    ``batch``: run the first ``batch`` tokens as one batch, then the rest one at a time.
-    """
-    from tedchat.wafer.verify import reference_llama
-
-    llm = reference_llama(path, n_ctx=64, float32_kv=float32_kv)
-    try:
-        llm.eval(tokens[: batch or len(tokens)])
-        for t in tokens[batch or len(tokens) :]:
-            llm.eval([t])
-        return np.array(llm.scores[: len(tokens)], dtype=np.float32)
-    finally:
-        llm.close()
-
-
-TOKENS = [5, 17, 3, 99, 127, 0, 64, 12, 12, 12, 40, 41, 42, 7]
+from tests.wafer.tiny_llama import (
+    TOKENS,
+    Q,
+    llama_cpp_logits,
+    quantize_with_llama_cpp,
+    write_tiny_llama,
+)
 
 
 @pytest.fixture(scope="module")
@@ -328,24 +233,6 @@ def test_k_quants_from_llama_cpp_quantizer(tmp_path: Path, ftype: str) -> None:
     check_layout(dst)
 
 
-def quantize_with_llama_cpp(tmp_path: Path, ftype: str) -> Path:
-    """A tiny model (hidden 256, for 256-weight K-quant blocks) quantized by llama.cpp."""
-    import llama_cpp
-
-    from tedchat.wafer.tokenizer import quiet_llama_logs
-
-    src = write_tiny_llama(tmp_path / "f32.gguf", hidden=256, ffn=512, vocab=256, seed=2)
-    dst = tmp_path / f"{ftype}.gguf"
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{ftype}")
-    with quiet_llama_logs():
-        rc = llama_cpp.llama_model_quantize(
-            str(src).encode(), str(dst).encode(), ctypes.byref(params)
-        )
-    assert rc == 0
-    return dst
-
-
 def check_layout(path: Path) -> None:
     """Our fused (in, out) matrices hold exactly what gguf's dequantize gives, transposed."""
     reader = gguf.GGUFReader(path)
@@ -381,88 +268,6 @@ def check_layout(path: Path) -> None:
             if b.mins is not None:
                 rebuilt += b.mins[:, None, :]
             np.testing.assert_array_equal(rebuilt.reshape(n_in, -1), getattr(layer, name))
-
-
-# ----------------------------------------------------------------------------- llama.cpp rounding
-
-
-def prompt_then_decode(model: Model, tokens: list[int], batch: int) -> np.ndarray:
-    cache = model.new_cache()
-    logits = [model.forward(tokens[:batch], cache, all_logits=True)]
-    logits += [model.decode(t, cache)[None] for t in tokens[batch:]]
-    return np.concatenate(logits)
-
-
-@pytest.mark.parametrize("float32_kv", [False, True], ids=["f16kv", "f32kv"])
-@pytest.mark.parametrize(
-    "qtype", [Q.F32, Q.F16, Q.Q8_0, Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1], ids=lambda q: q.name
-)
-def test_llamacpp_rounding_reproduces_llama_cpp_bit_for_bit(
-    tmp_path: Path, qtype: Q, float32_kv: bool
-) -> None:
-    # A prompt batch (llama.cpp's tiled products) then single tokens (its dot products),
-    # against llama.cpp's default float16 KV cache and a float32 one.
-    path = write_tiny_llama(tmp_path / "m.gguf", qtype=qtype, seed=7)
-    ref = llama_cpp_logits(path, TOKENS, float32_kv=float32_kv, batch=5)
-    model = Model.load(path, llamacpp_rounding=LlamaCppRounding(kv_f16=not float32_kv))
-    np.testing.assert_array_equal(prompt_then_decode(model, TOKENS, 5), ref)
-    # Not vacuous: the plain float32 numerics differ (well above float32 noise once llama.cpp
-    # rounds activations or KV).
-    plain = np.abs(prompt_then_decode(model.with_rounding(False), TOKENS, 5) - ref).max()
-    assert plain > (1e-6 if qtype == Q.F32 and float32_kv else 1e-3)
-
-
-def test_llamacpp_rounding_narrows_k_quant_differences(tmp_path: Path) -> None:
-    # K-quant dot products are summed in an order not reproduced here, so not bit for bit,
-    # but rounding activations to Q8_K and the rest still close most of the gap.
-    path = quantize_with_llama_cpp(tmp_path, "Q6_K")
-    ref = llama_cpp_logits(path, TOKENS, float32_kv=False)
-    model = Model.load(path, llamacpp_rounding=True)
-    rounded = model.forward(TOKENS, model.new_cache(), all_logits=True)
-    plain = model.with_rounding(False).forward(TOKENS, model.new_cache(), all_logits=True)
-    assert np.abs(rounded - ref).mean() < 0.2 * np.abs(plain - ref).mean()
-
-
-def test_default_numerics_take_no_rounding_path(tiny: Path) -> None:
-    weights = load_weights(tiny)
-    assert all(s.blocks is None for s in weights.layers[0].sources.values())  # not loaded
-    model = Model(weights)
-    assert model.rounding is None and model.with_rounding(False) is model
-    assert all(layer._mm is None and not layer._kv_f16 for layer in model.layers)
-    rounded = model.with_rounding(True)
-    assert rounded.rounding == LlamaCppRounding() and rounded.with_rounding(True) is rounded
-    assert np.shares_memory(rounded.layers[1].w_down, model.layers[1].w_down)
-    assert model.layers[0]._mm is None  # the plain model is left as it was
-
-
-def test_ggml_expf_is_a_faithful_exp() -> None:
-    x = np.linspace(-103.0, 88.0, 400_001, dtype=np.float32)
-    got = ggml_expf(x).astype(np.float64)
-    exact = np.exp(x.astype(np.float64))
-    normal = exact > np.finfo(np.float32).tiny
-    ulp = np.spacing(exact[normal].astype(np.float32)).astype(np.float64)
-    assert np.max(np.abs(got[normal] - exact[normal]) / ulp) < 2.0
-    assert np.max(np.abs(got[~normal] - exact[~normal])) < 2e-45 * 4
-    edges = ggml_expf(np.array([0.0, -np.inf, -200.0, 1.0], dtype=np.float32))
-    assert edges[0] == 1.0 and edges[1] == 0.0 and edges[2] == 0.0
-    assert edges[3] == pytest.approx(np.e, rel=3e-7)
-
-
-def test_q8_activation_rounding() -> None:
-    x = np.zeros((1, 64), dtype=np.float32)
-    x[0, 0] = 127.0  # scale 1: q = round_half_even(x)
-    x[0, 1:5] = [2.5, 3.5, -2.5, 0.4]
-    x[0, 32:] = np.linspace(-1, 1, 32, dtype=np.float32)
-    q8_0, none = round_activations(x, "q8_0")
-    assert none is None
-    np.testing.assert_array_equal(q8_0[0, :5], [127.0, 2.0, 4.0, -2.0, 0.0])
-    d = np.float32(np.float16(np.float32(1) / np.float32(127)))  # stored as float16
-    np.testing.assert_array_equal(q8_0[0, 32:], np.rint(x[0, 32:] * 127) * d)
-    q8_1, sum_err = round_activations(x, "q8_1")
-    np.testing.assert_array_equal(q8_1, q8_0)
-    assert sum_err is not None and sum_err.shape == (1, 2) and sum_err[0, 0] == 0.0
-    q8_k, _ = round_activations(np.tile(x, 4), "q8_K")  # one block of 256
-    assert np.abs(q8_k - np.tile(x, 4)).max() <= 0.5 + 1e-6
 
 
 # ----------------------------------------------------------------------------- bad files

@@ -43,10 +43,8 @@ def _assert_exclusive(timeline: Timeline, n_stages: int) -> None:
 
 def test_four_sequences_on_four_cs3_quadruple_throughput() -> None:
     model = _model_70b_on_4()
-    single = simulate(PipelineScheduler.from_timing(model), [SequenceRequest("a", 48)])
-    four = simulate(
-        PipelineScheduler.from_timing(model), [SequenceRequest(i, 48) for i in range(4)]
-    )
+    single = simulate(model.scheduler(), [SequenceRequest("a", 48)])
+    four = simulate(model.scheduler(), [SequenceRequest(i, 48) for i in range(4)])
     one_speed = single.sequences["a"].tokens_per_s
     assert one_speed == pytest.approx(1 / model.decode_step(24).total, rel=0.01)
     assert four.aggregate_tokens_per_s >= 3 * single.aggregate_tokens_per_s
@@ -57,7 +55,7 @@ def test_four_sequences_on_four_cs3_quadruple_throughput() -> None:
 
 def test_single_sequence_ttft_matches_the_timing_model() -> None:
     model = _model_70b_on_4()
-    timeline = simulate(PipelineScheduler.from_timing(model), [SequenceRequest("a", 3, 500)])
+    timeline = simulate(model.scheduler(), [SequenceRequest("a", 3, 500)])
     assert timeline.sequences["a"].ttft == pytest.approx(model.prefill(500).total, rel=1e-12)
     _assert_exclusive(timeline, 4)
 

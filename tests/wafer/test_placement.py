@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tedchat.errors import TedchatError
+from tedchat.errors import GGUFShapeError, TedchatError
 from tedchat.models.registry import resolve_model
 from tedchat.wafer.hardware import HARDWARE
 from tedchat.wafer.placement import Placement, plan
-from tedchat.wafer.shapes import PRESETS, GGUFShapeError, ModelShape, shape_from_gguf
+from tedchat.wafer.shapes import PRESETS, ModelShape, shape_from_gguf
 
 CS3 = HARDWARE["cs3"]
 H100 = HARDWARE["h100"]

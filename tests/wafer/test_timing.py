@@ -18,7 +18,7 @@ H100 = HARDWARE["h100"]
 L8B = PRESETS["llama-3.1-8b"]
 L70B = PRESETS["llama-3.1-70b"]
 
-#: Public rows of HARDWARE.md: (model, CS-3 systems, output tokens/s).
+#: Public rows of docs/hardware.md: (model, CS-3 systems, output tokens/s).
 CALIBRATION = [(L8B, 1, 1800.0), (L70B, 4, 450.0)]
 
 
@@ -70,7 +70,7 @@ def test_wafer_decode_is_dominated_by_latency_terms() -> None:
         decode.get(k) for k in ("fabric_hops", "reduction_overhead", "layer_handoff", "link")
     )
     assert latency > 0.6 * decode.total
-    # Reading the whole model from SRAM in parallel would take microseconds (HARDWARE.md).
+    # Reading the whole model from SRAM in parallel would take microseconds (docs/hardware.md).
     assert L70B.weight_bytes(16) / 4 / CS3.sram_bandwidth < 5e-6
     assert decode.total > 1e-3
 
