@@ -98,7 +98,9 @@ def rms_norm_ggml(x: np.ndarray, weight: np.ndarray, eps: np.float32) -> np.ndar
     return out
 
 
-def _fma(a: np.ndarray, b: np.ndarray | np.float32, c: np.ndarray) -> np.ndarray:
+def _fma(
+    a: np.ndarray | np.float32, b: np.ndarray | np.float32, c: np.ndarray | np.float32
+) -> np.ndarray:
     """float32 ``a * b + c`` rounded once, as a fused multiply-add does.
 
     The float32 product is exact in float64 and the sum is rounded twice (to float64, then to
