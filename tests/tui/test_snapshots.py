@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import pytest
+from textual.widgets import Input, TextArea
 
 from tedchat.history.store import Store
 from tedchat.tui.screens.floorplan import FloorplanScreen
@@ -36,8 +37,10 @@ def small_plan() -> dict[str, Any]:
 
 async def settle(pilot: Any) -> None:
     """Freeze what moves by itself: blinking cursors, sparklines, pending freezes."""
-    for prompt in pilot.app.screen.query(PromptInput):
-        prompt.cursor_blink = False
+    # Every text field blinks, not only the prompt (the settings dialog has several): a blink
+    # that lands just before the capture hides a cursor the snapshot shows.
+    for field in [*pilot.app.screen.query(TextArea), *pilot.app.screen.query(Input)]:
+        field.cursor_blink = False
     for status in pilot.app.screen.query(StatusLine):
         status.reset_rates()
     await pilot.pause(0.3)
