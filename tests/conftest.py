@@ -7,10 +7,13 @@ runs derandomized without deadlines (the ``ci`` profile).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -133,3 +136,44 @@ def one_error_line(stderr: str) -> str:
     assert len(errors) == 1, stderr
     assert not others, stderr
     return errors[0]
+
+
+@contextlib.contextmanager
+def serve_llama_cpp(log_dir: Path, *extra: str) -> Iterator[str]:
+    """``python -m llama_cpp.server`` on the bundled model on a free loopback port, one thread
+    (the machine is shared, and spinning llama.cpp threads collapse when busy); yields its
+    base_url and stops it after. ``extra`` are more server options."""
+    import httpx
+
+    from tedchat.models.registry import resolve_model
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = (log_dir / "server.log").open("w")
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(resolve_model("smollm2"))]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--n_threads", "1", "--n_ctx", "2048"]
+    server = subprocess.Popen([*command, *extra], stdout=log, stderr=subprocess.STDOUT)
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"llama_cpp.server exited with {server.returncode}; see {log.name}")
+            try:
+                if httpx.get(f"{base_url}/models", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"llama_cpp.server did not come up in 90 s; see {log.name}")
+            time.sleep(0.25)
+        yield base_url
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(10)
+        log.close()

@@ -8,20 +8,15 @@ engine against a real ``llama_cpp.server`` on loopback and against the scripted 
 from __future__ import annotations
 
 import importlib.util
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tedchat.engine import Engine, Runtime
 from tedchat.testing import RULES, ContractReport, check_engine
-from tests.conftest import require_or_skip
+from tests.conftest import require_or_skip, serve_llama_cpp
 from tests.http.fault_server import FaultServer
 
 ONE = Runtime(threads=1)
@@ -55,39 +50,10 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         import llama_cpp.server.app  # noqa: F401  (its dependencies: fastapi, uvicorn, ...)
     except ImportError:
         require_or_skip(False, "needs llama-cpp-python[server]")
-    from tedchat.models.registry import resolve_model
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = (tmp_path_factory.mktemp("llama-server") / "server.log").open("w")
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(resolve_model("smollm2"))]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--n_threads", "1", "--n_ctx", "2048"]
-    command += ["--interrupt_requests", "false"]
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with {server.returncode}; see {log.name}")
-            try:
-                if httpx.get(f"{base_url}/models", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"llama_cpp.server did not come up in 90 s; see {log.name}")
-            time.sleep(0.25)
-        yield base_url
-    finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(10)
-        log.close()
+    with serve_llama_cpp(
+        tmp_path_factory.mktemp("llama-server"), "--interrupt_requests", "false"
+    ) as url:
+        yield url
 
 
 def http_engine(base_url: str, secret: str, **settings: Any) -> Engine:

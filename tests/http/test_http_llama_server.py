@@ -4,14 +4,9 @@
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tedchat.engine import GenerationParams, Message, Runtime, Usage
@@ -19,7 +14,7 @@ from tedchat.models.registry import resolve_model
 from tedchat.session import Turn, run_turn
 from tedchat_http import SETTINGS
 from tedchat_http.engine import HttpEngine, load_vocab
-from tests.conftest import run_cli
+from tests.conftest import run_cli, serve_llama_cpp
 
 pytestmark = pytest.mark.slow
 
@@ -29,45 +24,11 @@ QUESTION = "What is the capital of France?"
 GREEDY = ["--system", SYSTEM, "--temperature", "0", "--max-tokens", "40"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``python -m llama_cpp.server`` on a free loopback port; its base_url. Stopped after."""
-    model = resolve_model("smollm2")
-    port = free_port()
-    log = (tmp_path_factory.mktemp("llama-server") / "server.log").open("w")
-    # One thread: the machine is shared, and spinning llama.cpp threads collapse when busy.
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model)]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--n_threads", "1", "--n_ctx", "2048"]
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with {server.returncode}; see {log.name}")
-            try:
-                if httpx.get(f"{base_url}/models", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"llama_cpp.server did not come up in 90 s; see {log.name}")
-            time.sleep(0.25)
-        yield base_url
-    finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(10)
-        log.close()
+    with serve_llama_cpp(tmp_path_factory.mktemp("llama-server")) as url:
+        yield url
 
 
 def write_config(home: Path, base_url: str, **extra: object) -> Path:
