@@ -56,6 +56,36 @@ class HistorySettings:
     lock_timeout_s: float = 60.0
 
 
+#: Tool approval policies: ask a person first, or run without asking.
+APPROVAL_POLICIES = ("ask", "auto")
+
+
+@dataclass
+class ToolSettings:
+    """``[tools]``: which tools the model is offered and how calls run.
+
+    ``approval`` is the default policy; ``[tools.approval]`` as a table holds ``default`` and
+    per-tool overrides (``shell = "auto"``), kept in ``tool_approval``.
+    """
+
+    # builtin, plugin (every plugin's tools), plugin:NAME, mcp (every [mcp.NAME]), mcp:NAME.
+    sources: list[str] = field(default_factory=lambda: ["builtin", "plugin", "mcp"])
+    approval: str = "ask"
+    timeout_s: float = 60.0
+    max_result_bytes: int = 32768
+    # How long the first request waits for MCP servers' tool lists.
+    startup_timeout_s: float = 10.0
+    # Model -> tools -> model rounds in one turn before it ends with finish reason "length".
+    max_steps: int = 8
+    # The folder the file tools may read (empty: the current directory).
+    workspace: str = ""
+    tool_approval: dict[str, str] = field(default_factory=dict)
+
+
+#: Keys of a settings section that the file does not set directly.
+_INTERNAL_KEYS = {"tools": ("tool_approval",)}
+
+
 @dataclass
 class Settings:
     """Everything configurable; ``engines`` holds the raw ``[engines.NAME]`` tables."""
@@ -65,8 +95,11 @@ class Settings:
     ui: UISettings = field(default_factory=UISettings)
     plugins: PluginSettings = field(default_factory=PluginSettings)
     history: HistorySettings = field(default_factory=HistorySettings)
+    tools: ToolSettings = field(default_factory=ToolSettings)
     keymap: dict[str, str] = field(default_factory=dict)
     engines: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # [mcp.NAME] tables, checked by tedchat.tools.mcp when a server is used.
+    mcp: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: Path | None = None
 
     def threads(self) -> int:
@@ -174,7 +207,9 @@ def exposed_secret_warning(path: Path, data: Mapping[str, Any]) -> str | None:
     except OSError:
         return None
     engines = data.get("engines") or {}
-    if not mode & 0o044 or not any(secrets_in(table) for table in engines.values()):
+    servers = data.get("mcp") or {}
+    tables = [*engines.values(), *servers.values()]
+    if not mode & 0o044 or not any(secrets_in(t) for t in tables if isinstance(t, Mapping)):
         return None
     return (
         f"warning: {path} holds an API key or password and others may read it "
@@ -204,6 +239,16 @@ def apply_table(settings: Settings, data: Mapping[str, Any], path: Path) -> None
                 raise ConfigError(f"{path}: [engines] must hold tables like [engines.NAME]")
             for name, table in value.items():
                 settings.engines[name] = dict(table)
+        elif key == "mcp":
+            if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+                raise ConfigError(f"{path}: [mcp] must hold tables like [mcp.NAME]")
+            for name, table in value.items():
+                settings.mcp[name] = dict(table)
+        elif key == "tools" and isinstance(value, dict) and isinstance(value.get("approval"), dict):
+            _apply_tool_approval(settings, value["approval"], path)
+            rest = {k: v for k, v in value.items() if k != "approval"}
+            for sub, subvalue in rest.items():
+                _set(settings, key, sub, subvalue, origin=str(path))
         elif key == "keymap":
             if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
                 raise ConfigError(f'{path}: [keymap] maps binding ids to keys, e.g. send = "enter"')
@@ -217,6 +262,23 @@ def apply_table(settings: Settings, data: Mapping[str, Any], path: Path) -> None
             _set(settings, "", key, value, origin=str(path))
 
 
+def _apply_tool_approval(settings: Settings, table: Mapping[str, Any], path: Path) -> None:
+    """``[tools.approval]``: ``default`` is the policy, other keys override it per tool."""
+    overrides: dict[str, str] = {}
+    for tool, policy in table.items():
+        if policy not in APPROVAL_POLICIES:
+            raise ConfigError(
+                f"tools.approval.{tool} in {path} must be "
+                + " or ".join(f'"{p}"' for p in APPROVAL_POLICIES)
+                + f", got {policy!r}"
+            )
+        if tool == "default":
+            settings.tools.approval = policy
+        else:
+            overrides[tool] = policy
+    settings.tools.tool_approval.update(overrides)
+
+
 def _is_section(name: str) -> bool:
     return dataclasses.is_dataclass(getattr(Settings(), name, None))
 
@@ -224,13 +286,18 @@ def _is_section(name: str) -> bool:
 def _valid_keys(section: str) -> list[str]:
     """What may stand in a section; at the top level, its scalars and its tables."""
     if section:
-        return [f.name for f in dataclasses.fields(getattr(Settings(), section))]
+        internal = _INTERNAL_KEYS.get(section, ())
+        return [
+            f.name
+            for f in dataclasses.fields(getattr(Settings(), section))
+            if f.name not in internal
+        ]
     names = []
     for f in dataclasses.fields(Settings):
         if f.name == "source":
             continue
-        if f.name == "engines":
-            names.append("[engines.NAME]")
+        if f.name in ("engines", "mcp"):
+            names.append(f"[{f.name}.NAME]")
         elif f.name == "keymap" or _is_section(f.name):
             names.append(f"[{f.name}]")
         else:
@@ -250,7 +317,14 @@ def _set(
             + ", ".join(_valid_keys(section))
         )
     current = getattr(target, key)
-    setattr(target, key, coerce(dotted, value, current, origin, from_text=from_text))
+    value = coerce(dotted, value, current, origin, from_text=from_text)
+    if dotted == "tools.approval" and value not in APPROVAL_POLICIES:
+        raise ConfigError(
+            f"tools.approval in {origin} must be "
+            + " or ".join(f'"{p}"' for p in APPROVAL_POLICIES)
+            + f", got {value!r}"
+        )
+    setattr(target, key, value)
 
 
 def coerce(dotted: str, value: Any, like: Any, origin: str, *, from_text: bool = False) -> Any:
@@ -293,10 +367,19 @@ _NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a s
 def to_toml(settings: Settings, engines: Mapping[str, Mapping[str, Any]]) -> str:
     """The effective settings as TOML (secrets redacted), for ``tedchat config show``."""
     lines = [f"default_engine = {_toml_value(settings.default_engine)}", ""]
-    for section in ("runtime", "ui", "plugins", "history"):
+    for section in ("runtime", "ui", "plugins", "history", "tools"):
         lines.append(f"[{section}]")
         for f in dataclasses.fields(getattr(settings, section)):
+            if f.name in _INTERNAL_KEYS.get(section, ()):
+                continue
             lines.append(f"{f.name} = {_toml_value(getattr(getattr(settings, section), f.name))}")
+        lines.append("")
+    if settings.tools.tool_approval:
+        lines.append("[tools.approval]")
+        lines.append(f"default = {_toml_value(settings.tools.approval)}")
+        lines.extend(
+            f"{_toml_key(k)} = {_toml_value(v)}" for k, v in settings.tools.tool_approval.items()
+        )
         lines.append("")
     if settings.keymap:
         lines.append("[keymap]")
@@ -304,6 +387,12 @@ def to_toml(settings: Settings, engines: Mapping[str, Mapping[str, Any]]) -> str
         lines.append("")
     for name, table in engines.items():
         lines.append(f"[engines.{_toml_key(name)}]")
+        lines.extend(
+            f"{_toml_key(k)} = {_toml_value(v)}" for k, v in redact_settings(table).items()
+        )
+        lines.append("")
+    for name, table in settings.mcp.items():
+        lines.append(f"[mcp.{_toml_key(name)}]")
         lines.extend(
             f"{_toml_key(k)} = {_toml_value(v)}" for k, v in redact_settings(table).items()
         )

@@ -163,8 +163,17 @@ def params_from_dict(data: Mapping[str, Any] | None) -> GenerationParams:
     return dataclasses.replace(defaults, **values)
 
 
+#: Parameters of one request, not settings of a conversation: never stored with it.
+PER_REQUEST_PARAMS = ("tools", "tool_choice")
+
+
 def params_to_dict(params: GenerationParams) -> dict[str, Any]:
-    data = dataclasses.asdict(params)
+    """The conversation settings in ``params`` as JSON-ready values (tools are per request)."""
+    data = {
+        f.name: getattr(params, f.name)
+        for f in dataclasses.fields(params)
+        if f.name not in PER_REQUEST_PARAMS
+    }
     data["stop"] = list(params.stop)
     return data
 

@@ -2,7 +2,8 @@
 
 An engine turns a list of :class:`Message` and :class:`GenerationParams` into an async stream
 of *events*. Text arrives as :class:`TextDelta` (and :class:`ReasoningDelta` for models that
-think aloud); what the engine or server knows for certain arrives as :class:`Usage` (token
+think aloud), calls of the tools offered in ``GenerationParams.tools`` as :class:`ToolCallDelta`
+(only from engines that declare ``tools``); what the engine or server knows for certain arrives as :class:`Usage` (token
 counts), :class:`Timings` (its own clocks) and, for emulated hardware, :class:`EmulatedTimings`;
 the stream always ends with exactly one :class:`Done`.
 
@@ -32,17 +33,50 @@ from typing import Any, Literal, Protocol, cast
 
 from tedchat.errors import EngineError, EngineUnavailable
 
-Role = Literal["system", "user", "assistant"]
-FinishReason = Literal["stop", "length", "cancelled", "error", "interrupted"]
-FINISH_REASONS: tuple[str, ...] = ("stop", "length", "cancelled", "error", "interrupted")
+Role = Literal["system", "user", "assistant", "tool"]
+FinishReason = Literal["stop", "length", "cancelled", "error", "interrupted", "tool_calls"]
+FINISH_REASONS: tuple[str, ...] = (
+    "stop",
+    "length",
+    "cancelled",
+    "error",
+    "interrupted",
+    "tool_calls",
+)
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A call the model asked for: ``arguments`` is the JSON text exactly as the model wrote it
+    (it may be invalid; the caller checks it)."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A tool offered to the model: its name, what it does, its JSON Schema parameters."""
+
+    name: str
+    description: str
+    parameters: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
 class Message:
-    """One message of a conversation."""
+    """One message of a conversation.
+
+    An assistant message may carry the ``tool_calls`` it made (its ``content`` is then the text
+    written before them, often empty); a ``tool`` message is one call's result, ``tool_call_id``
+    naming the call. Engines that do not declare ``tools`` never receive either.
+    """
 
     role: Role
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
 
 
 DEFAULT_TEMPERATURE = 0.7
@@ -63,6 +97,10 @@ class GenerationParams:
     top_p: float | None = None
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    #: Tools the model may call (only sent to engines that declare ``tools``).
+    tools: tuple[ToolSpec, ...] = ()
+    #: ``auto`` (the model decides), ``required`` (it must call one), ``none``, or a tool name.
+    tool_choice: str = "auto"
 
     def with_defaults(
         self, temperature: float | None = None, top_p: float | None = None
@@ -96,6 +134,19 @@ class ReasoningDelta:
 
     text: str
     tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of a tool call as it streams. Pieces with the same ``index`` are one call: the
+    first carries ``id`` and ``name``, ``arguments`` pieces are concatenated in order. An
+    engine that knows the whole call at once sends it in one delta. A stream that made calls
+    ends with ``Done("tool_calls")``."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
 
 
 @dataclass(frozen=True)
@@ -154,7 +205,16 @@ class Done:
     finish_reason: FinishReason
 
 
-Event = TextDelta | ReasoningDelta | Usage | Timings | EmulatedTimings | Notice | Done
+Event = (
+    TextDelta
+    | ReasoningDelta
+    | ToolCallDelta
+    | Usage
+    | Timings
+    | EmulatedTimings
+    | Notice
+    | Done
+)
 
 
 # --- engines -------------------------------------------------------------------------------
@@ -188,6 +248,8 @@ class Capabilities:
     only (whether the engine accepts tool definitions / image parts); they carry no members.
     """
 
+    #: The engine reads ``GenerationParams.tools`` / ``tool_choice`` and ``Message.tool_calls``
+    #: / ``tool`` messages, and streams :class:`ToolCallDelta` events.
     tools: bool = False
     vision: bool = False
     #: :class:`Recorder`: ``record()`` computes a whole answer with each event's own time

@@ -31,3 +31,13 @@ def register_engine_types(register: Callable[..., None]) -> None:
     Keep the module light: import heavy libraries inside the engine's ``load``/``stream``, so
     ``tedchat --help`` stays instant.
     """
+
+
+@hookspec
+def register_tools(register: Callable[..., None]) -> None:
+    """Call ``register(Tool(...))`` once for every tool this plugin offers the model.
+
+    :class:`tedchat.tools.base.Tool` holds the name, a description, JSON Schema parameters and
+    the function. The tools are the source ``plugin:NAME`` (NAME being the plugin's name) in
+    ``[tools] sources``; tedchat's built-in tools come through this same hook as ``builtin``.
+    """

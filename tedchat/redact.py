@@ -173,14 +173,18 @@ def _redact_value(value: Any) -> Any:
     return value
 
 
+#: Tables whose every value is a secret: a child process's environment, HTTP headers.
+SECRET_TABLES = frozenset({"env", "headers"})
+
+
 def redact_settings(table: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of a settings table with secret values replaced by ``***``, for display and
-    records: values under secret names (nested tables too), every value of an ``env`` table,
-    and the userinfo and secret query values of URLs."""
+    records: values under secret names (nested tables too), every value of an ``env`` or
+    ``headers`` table (an MCP server's), and the userinfo and secret query values of URLs."""
     out: dict[str, Any] = {}
     for key, value in table.items():
         if isinstance(value, Mapping):
-            if str(key).lower() == "env":
+            if str(key).lower() in SECRET_TABLES:
                 out[key] = {k: MASK if v else v for k, v in value.items()}
             else:
                 out[key] = redact_settings(value)
@@ -206,7 +210,7 @@ def secrets_in(table: Mapping[str, Any], environ: Mapping[str, str] | None = Non
                     variable = environ.get(value) if isinstance(value, str) and value else None
                     if variable:
                         found.append(variable)
-                walk(value, secret or is_secret_name(name) or name.lower() == "env")
+                walk(value, secret or is_secret_name(name) or name.lower() in SECRET_TABLES)
         elif isinstance(node, list | tuple):
             for item in node:
                 walk(item, secret)
