@@ -32,9 +32,12 @@ from tedchat.engine import (
     Message,
     ReasoningDelta,
     TextDelta,
+    ToolCall,
+    ToolSpec,
 )
 from tedchat.errors import EngineError, HistoryError
 from tedchat.metrics import Clock, StreamMeter, StreamMetrics
+from tedchat.tools.base import Approver, ToolCallRecord
 
 if TYPE_CHECKING:
     from tedchat.history.store import Store
@@ -53,7 +56,52 @@ class ReplyRecorder(Protocol):
 
     def append(self, text: str) -> None: ...
 
+    def tool_call(self, record: ToolCallRecord) -> None:
+        """A tool call of this reply has ended (its result or error is set)."""
+        ...
+
     def finish(self, finish_reason: str, metrics: StreamMetrics) -> None: ...
+
+
+class ToolRunner(Protocol):
+    """The tools a turn may use (:class:`tedchat.tools.toolbox.Toolbox`)."""
+
+    def specs(self) -> tuple[ToolSpec, ...]:
+        """The tools offered to the model, under the names the model calls them by."""
+        ...
+
+    async def call(self, call: ToolCall, record: ToolCallRecord, approver: Approver | None) -> None:
+        """Run ``call`` and fill ``record`` (``args``, ``source``, ``status``, ``result`` or
+        ``error``, ``elapsed_s``). Never raises but ``CancelledError``: an unknown tool,
+        invalid arguments, a refusal, a timeout or a failure is an error in the record.
+        ``approver`` asks a person; None means nobody can be asked (calls that need approval
+        are refused)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ToolCallStarted:
+    """A turn event (given to ``on_event`` beside the engine's): a tool call is about to run
+    (it may still wait for approval)."""
+
+    record: ToolCallRecord
+
+
+@dataclass(frozen=True)
+class ToolCallFinished:
+    """A turn event: a tool call ended; ``record`` holds its result or error and time."""
+
+    record: ToolCallRecord
+
+
+@dataclass(frozen=True)
+class StepStarted:
+    """A turn event: the model is asked again with the tool results (``step`` >= 1)."""
+
+    step: int
+
+
+TurnEvent = ToolCallStarted | ToolCallFinished | StepStarted
 
 
 @dataclass
