@@ -99,7 +99,8 @@ class ToolCallRecord:
             step=_int(data.get("step")),
             offset=_int(data.get("offset")),
             args=args,
-            status=status if status in ("running", "done", "error", "denied", "cancelled")
+            status=status
+            if status in ("running", "done", "error", "denied", "cancelled")
             else "done",
             result=data.get("result") if isinstance(data.get("result"), str) else None,
             error=data.get("error") if isinstance(data.get("error"), str) else None,
@@ -148,3 +149,22 @@ class ApprovalRequest:
 #: Asks a person (a dialog, a terminal prompt); front ends provide one. None: nobody to ask,
 #: so a call that needs approval is refused.
 Approver = Callable[[ApprovalRequest], Awaitable[Approval]]
+
+
+def reply_steps(
+    text: str, calls: list[ToolCallRecord] | tuple[ToolCallRecord, ...]
+) -> list[tuple[str, list[ToolCallRecord]]]:
+    """A reply split back into its model steps: each step's text and the calls it ended with
+    (the last step has none). Without calls: the whole text as one step."""
+    steps: list[tuple[str, list[ToolCallRecord]]] = []
+    by_step: dict[int, list[ToolCallRecord]] = {}
+    for call in calls:
+        by_step.setdefault(call.step, []).append(call)
+    start = 0
+    for step in sorted(by_step):
+        group = by_step[step]
+        end = min(max(group[0].offset, start), len(text))
+        steps.append((text[start:end], group))
+        start = end
+    steps.append((text[start:], []))
+    return steps
