@@ -25,8 +25,10 @@ from tedchat.engine import Engine, GenerationParams
 from tedchat.engines import Context
 from tedchat.errors import HistoryError, TedchatError
 from tedchat.metrics import Clock
+from tedchat.session import ToolRunner
 from tedchat.tui.live import GcPause
 from tedchat.tui.loader import EngineLoader
+from tedchat.tui.screens.approval import ApprovalDialog
 from tedchat.tui.screens.chat import ChatScreen
 from tedchat.tui.screens.compare import CompareScreen
 from tedchat.tui.screens.floorplan import FloorplanScreen
@@ -38,6 +40,7 @@ from tedchat.tui.services import History, Services, real_clock
 from tedchat.tui.terminal_watch import TerminalWatch
 from tedchat.tui.themes import choose_theme, discover_themes, remember
 from tedchat.tui.widgets.prompt import PromptInput
+from tedchat.tui.widgets.tool_call import ToolCallBlock
 
 if TYPE_CHECKING:
     from tedchat.history.store import Store
@@ -59,6 +62,8 @@ def binding_owners() -> list[tuple[str, type]]:
         ("dialogs", ComparePicker),
         ("dialogs", TextPrompt),
         ("help", HelpScreen),
+        ("tool calls", ToolCallBlock),
+        ("approval", ApprovalDialog),
     ]
 
 
@@ -93,6 +98,7 @@ class TedchatApp(App[int]):
         store: Store | None = None,
         new_history: bool = False,
         preload: bool = True,
+        tools: ToolRunner | None = None,
     ) -> None:
         super().__init__()
         self.context = context
@@ -125,6 +131,8 @@ class TedchatApp(App[int]):
             # A reply cut short by a lost terminal is saved as interrupted, not cancelled
             # (looked up per reply: tests swap in a watch of their own).
             watch_reply=lambda recorder: self.terminal.recorder(recorder),
+            tools=tools,
+            max_steps=self.settings.tools.max_steps,
         )
         self._setup_themes(theme)
         self.set_keymap(self.keymap)
