@@ -22,6 +22,7 @@ from tedchat.tui.screens.history import HistoryScreen
 from tedchat.tui.widgets.compare_pane import ComparePane
 from tedchat.tui.widgets.markdown_view import MarkdownView
 from tedchat.tui.widgets.messages import ReplyView
+from tedchat.tui.widgets.prompt import PromptInput
 from tedchat.tui.widgets.status_bar import StatusLine
 from tedchat.tui.widgets.tool_call import ToolCallBlock, block_content
 
@@ -207,8 +208,10 @@ async def test_a_tool_call_is_a_block_between_the_step_texts_with_its_result(mak
         await pilot.click(block)
         await pilot.pause(0.05)
         assert not block.expanded and "line four" not in block_text(block)
-        # F7 expands every call of the reply; Enter on a focused block folds it.
-        await pilot.press("f7")
+        # Ctrl+T (typing in the prompt) expands every call of the reply; Enter on a focused
+        # block folds it.
+        chat(app).query_one(PromptInput).focus()
+        await pilot.press("ctrl+t")
         await pilot.pause(0.05)
         assert block.expanded
         block.focus()

@@ -84,7 +84,7 @@ class ChatScreen(Screen[None]):
         Binding("f9", "copy_code", "Copy code block", id="copy-code", show=False),
         Binding("f10", "floorplan", "Floorplan", id="floorplan", show=False),
         Binding("f12", "compare", "Compare engines", id="compare", show=False),
-        Binding("f7", "toggle_tools", "Expand tool calls", id="toggle-tools", show=False),
+        Binding("ctrl+t", "toggle_tools", "Expand tool calls", id="toggle-tools", show=False),
     ]
 
     def __init__(self, services: Services, engine_name: str) -> None:

@@ -2,7 +2,7 @@
 
 Collapsed (the default) it is a header line — tool, source, the arguments on one line, status
 and time — and the first lines of the result (or the error). Expanded (a click, or Enter/Space
-when it has focus; F7 on the chat screen toggles every block of a reply) it shows the whole
+when it has focus; Ctrl+T on the chat screen toggles every block of a reply) it shows the whole
 arguments, pretty-printed, and the whole result. The block is drawn from its
 :class:`~tedchat.tools.base.ToolCallRecord` and redrawn only when the call starts, ends, or its
 running time moves on by a tenth of a second: nothing per streamed token.
