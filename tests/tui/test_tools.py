@@ -21,7 +21,7 @@ from tedchat.tui.screens.compare import CompareScreen
 from tedchat.tui.screens.history import HistoryScreen
 from tedchat.tui.widgets.compare_pane import ComparePane
 from tedchat.tui.widgets.markdown_view import MarkdownView
-from tedchat.tui.widgets.messages import ReplyView
+from tedchat.tui.widgets.messages import Notice, ReplyView
 from tedchat.tui.widgets.prompt import PromptInput
 from tedchat.tui.widgets.status_bar import StatusLine
 from tedchat.tui.widgets.tool_call import ToolCallBlock, block_content
@@ -433,3 +433,18 @@ def test_block_content_says_status_time_and_error() -> None:
     assert max(len(line) for line in shown.splitlines()) < 200  # arguments cut to one line
     full = block_content(record, expanded=True, running_s=None).plain
     assert "x" * 300 in full
+
+
+async def test_max_steps_from_the_config_ends_the_turn_with_a_notice(make_app) -> None:
+    tools = DictionaryTools(ask=False)
+    app = make_app(TOOL_ENGINES + "\n[tools]\nmax_steps = 2\n", engine="twice", tools=tools)
+    assert app.services.max_steps == 2
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, "two words please")
+        await answered(pilot)
+        [view] = replies(app)
+        # Step 1 ran its call; step 2 asked for another and the turn stopped there.
+        assert [b.record.args["word"] for b in view.tool_blocks] == ["pup"]
+        notes = [str(n.render()) for n in view.query(Notice)]
+        assert any("max_steps" in n for n in notes), notes
+        assert "length" in str(view.caption.render())
