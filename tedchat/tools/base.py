@@ -99,7 +99,8 @@ class ToolCallRecord:
             step=_int(data.get("step")),
             offset=_int(data.get("offset")),
             args=args,
-            status=status if status in ("running", "done", "error", "denied", "cancelled")
+            status=status
+            if status in ("running", "done", "error", "denied", "cancelled")
             else "done",
             result=data.get("result") if isinstance(data.get("result"), str) else None,
             error=data.get("error") if isinstance(data.get("error"), str) else None,

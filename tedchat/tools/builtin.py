@@ -1,0 +1,325 @@
+"""The built-in tools: read, list and search files in the workspace, and run a shell command.
+
+Registered through the ``register_tools`` hook like any plugin's tools (this module is one of
+the built-in plugins of :mod:`tedchat.plugins`), as the source ``builtin``.
+
+The file tools never leave the workspace root (``[tools] workspace``, the current directory
+by default): every path is resolved, symlinks followed, and refused when it lands outside
+(:func:`tedchat.tools.workspace.inside`). ``shell`` runs ``/bin/sh -c COMMAND`` in the
+workspace, always asks first (``ask_always``; only ``[tools.approval] shell = "auto"`` lets it
+run unasked), keeps at most ``max_result_bytes`` of its output, and kills its whole process
+group when it ends, times out or is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import os
+import re
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from tedchat.errors import ToolError
+from tedchat.hookspecs import hookimpl
+from tedchat.tools.base import Tool
+from tedchat.tools.workspace import current_context, inside
+
+#: Entries ``list_directory`` shows at most.
+MAX_ENTRIES = 1000
+#: Files ``search_text`` skips: larger ones (bytes), and folders it never enters.
+MAX_SEARCH_FILE_BYTES = 4 * 1024 * 1024
+SKIPPED_FOLDERS = frozenset({".git", ".hg", ".svn", "__pycache__", "node_modules", ".venv"})
+#: A file whose first bytes hold a NUL is taken as binary.
+BINARY_SNIFF_BYTES = 8192
+#: ``search_text`` shows at most this many characters of a matching line.
+MATCH_LINE_CHARS = 300
+
+
+# --- read_file -------------------------------------------------------------------------------
+
+
+def read_file(args: dict[str, Any]) -> str:
+    context = current_context()
+    path = inside(context.workspace, args["path"])
+    limit = min(int(args.get("max_bytes", context.max_result_bytes)), context.max_result_bytes)
+    start = int(args.get("start_line", 1))
+    end = args.get("end_line")
+    if end is not None and int(end) < start:
+        raise ToolError(f"end_line {end} is before start_line {start}")
+    with _open(path, args["path"]) as f:
+        if _is_binary(f.read(BINARY_SNIFF_BYTES)):
+            raise ToolError(f"{args['path']} is a binary file ({path.stat().st_size} bytes)")
+        f.seek(0)
+        kept: list[bytes] = []
+        size = 0
+        more = False
+        for number, line in enumerate(f, 1):
+            if number < start:
+                continue
+            if (end is not None and number > int(end)) or size >= limit:
+                more = True
+                break
+            kept.append(line[: limit - size])
+            size += len(kept[-1])
+            if len(line) > len(kept[-1]):
+                more = True
+                break
+    if not kept and start > 1:
+        raise ToolError(f"{args['path']} has fewer than {start} lines")
+    text = _decode(b"".join(kept))
+    if more:
+        text += f"\n[more of {args['path']} follows; read on with start_line]"
+    return text
+
+
+def _open(path: Path, shown: str) -> BinaryIO:
+    if path.is_dir():
+        raise ToolError(f"{shown} is a directory (list it with list_directory)")
+    try:
+        return path.open("rb")
+    except OSError as exc:
+        raise ToolError(f"cannot read {shown}: {exc.strerror or exc}") from exc
+
+
+def _is_binary(head: bytes) -> bool:
+    return b"\0" in head
+
+
+def _decode(data: bytes) -> str:
+    """UTF-8 text of ``data``; a character cut off at the end is dropped, bad bytes replaced."""
+    return codecs.getincrementaldecoder("utf-8")(errors="replace").decode(data, final=False)
+
+
+# --- list_directory --------------------------------------------------------------------------
+
+
+def list_directory(args: dict[str, Any]) -> str:
+    shown = args.get("path", ".")
+    folder = inside(current_context().workspace, shown)
+    if not folder.is_dir():
+        raise ToolError(f"{shown} is not a directory")
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as exc:
+        raise ToolError(f"cannot list {shown}: {exc.strerror or exc}") from exc
+    lines = [_entry_line(e) for e in entries[:MAX_ENTRIES]]
+    if len(entries) > MAX_ENTRIES:
+        lines.append(f"[{len(entries) - MAX_ENTRIES} more entries not shown]")
+    return "\n".join(lines) if lines else "(empty directory)"
+
+
+def _entry_line(entry: os.DirEntry[str]) -> str:
+    if entry.is_symlink():
+        return f"{entry.name}@"
+    if entry.is_dir():
+        return f"{entry.name}/"
+    return entry.name
+
+
+# --- search_text -----------------------------------------------------------------------------
+
+
+def search_text(args: dict[str, Any]) -> str:
+    root = current_context().workspace
+    start = inside(root, args.get("path", "."))
+    matches = _matcher(args["pattern"], bool(args.get("regex")), bool(args.get("ignore_case")))
+    limit = int(args.get("max_matches", 100))
+    found: list[str] = []
+    for path in _files_under(root, start):
+        for number, line in _lines(path):
+            if matches(line):
+                shown = line if len(line) <= MATCH_LINE_CHARS else line[:MATCH_LINE_CHARS] + "…"
+                found.append(f"{path.relative_to(root)}:{number}: {shown}")
+                if len(found) >= limit:
+                    found.append(f"[stopped at {limit} matches]")
+                    return "\n".join(found)
+    return "\n".join(found) if found else "no matches"
+
+
+def _matcher(pattern: str, regex: bool, ignore_case: bool) -> Callable[[str], bool]:
+    flags = re.IGNORECASE if ignore_case else 0
+    try:
+        compiled = re.compile(pattern if regex else re.escape(pattern), flags)
+    except re.error as exc:
+        raise ToolError(f"invalid regular expression {pattern!r}: {exc}") from exc
+    return lambda line: compiled.search(line) is not None
+
+
+def _files_under(root: Path, start: Path) -> Iterator[Path]:
+    """Files at or below ``start`` in name order; symlinked folders are not entered and a
+    symlinked file counts only when it resolves inside ``root``."""
+    if start.is_file():
+        yield start
+        return
+    for folder, dirs, files in os.walk(start):
+        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_FOLDERS)
+        for name in sorted(files):
+            path = Path(folder) / name
+            if path.is_symlink():
+                target = path.resolve()
+                if target != root and root not in target.parents:
+                    continue
+            yield path
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    try:
+        if not path.is_file() or path.stat().st_size > MAX_SEARCH_FILE_BYTES:
+            return
+        data = path.read_bytes()
+    except OSError:
+        return
+    if _is_binary(data[:BINARY_SNIFF_BYTES]):
+        return
+    yield from enumerate(data.decode("utf-8", errors="replace").splitlines(), 1)
+
+
+# --- shell -----------------------------------------------------------------------------------
+
+
+async def shell(args: dict[str, Any]) -> str:
+    """``/bin/sh -c COMMAND`` in the workspace: stdout and stderr together, stdin empty. The
+    process runs in a session of its own; its group is killed once the shell exits (nothing it
+    started is left behind) or when the call is cancelled (a timeout, Esc, Ctrl-C)."""
+    context = current_context()
+    limit = context.max_result_bytes
+    process = await asyncio.create_subprocess_exec(
+        "/bin/sh",
+        "-c",
+        args["command"],
+        cwd=context.workspace,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+    )
+    kept = bytearray()
+    dropped = 0
+
+    async def read_all() -> None:
+        nonlocal dropped
+        assert process.stdout is not None
+        while chunk := await process.stdout.read(65536):
+            room = max(0, limit - len(kept))
+            kept.extend(chunk[:room])
+            dropped += len(chunk) - min(room, len(chunk))
+
+    reader = asyncio.ensure_future(read_all())
+    try:
+        status = await process.wait()
+        _kill_group(process.pid)  # whatever it left running in the background
+        await reader
+    except BaseException:
+        _kill_group(process.pid)
+        reader.cancel()
+        await asyncio.shield(process.wait())
+        raise
+    text = _decode(bytes(kept))
+    if dropped:
+        text += f"\n[output cut: {dropped} more bytes]"
+    if status != 0:
+        text += f"\n[exit status {status}]" if status > 0 else f"\n[killed by signal {-status}]"
+    return text or "(no output)"
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone already
+        os.killpg(pgid, signal.SIGKILL)
+
+
+# --- the tools and their registration --------------------------------------------------------
+
+_PATH = {"type": "string", "description": "a path relative to the workspace root"}
+
+TOOLS = (
+    Tool(
+        name="read_file",
+        description="Read a text file in the workspace, optionally only some of its lines.",
+        parameters={
+            "type": "object",
+            "properties": {
+                "path": _PATH,
+                "start_line": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "description": "first line to read (1-based; default 1)",
+                },
+                "end_line": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "description": "last line to read (default: to the end)",
+                },
+                "max_bytes": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "description": "read at most this many bytes",
+                },
+            },
+            "required": ["path"],
+            "additionalProperties": False,
+        },
+        function=read_file,
+    ),
+    Tool(
+        name="list_directory",
+        description="List a directory in the workspace: one entry a line, folders end in '/', "
+        "symlinks in '@'.",
+        parameters={
+            "type": "object",
+            "properties": {"path": {**_PATH, "description": _PATH["description"] + " (default .)"}},
+            "additionalProperties": False,
+        },
+        function=list_directory,
+    ),
+    Tool(
+        name="search_text",
+        description="Search the text files under a path in the workspace for a string or a "
+        "regular expression; prints path:line: text for each matching line.",
+        parameters={
+            "type": "object",
+            "properties": {
+                "pattern": {"type": "string", "minLength": 1, "description": "what to find"},
+                "path": {**_PATH, "description": "file or folder to search (default .)"},
+                "regex": {
+                    "type": "boolean",
+                    "description": "pattern is a Python regular expression (default: literal)",
+                },
+                "ignore_case": {"type": "boolean", "description": "ignore case (default false)"},
+                "max_matches": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 1000,
+                    "description": "stop after this many matching lines (default 100)",
+                },
+            },
+            "required": ["pattern"],
+            "additionalProperties": False,
+        },
+        function=search_text,
+    ),
+    Tool(
+        name="shell",
+        description="Run a shell command (/bin/sh -c) in the workspace folder; returns its "
+        "output (stdout and stderr) and exit status. The user approves each command.",
+        parameters={
+            "type": "object",
+            "properties": {
+                "command": {"type": "string", "minLength": 1, "description": "the command line"}
+            },
+            "required": ["command"],
+            "additionalProperties": False,
+        },
+        function=shell,
+        ask_always=True,
+    ),
+)
+
+
+@hookimpl
+def register_tools(register: Callable[..., None]) -> None:
+    for tool in TOOLS:
+        register(tool)
