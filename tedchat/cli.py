@@ -25,7 +25,18 @@ if TYPE_CHECKING:
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 # Command modules in the order --help lists them.
-COMMANDS = ("chat", "compare", "ask", "engines", "models", "config", "wafer", "history", "bench")
+COMMANDS = (
+    "chat",
+    "compare",
+    "ask",
+    "engines",
+    "tools",
+    "models",
+    "config",
+    "wafer",
+    "history",
+    "bench",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
