@@ -37,6 +37,11 @@ SKIPPED_FOLDERS = frozenset({".git", ".hg", ".svn", "__pycache__", "node_modules
 BINARY_SNIFF_BYTES = 8192
 #: ``search_text`` shows at most this many characters of a matching line.
 MATCH_LINE_CHARS = 300
+#: Bytes of the result budget kept for the lines a tool adds after the output it cut (so the
+#: whole result stays within ``max_result_bytes``).
+TRAILER_ROOM = 80
+#: How often ``shell`` looks whether the shell has exited while its output is still open.
+EXIT_POLL_S = 0.05
 
 
 # --- read_file -------------------------------------------------------------------------------
@@ -45,7 +50,8 @@ MATCH_LINE_CHARS = 300
 def read_file(args: dict[str, Any]) -> str:
     context = current_context()
     path = inside(context.workspace, args["path"])
-    limit = min(int(args.get("max_bytes", context.max_result_bytes)), context.max_result_bytes)
+    budget = context.max_result_bytes - TRAILER_ROOM - len(args["path"].encode())
+    limit = max(1, min(int(args.get("max_bytes", budget)), budget))
     start = int(args.get("start_line", 1))
     end = args.get("end_line")
     if end is not None and int(end) < start:
@@ -186,7 +192,7 @@ async def shell(args: dict[str, Any]) -> str:
     process runs in a session of its own; its group is killed once the shell exits (nothing it
     started is left behind) or when the call is cancelled (a timeout, Esc, Ctrl-C)."""
     context = current_context()
-    limit = context.max_result_bytes
+    limit = max(0, context.max_result_bytes - TRAILER_ROOM)
     process = await asyncio.create_subprocess_exec(
         "/bin/sh",
         "-c",
@@ -210,9 +216,14 @@ async def shell(args: dict[str, Any]) -> str:
 
     reader = asyncio.ensure_future(read_all())
     try:
-        status = await process.wait()
+        # wait() would also wait for the pipe to close, which a background child keeps open
+        while process.returncode is None and not reader.done():
+            await asyncio.wait({reader}, timeout=EXIT_POLL_S)
+        if process.returncode is None:
+            await process.wait()  # the output has ended: now wait() returns at the exit
         _kill_group(process.pid)  # whatever it left running in the background
         await reader
+        status = await process.wait()
     except BaseException:
         _kill_group(process.pid)
         reader.cancel()
