@@ -75,7 +75,9 @@ ESCAPES = [
 
 @pytest.mark.parametrize("path", [*ESCAPES, "ABSOLUTE"])
 @pytest.mark.parametrize("tool", ["read_file", "list_directory", "search_text"])
-async def test_file_tools_refuse_paths_outside_the_workspace(ws: Path, tool: str, path: str) -> None:
+async def test_file_tools_refuse_paths_outside_the_workspace(
+    ws: Path, tool: str, path: str
+) -> None:
     if path == "ABSOLUTE":
         path = str(ws.parent / "secret.txt")
     args: dict[str, Any] = {"path": path}
