@@ -158,3 +158,35 @@ def test_help_and_tools_list_do_not_import_mcp(tedchat_home: Path) -> None:
         '[tools]\nsources = ["builtin"]\n[mcp.time]\ncommand = "mcp-server-time"\n'
     )
     assert "mcp" not in imported_after(tedchat_home, ["tools", "list"])
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+async def test_readme_tool_plugin_example_works(tedchat_home: Path) -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = next(b for b in readme.split("```python")[1:] if b.lstrip().startswith("# weather.py"))
+    folder = tedchat_home / "plugins"
+    folder.mkdir()
+    (folder / "weather.py").write_text(block.split("```")[0], encoding="utf-8")
+    plugins = load_plugins([folder])
+    assert not plugins.failures
+    toolbox = Toolbox.from_plugins(ToolSettings(approval="auto"), plugins)
+    records = []
+    for city in ("Tokyo", "Osaka"):
+        record = ToolCallRecord(id=city, name="forecast", arguments=json.dumps({"city": city}))
+        await toolbox.call(ToolCall(city, "forecast", record.arguments), record, None)
+        records.append((record.result, record.error))
+    assert records == [("sunny, 24 °C", None), (None, "no forecast for Osaka")]
+
+
+def test_the_example_config_documents_every_tools_key() -> None:
+    from dataclasses import fields
+
+    text = (REPO / "config.example.toml").read_text(encoding="utf-8")
+    section = text.split("\n[tools]\n", 1)[1].split("\n[engines.", 1)[0]
+    for field in fields(ToolSettings):
+        if field.name == "tool_approval":
+            continue
+        key = "default" if field.name == "approval" else field.name
+        assert f"\n{key} =" in section, f"[tools] {key} undocumented"
