@@ -19,9 +19,10 @@ import contextlib
 import os
 import re
 import signal
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from tedchat.errors import ToolError
 from tedchat.hookspecs import hookimpl
@@ -42,6 +43,8 @@ MATCH_LINE_CHARS = 300
 TRAILER_ROOM = 80
 #: How often ``shell`` looks whether the shell has exited while its output is still open.
 EXIT_POLL_S = 0.05
+#: How long ``shell`` reads on after the shell exited and its group was killed.
+DRAIN_S = 1.0
 
 
 # --- read_file -------------------------------------------------------------------------------
@@ -189,52 +192,90 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
 
 async def shell(args: dict[str, Any]) -> str:
     """``/bin/sh -c COMMAND`` in the workspace: stdout and stderr together, stdin empty. The
-    process runs in a session of its own; its group is killed once the shell exits (nothing it
-    started is left behind) or when the call is cancelled (a timeout, Esc, Ctrl-C)."""
+    shell runs in a process group of its own, killed once the shell exits (nothing it started
+    is left behind) or when the call is cancelled (a timeout, Esc, Ctrl-C)."""
     context = current_context()
-    limit = max(0, context.max_result_bytes - TRAILER_ROOM)
-    process = await asyncio.create_subprocess_exec(
-        "/bin/sh",
-        "-c",
-        args["command"],
+    process = subprocess.Popen(
+        ["/bin/sh", "-c", args["command"]],
         cwd=context.workspace,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    kept = bytearray()
-    dropped = 0
-
-    async def read_all() -> None:
-        nonlocal dropped
-        assert process.stdout is not None
-        while chunk := await process.stdout.read(65536):
-            room = max(0, limit - len(kept))
-            kept.extend(chunk[:room])
-            dropped += len(chunk) - min(room, len(chunk))
-
-    reader = asyncio.ensure_future(read_all())
+    assert process.stdout is not None
+    output = _Output(process.stdout, max(0, context.max_result_bytes - TRAILER_ROOM))
     try:
-        # wait() would also wait for the pipe to close, which a background child keeps open
-        while process.returncode is None and not reader.done():
-            await asyncio.wait({reader}, timeout=EXIT_POLL_S)
-        if process.returncode is None:
-            await process.wait()  # the output has ended: now wait() returns at the exit
+        # Polled: the output can end before the shell does (it closed it) or after (something
+        # it started in the background keeps it open).
+        while process.poll() is None and not output.ended.is_set():
+            await output.wait(EXIT_POLL_S)
+        while process.poll() is None:
+            await asyncio.sleep(EXIT_POLL_S / 5)
         _kill_group(process.pid)  # whatever it left running in the background
-        await reader
-        status = await process.wait()
+        await output.wait(DRAIN_S)  # what they wrote before they died
     except BaseException:
         _kill_group(process.pid)
-        reader.cancel()
-        await asyncio.shield(process.wait())
         raise
-    text = _decode(bytes(kept))
-    if dropped:
-        text += f"\n[output cut: {dropped} more bytes]"
+    finally:
+        output.close()
+        await _reap(process)
+    status = process.returncode
+    text = output.text()
     if status != 0:
         text += f"\n[exit status {status}]" if status > 0 else f"\n[killed by signal {-status}]"
     return text or "(no output)"
+
+
+class _Output:
+    """A process's output pipe read on the event loop, keeping its first ``limit`` bytes."""
+
+    def __init__(self, pipe: IO[bytes], limit: int) -> None:
+        self.pipe = pipe
+        self.limit = limit
+        self.kept = bytearray()
+        self.dropped = 0
+        self.ended = asyncio.Event()
+        self.loop = asyncio.get_running_loop()
+        os.set_blocking(pipe.fileno(), False)
+        self.loop.add_reader(pipe.fileno(), self._read)
+
+    def _read(self) -> None:
+        try:
+            chunk = os.read(self.pipe.fileno(), 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self.loop.remove_reader(self.pipe.fileno())
+            self.ended.set()
+            return
+        room = max(0, self.limit - len(self.kept))
+        self.kept.extend(chunk[:room])
+        self.dropped += len(chunk) - min(room, len(chunk))
+
+    async def wait(self, timeout: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.ended.wait(), timeout)
+
+    def close(self) -> None:
+        """Stop reading; a process that escaped the group and still writes gets SIGPIPE."""
+        if not self.pipe.closed:
+            self.loop.remove_reader(self.pipe.fileno())
+            self.pipe.close()
+
+    def text(self) -> str:
+        text = _decode(bytes(self.kept))
+        if self.dropped:
+            text += f"\n[output cut: {self.dropped} more bytes]"
+        return text
+
+
+async def _reap(process: subprocess.Popen[bytes]) -> None:
+    """Wait for the (killed or exited) shell so no zombie is left."""
+    while process.poll() is None:
+        await asyncio.sleep(EXIT_POLL_S / 5)
 
 
 def _kill_group(pgid: int) -> None:

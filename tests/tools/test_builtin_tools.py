@@ -318,3 +318,27 @@ async def test_shell_runs_in_a_process_group_of_its_own(ws: Path) -> None:
     assert record.result is not None
     pid, group = (int(n) for n in record.result.split())
     assert group == pid != os.getpgid(0)
+
+
+async def test_shell_returns_when_a_child_escaped_its_group_holding_the_output(ws: Path) -> None:
+    import shutil
+    import signal
+
+    if shutil.which("setsid") is None:
+        pytest.skip("needs setsid")
+    toolbox = box(ws, tool_approval={"shell": "auto"}, timeout_s=60.0)
+    command = "setsid sh -c 'echo $$ > escaped.pid; exec sleep 300' & sleep 0.5; echo done"
+    try:
+        record = await call(toolbox, "shell", {"command": command})
+        assert (record.status, record.result) == ("done", "done\n"), record.error
+        assert record.elapsed_s < 30
+    finally:
+        if (ws / "escaped.pid").exists():
+            os.kill(int((ws / "escaped.pid").read_text()), signal.SIGKILL)
+
+
+async def test_shell_that_closes_its_output_still_runs_to_the_end(ws: Path) -> None:
+    toolbox = box(ws, tool_approval={"shell": "auto"})
+    record = await call(toolbox, "shell", {"command": "echo early; exec >&- 2>&-; sleep 0.3; touch m"})
+    assert record.result == "early\n"
+    assert (ws / "m").exists()
