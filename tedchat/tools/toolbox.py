@@ -180,6 +180,7 @@ class Toolbox:
         self._entries: dict[str, _Entry] = {}
         self._statuses: dict[str, ToolSourceStatus] = {}
         self._pending: dict[str, asyncio.Future[Iterable[Tool]]] = {}
+        self._settling: asyncio.Future[list[str]] | None = None
         self._always: set[str] = set()
         self._closers: list[Closer] = []
         self._asking: asyncio.Lock | None = None
@@ -221,13 +222,32 @@ class Toolbox:
         self._statuses[source] = ToolSourceStatus(source, "starting")
 
     async def wait_ready(self, timeout_s: float | None = None) -> list[str]:
-        """Wait for the pending sources, up to ``timeout_s`` (default ``startup_timeout_s``);
-        returns one line per source left out."""
-        if not self._pending:
+        """Wait for the pending sources, up to ``timeout_s`` (default ``startup_timeout_s``)
+        from the first caller on; returns one line per source left out. Callers at the same
+        time (compare panes) share one wait; a cancelled caller does not end it."""
+        if self._pending and self._settling is None:
+            timeout = self.settings.startup_timeout_s if timeout_s is None else timeout_s
+            pending, self._pending = self._pending, {}
+            self._settling = asyncio.ensure_future(self._settle(pending, timeout))
+        settling = self._settling
+        if settling is None:
             return []
-        timeout = self.settings.startup_timeout_s if timeout_s is None else timeout_s
-        pending, self._pending = self._pending, {}
-        await asyncio.wait(pending.values(), timeout=timeout)
+        try:
+            return await asyncio.shield(settling)
+        finally:
+            if settling.done() and self._settling is settling:
+                self._settling = None
+
+    async def _settle(
+        self, pending: dict[str, asyncio.Future[Iterable[Tool]]], timeout: float
+    ) -> list[str]:
+        try:
+            await asyncio.wait(pending.values(), timeout=timeout)
+        except asyncio.CancelledError:  # aclose(): the sources still starting stop too
+            for future in pending.values():
+                future.cancel()
+            await asyncio.gather(*pending.values(), return_exceptions=True)
+            raise
         notices: list[str] = []
         late: list[asyncio.Future[Iterable[Tool]]] = []
         for source, future in pending.items():
@@ -256,10 +276,14 @@ class Toolbox:
     async def aclose(self) -> None:
         """Cancel sources still starting and run the closers; errors are not raised (each
         closer runs)."""
-        for future in self._pending.values():
+        starting: list[asyncio.Future[Any]] = list(self._pending.values())
+        if self._settling is not None:
+            starting.append(self._settling)
+        for future in starting:
             future.cancel()
-        await asyncio.gather(*self._pending.values(), return_exceptions=True)
+        await asyncio.gather(*starting, return_exceptions=True)
         self._pending.clear()
+        self._settling = None
         closers, self._closers = self._closers[::-1], []
         for closer in closers:
             with contextlib.suppress(Exception):  # a failing closer must not keep the next

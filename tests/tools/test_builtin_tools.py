@@ -339,6 +339,8 @@ async def test_shell_returns_when_a_child_escaped_its_group_holding_the_output(w
 
 async def test_shell_that_closes_its_output_still_runs_to_the_end(ws: Path) -> None:
     toolbox = box(ws, tool_approval={"shell": "auto"})
-    record = await call(toolbox, "shell", {"command": "echo early; exec >&- 2>&-; sleep 0.3; touch m"})
+    record = await call(
+        toolbox, "shell", {"command": "echo early; exec >&- 2>&-; sleep 0.3; touch m"}
+    )
     assert record.result == "early\n"
     assert (ws / "m").exists()

@@ -436,3 +436,43 @@ def test_a_failed_source_status_is_listed() -> None:
             "error": "command not found: nope",
         }
     ]
+
+
+async def test_callers_waiting_at_once_share_one_wait() -> None:
+    async def ready() -> list[Tool]:
+        await asyncio.sleep(0.05)
+        return [echo_tool("convert_time", "mcp:time")]
+
+    toolbox = Toolbox(auto())
+    toolbox.add_pending("mcp:time", ready())
+    names = []
+
+    async def pane() -> None:
+        await toolbox.wait_ready(timeout_s=30)
+        names.append(toolbox.names())
+
+    await asyncio.gather(pane(), pane(), pane())
+    assert names == [["convert_time"]] * 3
+    assert await toolbox.wait_ready() == []
+
+
+async def test_closing_while_sources_start_stops_them() -> None:
+    stopped: list[str] = []
+
+    async def hangs() -> list[Tool]:
+        try:
+            await asyncio.sleep(60)
+        finally:
+            stopped.append("hangs")
+        return []
+
+    toolbox = Toolbox(auto())
+    toolbox.add_pending("mcp:a", hangs())
+    waiter = asyncio.ensure_future(toolbox.wait_ready(timeout_s=60))
+    await asyncio.sleep(0.05)
+    toolbox.add_pending("mcp:b", hangs())  # added after the wait began: never awaited
+    await asyncio.sleep(0.05)
+    await toolbox.aclose()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert stopped == ["hangs", "hangs"]
