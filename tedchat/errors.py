@@ -10,14 +10,14 @@ what went wrong, and ``hint`` (optional) says what to do about it. The CLI print
     ├── ConfigError         bad config file, key, value or engine name   exit 2
     │   └── ThemeFileError        a theme file that cannot become a theme
     ├── PluginError         a plugin failed to import or register        (reported, not fatal)
-    ├── ToolError           a tool call failed: its message is the error result the model gets
-    │   └── OutsideWorkspaceError  a file tool's path resolves outside the workspace
     ├── HistoryError        the conversation store cannot be used        exit 1
     │   ├── HistoryCorruptError       the file is damaged or unreadable (left untouched)
     │   ├── HistorySchemaError        the file was written by a newer tedchat
     │   ├── HistoryBusyError          another process held the write lock too long
     │   ├── ConversationNotFoundError no conversation has that id
     │   └── HistoryImportError        a conversation export cannot be imported
+    ├── ToolError           a tool call failed: its message is the error result the model gets
+    │   └── OutsideWorkspaceError     a file tool's path resolves outside the workspace
     └── EngineError         an engine failed; partial text is kept       exit 1
         ├── ModelNotFoundError    a model file or registry name is missing
         ├── ModelFormatError      a file is not a usable model (truncated, wrong architecture)
@@ -71,16 +71,6 @@ class HistoryError(TedchatError):
     """The conversation history cannot be read or written."""
 
 
-class ToolError(TedchatError):
-    """A tool call failed. Raised by a tool's function, its message (one line) becomes the
-    error result the model is sent, without the exception's type name."""
-
-
-class OutsideWorkspaceError(ToolError):
-    """A file tool was given a path that resolves outside the workspace root (through ``..``,
-    an absolute path or a symlink)."""
-
-
 # --- themes and the history (tedchat.tui.themes, tedchat.history) -----------------------------
 
 
@@ -107,6 +97,19 @@ class ConversationNotFoundError(HistoryError):
 
 class HistoryImportError(HistoryError):
     """A conversation export could not be imported (bad JSON, unknown format or version)."""
+
+
+# --- tools (tedchat.tools) -------------------------------------------------------------------
+
+
+class ToolError(TedchatError):
+    """A tool call failed. Raised by a tool's function, its message (one line) is the error
+    result the model is sent, without the exception's type name."""
+
+
+class OutsideWorkspaceError(ToolError):
+    """A file tool was given a path that resolves outside the workspace root (through ``..``,
+    an absolute path or a symlink)."""
 
 
 class EngineError(TedchatError):

@@ -70,22 +70,12 @@ async def tool_rows(settings: Settings, plugins: Plugins) -> list[dict[str, Any]
 
 
 def start_mcp_servers(toolbox: Toolbox, settings: Settings, servers: list[str]) -> None:
-    """The one place this command touches MCP, so ``mcp`` is imported only when a server is
-    on: :func:`tedchat.tools.mcp.start_servers` adds each server to the toolbox as a pending
-    source (and a closer that stops it)."""
-    from tedchat.tools.toolbox import ToolSourceStatus
+    """The one place this command touches MCP, so that ``tedchat.tools.mcp`` (and the SDK) is
+    imported only when a server is on."""
+    import importlib
 
-    try:
-        from tedchat.tools import mcp  # type: ignore[attr-defined,unused-ignore]
-    except ModuleNotFoundError as exc:  # this branch was built before the MCP module
-        if exc.name != "tedchat.tools.mcp":
-            raise
-        for name in servers:
-            toolbox.set_status(
-                ToolSourceStatus(f"mcp:{name}", "failed", "MCP support is not installed")
-            )
-        return
-    mcp.start_servers(toolbox, settings, servers)
+    mcp = importlib.import_module("tedchat.tools.mcp")
+    toolbox.add_servers(mcp.McpServers(settings.mcp, servers, settings.tools.startup_timeout_s))
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:

@@ -3,9 +3,11 @@ and capped.
 
 A :class:`Toolbox` holds the tools of the sources ``[tools] sources`` turns on: the built-in
 set and the plugins' (both through the ``register_tools`` hook, :meth:`Toolbox.from_plugins`)
-and the MCP servers' (:mod:`tedchat.tools.mcp` hands them over with :meth:`Toolbox.add`, or
-:meth:`Toolbox.add_pending` while a server starts; :meth:`Toolbox.wait_ready` waits for those
-up to ``startup_timeout_s``). It is the :class:`tedchat.session.ToolRunner` of a turn.
+and the MCP servers' (:meth:`Toolbox.add_servers` takes a
+:class:`tedchat.tools.mcp.McpServers`; :meth:`Toolbox.wait_ready` waits for their tool lists,
+and for any other source still coming through :meth:`Toolbox.add_pending`, up to
+``startup_timeout_s``). It is the :class:`tedchat.session.ToolRunner` of a turn; its
+:meth:`Toolbox.aclose` stops the servers.
 
 Names: a tool is offered to the model by its plain name when no other enabled tool has that
 name, else as ``SOURCE__NAME``; either way made of at most 64 of ``[A-Za-z0-9_-]``
@@ -30,11 +32,11 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from tedchat.config import ToolSettings
 from tedchat.engine import ToolCall, ToolSpec
-from tedchat.errors import ConfigError, ToolError
+from tedchat.errors import ConfigError, TedchatError
 from tedchat.tools.base import Approval, ApprovalRequest, Approver, Tool, ToolCallRecord
 from tedchat.tools.workspace import CallContext, reset_context, set_context, workspace_root
 
@@ -117,11 +119,11 @@ def cap_text(text: str, max_bytes: int) -> str:
 
 
 def one_line(exc: BaseException) -> str:
-    """An exception as the one line a tool's error result shows: a :class:`ToolError`'s own
-    message, else ``Type: message``."""
+    """An exception as the one line a tool's error result shows: tedchat's own errors
+    (:class:`ToolError`, an MCP server's) by their message, others as ``Type: message``."""
     lines = str(exc).strip().splitlines()
     text = lines[0] if lines else ""
-    if isinstance(exc, ToolError):
+    if isinstance(exc, TedchatError):
         return text or "the tool failed"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
@@ -152,6 +154,30 @@ def mcp_servers(settings: Settings) -> list[str]:
 # --- the toolbox -----------------------------------------------------------------------------
 
 
+class ToolServers(Protocol):
+    """Tool servers started in the background: what :meth:`Toolbox.add_servers` needs of
+    :class:`tedchat.tools.mcp.McpServers`."""
+
+    def launch(self) -> None:
+        """Start every server in the background (needs a running loop)."""
+        ...
+
+    async def wait_ready(self, timeout: float | None = None) -> list[str]:
+        """Wait (bounded by each server's startup timeout) until every server is ready or
+        failed; one line per server left out."""
+        ...
+
+    def tools(self) -> list[Tool]:
+        """The tools of the ready servers, each with its source ``mcp:NAME``."""
+        ...
+
+    def status(self) -> list[dict[str, Any]]:
+        """``{name, status, error, ...}`` per server."""
+        ...
+
+    async def stop(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class _Entry:
     name: str  # as the model sees it
@@ -179,7 +205,9 @@ class Toolbox:
         self._tools: list[Tool] = []
         self._entries: dict[str, _Entry] = {}
         self._statuses: dict[str, ToolSourceStatus] = {}
-        self._pending: dict[str, asyncio.Future[Iterable[Tool]]] = {}
+        # source -> (its tools to come, whether it keeps its own startup timeout)
+        self._pending: dict[str, tuple[asyncio.Future[Iterable[Tool]], bool]] = {}
+        self._notices: list[str] = []  # lines from sources that report their own
         self._settling: asyncio.Future[list[str]] | None = None
         self._always: set[str] = set()
         self._closers: list[Closer] = []
@@ -215,16 +243,42 @@ class Toolbox:
         self._statuses[status.source] = status
 
     def add_pending(self, source: str, tools: Awaitable[Iterable[Tool]]) -> None:
-        """A source whose tools are still coming (an MCP server starting); needs a running
-        event loop. :meth:`wait_ready` adds them, or leaves the source out (cancelling
-        ``tools``) when they fail or are late."""
-        self._pending[source] = asyncio.ensure_future(tools)
+        """A source whose tools are still coming; needs a running event loop.
+        :meth:`wait_ready` adds them, or leaves the source out (cancelling ``tools``) when
+        they fail or are late."""
+        self._pending[source] = (asyncio.ensure_future(tools), False)
         self._statuses[source] = ToolSourceStatus(source, "starting")
 
+    def add_servers(self, servers: ToolServers) -> None:
+        """MCP servers: launched now (needs a running loop), their tools and statuses added by
+        :meth:`wait_ready` (each server bounded by its own startup timeout), stopped by
+        :meth:`aclose`."""
+        servers.launch()
+        self.on_close(servers.stop)
+        self._note_servers(servers)
+
+        async def ready() -> list[Tool]:
+            self._notices.extend(await servers.wait_ready())
+            self._note_servers(servers)
+            return servers.tools()
+
+        self._pending["mcp"] = (asyncio.ensure_future(ready()), True)
+
+    def _note_servers(self, servers: ToolServers) -> None:
+        for row in servers.status():
+            source = str(row.get("source") or f"mcp:{row.get('name')}")
+            state = row.get("status")
+            if state in ("ready", "starting"):
+                self._statuses[source] = ToolSourceStatus(source, state)
+            else:
+                error = str(row.get("error") or state or "failed")
+                self._statuses[source] = ToolSourceStatus(source, "failed", error)
+
     async def wait_ready(self, timeout_s: float | None = None) -> list[str]:
-        """Wait for the pending sources, up to ``timeout_s`` (default ``startup_timeout_s``)
-        from the first caller on; returns one line per source left out. Callers at the same
-        time (compare panes) share one wait; a cancelled caller does not end it."""
+        """Wait for the sources still coming, up to ``timeout_s`` (default
+        ``startup_timeout_s``) from the first caller on (servers: their own timeouts); returns
+        one line per source left out. Callers at the same time (compare panes) share one wait;
+        a cancelled caller does not end it."""
         if self._pending and self._settling is None:
             timeout = self.settings.startup_timeout_s if timeout_s is None else timeout_s
             pending, self._pending = self._pending, {}
@@ -239,18 +293,24 @@ class Toolbox:
                 self._settling = None
 
     async def _settle(
-        self, pending: dict[str, asyncio.Future[Iterable[Tool]]], timeout: float
+        self, pending: dict[str, tuple[asyncio.Future[Iterable[Tool]], bool]], timeout: float
     ) -> list[str]:
+        futures = [future for future, _ in pending.values()]
+        timed = [future for future, own in pending.values() if not own]
+        untimed = [future for future, own in pending.values() if own]
         try:
-            await asyncio.wait(pending.values(), timeout=timeout)
+            if timed:
+                await asyncio.wait(timed, timeout=timeout)
+            if untimed:  # they started at the same time, and end on their own
+                await asyncio.wait(untimed)
         except asyncio.CancelledError:  # aclose(): the sources still starting stop too
-            for future in pending.values():
+            for future in futures:
                 future.cancel()
-            await asyncio.gather(*pending.values(), return_exceptions=True)
+            await asyncio.gather(*futures, return_exceptions=True)
             raise
         notices: list[str] = []
         late: list[asyncio.Future[Iterable[Tool]]] = []
-        for source, future in pending.items():
+        for source, (future, _) in pending.items():
             if not future.done():
                 future.cancel()
                 late.append(future)
@@ -261,12 +321,15 @@ class Toolbox:
                 error = one_line(exc)
             else:
                 self.add(future.result())
-                self._statuses[source] = ToolSourceStatus(source, "ready")
+                if source in self._statuses:
+                    self._statuses[source] = ToolSourceStatus(source, "ready")
                 continue
             self._statuses[source] = ToolSourceStatus(source, "failed", error)
             notices.append(f"tool source {source} left out: {error}")
         if late:
             await asyncio.gather(*late, return_exceptions=True)
+        notices.extend(self._notices)
+        self._notices.clear()
         return notices
 
     def on_close(self, closer: Closer) -> None:
@@ -276,7 +339,7 @@ class Toolbox:
     async def aclose(self) -> None:
         """Cancel sources still starting and run the closers; errors are not raised (each
         closer runs)."""
-        starting: list[asyncio.Future[Any]] = list(self._pending.values())
+        starting: list[asyncio.Future[Any]] = [future for future, _ in self._pending.values()]
         if self._settling is not None:
             starting.append(self._settling)
         for future in starting:

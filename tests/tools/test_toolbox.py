@@ -476,3 +476,64 @@ async def test_closing_while_sources_start_stops_them() -> None:
     with pytest.raises(asyncio.CancelledError):
         await waiter
     assert stopped == ["hangs", "hangs"]
+
+
+class Servers:
+    """Stands in for tedchat.tools.mcp.McpServers (tested against real servers with it in
+    test_tools_cli.py): one server ready with a tool, one failed."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.state = "starting"
+
+    def launch(self) -> None:
+        self.events.append("launch")
+
+    async def wait_ready(self, timeout: float | None = None) -> list[str]:
+        await asyncio.sleep(0.01)
+        self.state = "ready"
+        return ["MCP server 'db': command not found: nope; its tools are left out"]
+
+    def tools(self) -> list[Tool]:
+        return [echo_tool("convert_time", "mcp:time")] if self.state == "ready" else []
+
+    def status(self) -> list[dict[str, Any]]:
+        return [
+            {"name": "time", "source": "mcp:time", "status": self.state, "error": None},
+            {"name": "db", "source": "mcp:db", "status": "failed", "error": "command not found"},
+        ]
+
+    async def stop(self) -> None:
+        self.events.append("stop")
+
+
+async def test_servers_are_launched_listed_and_stopped() -> None:
+    servers = Servers()
+    toolbox = Toolbox(auto(), [echo_tool()])
+    toolbox.add_servers(servers)
+    assert servers.events == ["launch"]
+    assert [(r["source"], r["status"]) for r in toolbox.listing()] == [
+        ("builtin", "ready"),
+        ("mcp:time", "starting"),
+        ("mcp:db", "failed"),
+    ]
+    notices = await toolbox.wait_ready(timeout_s=0.001)  # servers keep their own timeouts
+    assert notices == ["MCP server 'db': command not found: nope; its tools are left out"]
+    assert toolbox.names() == ["echo", "convert_time"]
+    assert [(r["name"], r["source"], r["status"], r["error"]) for r in toolbox.listing()] == [
+        ("echo", "builtin", "ready", None),
+        ("convert_time", "mcp:time", "ready", None),
+        (None, "mcp:db", "failed", "command not found"),
+    ]
+    await toolbox.aclose()
+    assert servers.events == ["launch", "stop"]
+
+
+async def test_mcp_errors_reach_the_model_by_their_message() -> None:
+    from tedchat.errors import TedchatError
+
+    def fails(args: dict[str, Any]) -> str:
+        raise TedchatError("MCP server 'time' died during the call")
+
+    record = await run(Toolbox(auto(), [Tool("t", "", OBJECT, fails, source="mcp:time")]), "t", {})
+    assert record.error == "MCP server 'time' died during the call"

@@ -190,3 +190,55 @@ def test_the_example_config_documents_every_tools_key() -> None:
             continue
         key = "default" if field.name == "approval" else field.name
         assert f"\n{key} =" in section, f"[tools] {key} undocumented"
+
+
+def processes_with(marker: str) -> list[int]:
+    """Live processes whose environment holds ``marker``."""
+    import os
+
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            environ = Path(f"/proc/{entry}/environ").read_bytes()
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker.encode() in environ and state != "Z":
+            found.append(int(entry))
+    return found
+
+
+def test_tools_list_starts_lists_and_stops_mcp_servers(tedchat_home: Path) -> None:
+    import pytest
+
+    pytest.importorskip("tedchat.tools.mcp", reason="the MCP module is on another branch")
+    marker = f"TEDCHAT_TOOLS_LIST_TEST_{tedchat_home.stat().st_ino}"
+    (tedchat_home / "config").mkdir()
+    (tedchat_home / "config" / "config.toml").write_text(
+        textwrap.dedent(
+            f"""
+            [tools]
+            sources = ["mcp"]
+            [mcp.time]
+            command = {json.dumps(sys.executable)}
+            args = ["-m", "mcp_server_time", "--local-timezone", "UTC"]
+            env = {{ {marker} = "secret-value-1234" }}
+            [mcp.broken]
+            command = "/nonexistent/mcp-server"
+            """
+        )
+    )
+    result = run_cli(tedchat_home, "tools", "list", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert all(set(row) == ROW_KEYS for row in rows)
+    ready = {r["name"]: r for r in rows if r["status"] == "ready"}
+    assert {"get_current_time", "convert_time"} <= set(ready)
+    assert {r["source"] for r in ready.values()} == {"mcp:time"}
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert [(r["name"], r["source"]) for r in failed] == [(None, "mcp:broken")]
+    assert failed[0]["error"]
+    assert "secret-value-1234" not in result.stdout + result.stderr
+    assert processes_with(marker) == []  # the server tedchat started is gone
