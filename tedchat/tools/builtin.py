@@ -41,8 +41,6 @@ MATCH_LINE_CHARS = 300
 #: Bytes of the result budget kept for the lines a tool adds after the output it cut (so the
 #: whole result stays within ``max_result_bytes``).
 TRAILER_ROOM = 80
-#: How often ``shell`` looks whether the shell has exited while its output is still open.
-EXIT_POLL_S = 0.05
 #: How long ``shell`` reads on after the shell exited and its group was killed.
 DRAIN_S = 1.0
 
@@ -205,21 +203,19 @@ async def shell(args: dict[str, Any]) -> str:
     )
     assert process.stdout is not None
     output = _Output(process.stdout, max(0, context.max_result_bytes - TRAILER_ROOM))
+    # Waiting for the exit, not for the end of the output: something the shell started in the
+    # background may hold the output open after the shell is gone.
+    exited = asyncio.ensure_future(asyncio.to_thread(process.wait))
     try:
-        # Polled: the output can end before the shell does (it closed it) or after (something
-        # it started in the background keeps it open).
-        while process.poll() is None and not output.ended.is_set():
-            await output.wait(EXIT_POLL_S)
-        while process.poll() is None:
-            await asyncio.sleep(EXIT_POLL_S / 5)
+        await asyncio.shield(exited)
         _kill_group(process.pid)  # whatever it left running in the background
         await output.wait(DRAIN_S)  # what they wrote before they died
     except BaseException:
         _kill_group(process.pid)
+        await exited  # reaped: gone within moments of SIGKILL
         raise
     finally:
         output.close()
-        await _reap(process)
     status = process.returncode
     text = output.text()
     if status != 0:
@@ -270,12 +266,6 @@ class _Output:
         if self.dropped:
             text += f"\n[output cut: {self.dropped} more bytes]"
         return text
-
-
-async def _reap(process: subprocess.Popen[bytes]) -> None:
-    """Wait for the (killed or exited) shell so no zombie is left."""
-    while process.poll() is None:
-        await asyncio.sleep(EXIT_POLL_S / 5)
 
 
 def _kill_group(pgid: int) -> None:
