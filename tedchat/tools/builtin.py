@@ -86,6 +86,8 @@ def read_file(args: dict[str, Any]) -> str:
 def _open(path: Path, shown: str) -> BinaryIO:
     if path.is_dir():
         raise ToolError(f"{shown} is a directory (list it with list_directory)")
+    if path.exists() and not path.is_file():  # a FIFO or a device would block or never end
+        raise ToolError(f"{shown} is not a regular file")
     try:
         return path.open("rb")
     except OSError as exc:

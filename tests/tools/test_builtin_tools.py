@@ -150,9 +150,11 @@ async def test_read_file_cuts_only_between_characters(ws: Path) -> None:
         ("blob.bin", "blob.bin is a binary file (7 bytes)"),
         ("sub", "sub is a directory (list it with list_directory)"),
         ("missing.txt", "cannot read missing.txt: No such file or directory"),
+        ("fifo", "fifo is not a regular file"),
     ],
 )
 async def test_read_file_errors(ws: Path, path: str, error: str) -> None:
+    os.mkfifo(ws / "fifo")
     record = await call(box(ws), "read_file", {"path": path})
     assert (record.status, record.error) == ("error", error)
 
