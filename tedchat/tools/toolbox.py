@@ -183,6 +183,10 @@ class _Entry:
     name: str  # as the model sees it
     tool: Tool
 
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.tool.source, self.tool.name)
+
 
 Closer = Callable[[], Awaitable[None]]
 
@@ -209,10 +213,11 @@ class Toolbox:
         self._pending: dict[str, tuple[asyncio.Future[Iterable[Tool]], bool]] = {}
         self._notices: list[str] = []  # lines from sources that report their own
         self._settling: asyncio.Future[list[str]] | None = None
-        self._always: set[str] = set()
+        # keyed by (source, plain name): a tool keeps them if a later source renames it
+        self._always: set[tuple[str, str]] = set()
         self._closers: list[Closer] = []
         self._asking: asyncio.Lock | None = None
-        self._validators: dict[str, Any] = {}
+        self._validators: dict[tuple[str, str], Any] = {}
         self.add(tools)
 
     @classmethod
@@ -431,7 +436,7 @@ class Toolbox:
         """Why ``args`` do not fit the tool's schema (the most relevant problem), or None."""
         from jsonschema import exceptions, validators
 
-        validator = self._validators.get(entry.name)
+        validator = self._validators.get(entry.key)
         if validator is None:
             schema = dict(entry.tool.parameters)
             cls = validators.validator_for(schema)
@@ -439,7 +444,7 @@ class Toolbox:
                 cls.check_schema(schema)
             except exceptions.SchemaError as exc:
                 return f"tool {entry.name!r} has an invalid parameter schema: {exc.message}"
-            validator = self._validators[entry.name] = cls(schema)
+            validator = self._validators[entry.key] = cls(schema)
         error = exceptions.best_match(validator.iter_errors(args))
         if error is None:
             return None
@@ -449,7 +454,7 @@ class Toolbox:
     def policy(self, name: str) -> Literal["ask", "auto"]:
         """Whether a call of the tool the model calls ``name`` runs unasked now."""
         entry = self._entries[name]
-        if name in self._always:
+        if entry.key in self._always:
             return "auto"
         overrides = self.settings.tool_approval
         override = overrides.get(name) or overrides.get(entry.tool.name)
@@ -482,7 +487,7 @@ class Toolbox:
             except Exception as exc:
                 return f"refused: asking for approval failed ({one_line(exc)})"
         if answer == "always":
-            self._always.add(entry.name)
+            self._always.add(entry.key)
         if answer in ("once", "always"):
             return None
         return "denied by the user"

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tedchat.config import Settings, ToolSettings
@@ -109,11 +109,13 @@ def test_sanitizing_that_makes_names_equal_still_keeps_them_apart() -> None:
     assert len(set(names)) == 3 and all(NAME_PATTERN.match(n) for n in names)
 
 
+@settings(max_examples=500)
 @given(st.text(max_size=200))
 def test_sanitize_always_gives_a_valid_name(name: str) -> None:
     assert re.fullmatch(r"[A-Za-z0-9_-]{1,64}", sanitize(name))
 
 
+@settings(max_examples=300)
 @given(st.lists(st.tuples(st.sampled_from(["builtin", "plugin:p", "mcp:x", "mcp:ü"]), st.text())))
 def test_model_names_are_valid_and_distinct_for_any_tools(keys: list[tuple[str, str]]) -> None:
     keys = list(dict.fromkeys(keys))  # a source offers a name once
@@ -314,6 +316,17 @@ async def test_always_is_remembered_for_that_tool_only() -> None:
         await run(toolbox, name, {}, approver)
     assert asked == ["a", "b"] and ran.runs == 4
     assert (await run(toolbox, "a", {}, None)).status == "done"  # no one to ask: still allowed
+
+
+async def test_always_outlives_a_rename_when_another_source_arrives() -> None:
+    ran = Counting()
+    toolbox = Toolbox(ToolSettings(), [Tool("a", "", OBJECT, ran)])
+    await run(toolbox, "a", {}, recorder("always", []))
+    toolbox.add([Tool("a", "", OBJECT, ran, source="mcp:x")])
+    assert toolbox.names() == ["builtin__a", "mcp_x__a"]
+    assert (await run(toolbox, "builtin__a", {})).status == "done"
+    assert (await run(toolbox, "mcp_x__a", {})).status == "denied"
+    assert ran.runs == 2
 
 
 async def test_concurrent_calls_ask_one_at_a_time_and_always_covers_the_waiting_one() -> None:
