@@ -41,6 +41,8 @@ MATCH_LINE_CHARS = 300
 #: Bytes of the result budget kept for the lines a tool adds after the output it cut (so the
 #: whole result stays within ``max_result_bytes``).
 TRAILER_ROOM = 80
+#: ``read_file`` reads at most this much at a time.
+READ_PIECE_BYTES = 65536
 #: How long ``shell`` reads on after the shell exited and its group was killed.
 DRAIN_S = 1.0
 
@@ -64,17 +66,21 @@ def read_file(args: dict[str, Any]) -> str:
         kept: list[bytes] = []
         size = 0
         more = False
-        for number, line in enumerate(f, 1):
-            if number < start:
-                continue
-            if (end is not None and number > int(end)) or size >= limit:
-                more = True
-                break
-            kept.append(line[: limit - size])
-            size += len(kept[-1])
-            if len(line) > len(kept[-1]):
-                more = True
-                break
+        number = 1
+        # In pieces, not lines: one line may be the whole (huge) file.
+        while piece := f.readline(READ_PIECE_BYTES):
+            if number >= start:
+                room = limit - size
+                if (end is not None and number > int(end)) or room <= 0:
+                    more = True
+                    break
+                kept.append(piece[:room])
+                size += len(kept[-1])
+                if len(piece) > room:
+                    more = True
+                    break
+            if piece.endswith(b"\n"):
+                number += 1
     if not kept and start > 1:
         raise ToolError(f"{args['path']} has fewer than {start} lines")
     text = _decode(b"".join(kept))

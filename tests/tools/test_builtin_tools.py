@@ -346,3 +346,14 @@ async def test_shell_that_closes_its_output_still_runs_to_the_end(ws: Path) -> N
     )
     assert record.result == "early\n"
     assert (ws / "m").exists()
+
+
+async def test_read_file_of_one_long_line_reads_only_what_it_keeps(ws: Path) -> None:
+    (ws / "long.json").write_bytes(b"[" + b"1," * 2_000_000 + b"1]\nsecond\n")
+    toolbox = box(ws, max_result_bytes=2000)
+    head = await call(toolbox, "read_file", {"path": "long.json"})
+    assert head.result is not None
+    assert head.result.startswith("[1,1,") and head.result.endswith("read on with start_line]")
+    assert len(head.result.encode()) <= 2000
+    second = await call(toolbox, "read_file", {"path": "long.json", "start_line": 2})
+    assert second.result == "second\n"
