@@ -7,8 +7,9 @@ The file tools never leave the workspace root (``[tools] workspace``, the curren
 by default): every path is resolved, symlinks followed, and refused when it lands outside
 (:func:`tedchat.tools.workspace.inside`). ``shell`` runs ``/bin/sh -c COMMAND`` in the
 workspace, always asks first (``ask_always``; only ``[tools.approval] shell = "auto"`` lets it
-run unasked), keeps at most ``max_result_bytes`` of its output, and kills its whole process
-group when it ends, times out or is cancelled.
+run unasked), keeps at most ``max_result_bytes`` of its output, kills its whole process group
+when it ends, times out or is cancelled, and does not pass on variables with secret-looking
+names.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ import os
 import re
 import signal
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from tedchat.errors import ToolError
 from tedchat.hookspecs import hookimpl
+from tedchat.redact import is_secret_name
 from tedchat.tools.base import Tool
 from tedchat.tools.workspace import current_context, inside
 
@@ -208,6 +210,7 @@ async def shell(args: dict[str, Any]) -> str:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        env=shell_environment(os.environ),
     )
     assert process.stdout is not None
     output = _Output(process.stdout, max(0, context.max_result_bytes - TRAILER_ROOM))
@@ -229,6 +232,12 @@ async def shell(args: dict[str, Any]) -> str:
     if status != 0:
         text += f"\n[exit status {status}]" if status > 0 else f"\n[killed by signal {-status}]"
     return text or "(no output)"
+
+
+def shell_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """tedchat's environment without the variables whose names look secret (``*_API_KEY``,
+    ``*_TOKEN``, ...): a command the model asked for, say ``env``, must not hand it the keys."""
+    return {name: value for name, value in environ.items() if not is_secret_name(name)}
 
 
 class _Output:

@@ -357,3 +357,15 @@ async def test_read_file_of_one_long_line_reads_only_what_it_keeps(ws: Path) -> 
     assert len(head.result.encode()) <= 2000
     second = await call(toolbox, "read_file", {"path": "long.json", "start_line": 2})
     assert second.result == "second\n"
+
+
+async def test_shell_does_not_hand_secret_variables_to_the_command(
+    ws: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-1234567890")
+    monkeypatch.setenv("HF_TOKEN", "hf_test_1234567890")
+    monkeypatch.setenv("TEDCHAT_PLAIN_SETTING", "visible")
+    toolbox = box(ws, tool_approval={"shell": "auto"})
+    command = 'echo "${OPENAI_API_KEY:-unset} ${HF_TOKEN:-unset} $TEDCHAT_PLAIN_SETTING"'
+    record = await call(toolbox, "shell", {"command": command})
+    assert record.result == "unset unset visible\n"
