@@ -22,7 +22,7 @@ from typing import Any
 
 from tedchat import paths
 from tedchat.errors import ConfigError
-from tedchat.redact import redact_settings, secrets_in
+from tedchat.redact import MCP_SECRET_TABLES, redact_settings, secrets_in
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -208,8 +208,13 @@ def exposed_secret_warning(path: Path, data: Mapping[str, Any]) -> str | None:
         return None
     engines = data.get("engines") or {}
     servers = data.get("mcp") or {}
-    tables = [*engines.values(), *servers.values()]
-    if not mode & 0o044 or not any(secrets_in(t) for t in tables if isinstance(t, Mapping)):
+    found = [secrets_in(t) for t in engines.values() if isinstance(t, Mapping)]
+    found += [
+        secrets_in(t, secret_tables=MCP_SECRET_TABLES)
+        for t in servers.values()
+        if isinstance(t, Mapping)
+    ]
+    if not mode & 0o044 or not any(found):
         return None
     return (
         f"warning: {path} holds an API key or password and others may read it "
@@ -394,7 +399,8 @@ def to_toml(settings: Settings, engines: Mapping[str, Mapping[str, Any]]) -> str
     for name, table in settings.mcp.items():
         lines.append(f"[mcp.{_toml_key(name)}]")
         lines.extend(
-            f"{_toml_key(k)} = {_toml_value(v)}" for k, v in redact_settings(table).items()
+            f"{_toml_key(k)} = {_toml_value(v)}"
+            for k, v in redact_settings(table, MCP_SECRET_TABLES).items()
         )
         lines.append("")
     return "\n".join(lines)

@@ -21,8 +21,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tedchat.engine import EmulatedTimings, Engine, GenerationParams, Message, capabilities_of
+from tedchat.engine import (
+    EmulatedTimings,
+    Engine,
+    GenerationParams,
+    Message,
+    ToolCall,
+    capabilities_of,
+)
 from tedchat.metrics import StreamMetrics
+from tedchat.tools.base import ToolCallRecord, reply_steps
 
 #: Characters per token for the estimate (a common rule of thumb for English; Japanese runs
 #: nearer 1-2 characters a token, so the estimate errs towards keeping too much, and the
@@ -43,6 +51,8 @@ class ReplyRecord:
     finish_reason: str | None = None
     error: str | None = None
     store_id: int | None = None
+    #: The tool calls the reply made, in order (their results, errors and times included).
+    tool_calls: list[ToolCallRecord] = field(default_factory=list)
 
 
 @dataclass
@@ -82,7 +92,8 @@ def estimate_tokens(text: str) -> int:
 
 
 def _message_tokens(message: Message) -> int:
-    return estimate_tokens(message.content) + MESSAGE_OVERHEAD_TOKENS
+    calls = sum(estimate_tokens(c.name + c.arguments) for c in message.tool_calls)
+    return estimate_tokens(message.content) + calls + MESSAGE_OVERHEAD_TOKENS
 
 
 def context_budget(context_tokens: int, max_tokens: int) -> int:
@@ -94,25 +105,38 @@ def context_budget(context_tokens: int, max_tokens: int) -> int:
     return max(context_tokens - max_tokens, context_tokens // 2)
 
 
+#: One earlier exchange for :func:`build_messages`: (prompt, reply text), or with the reply's
+#: tool calls as a third item.
+HistoryItem = tuple[str, str] | tuple[str, str, Sequence[ToolCallRecord]]
+
+
 def build_messages(
     system: str,
-    history: Sequence[tuple[str, str]],
+    history: Sequence[HistoryItem],
     prompt: str,
     budget_tokens: int,
+    *,
+    tools: bool = False,
 ) -> BuiltMessages:
     """Messages for the next request: system, the newest exchanges that fit, then ``prompt``.
 
-    ``history`` is (user, assistant) pairs, oldest first. Exchanges are dropped whole, oldest
-    first, until the estimate fits ``budget_tokens``. The system prompt and the new prompt are
-    always sent.
+    ``history`` is (user, assistant[, tool calls]) items, oldest first. With ``tools`` (the
+    engine takes tool messages) a reply that called tools is sent as its steps: the assistant
+    message with its calls, one ``tool`` message per result, then the rest of the text;
+    without, as its text alone. Exchanges are dropped whole, oldest first, until the estimate
+    fits ``budget_tokens``. The system prompt and the new prompt are always sent.
     """
     head = [Message("system", system)] if system.strip() else []
     tail = [Message("user", prompt)]
     fixed = sum(_message_tokens(m) for m in head + tail)
     pairs: list[list[Message]] = []
-    for user, assistant in history:
+    for item in history:
+        user, assistant = item[0], item[1]
+        calls = item[2] if len(item) > 2 else ()
         pair = [Message("user", user)]
-        if assistant:
+        if tools and calls:
+            pair += reply_messages(assistant, calls)
+        elif assistant:
             pair.append(Message("assistant", assistant))
         pairs.append(pair)
     costs = [sum(_message_tokens(m) for m in pair) for pair in pairs]
@@ -125,6 +149,24 @@ def build_messages(
     return BuiltMessages(head + kept + tail, dropped, total, budget_tokens, total <= budget_tokens)
 
 
+def reply_messages(text: str, calls: Sequence[ToolCallRecord]) -> list[Message]:
+    """A stored reply with tool calls as the messages the model exchanged while writing it."""
+    out: list[Message] = []
+    for step_text, step_calls in reply_steps(text, list(calls)):
+        if step_calls:
+            out.append(
+                Message(
+                    "assistant",
+                    step_text,
+                    tool_calls=tuple(ToolCall(c.id, c.name, c.arguments) for c in step_calls),
+                )
+            )
+            out += [Message("tool", c.content_for_model(), tool_call_id=c.id) for c in step_calls]
+        elif step_text:
+            out.append(Message("assistant", step_text))
+    return out
+
+
 def engine_context_tokens(engine: Engine, default: int) -> tuple[int, bool]:
     """The engine's context window and whether the engine declared it (else ``default``)."""
     size = capabilities_of(engine).context_size
@@ -133,9 +175,12 @@ def engine_context_tokens(engine: Engine, default: int) -> tuple[int, bool]:
     return default, False
 
 
-def history_pairs(exchanges: Sequence[Exchange]) -> list[tuple[str, str]]:
-    """(prompt, reply text) of finished exchanges, for :func:`build_messages`."""
-    return [(ex.prompt, ex.reply.text if ex.reply else "") for ex in exchanges]
+def history_pairs(exchanges: Sequence[Exchange]) -> list[HistoryItem]:
+    """(prompt, reply text, tool calls) of finished exchanges, for :func:`build_messages`."""
+    return [
+        (ex.prompt, ex.reply.text, ex.reply.tool_calls) if ex.reply else (ex.prompt, "")
+        for ex in exchanges
+    ]
 
 
 # --- from the history store -----------------------------------------------------------------
@@ -203,7 +248,15 @@ def metrics_from_store(metrics: Any, finish_reason: str | None) -> StreamMetrics
         finish_reason=finish_reason,
         timings=dict(timings) if isinstance(timings, Mapping) else {},
         emulated=emulated,
+        tool_s=_number(extra.get("tool_s"), 0.0),
+        steps=max(1, int(_number(extra.get("steps"), 1))),
     )
+
+
+def _number(value: Any, default: float) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return default
 
 
 def conversation_from_store(stored: Any) -> ChatConversation:
@@ -228,6 +281,7 @@ def conversation_from_store(stored: Any) -> ChatConversation:
                 metrics=metrics_from_store(last.metrics, last.finish_reason),
                 finish_reason=last.finish_reason,
                 store_id=last.id,
+                tool_calls=[ToolCallRecord.from_dict(c) for c in last.tool_calls],
             )
         conv.exchanges.append(Exchange(message.content, reply, message.id))
     return conv

@@ -3,9 +3,9 @@
 An engine turns a list of :class:`Message` and :class:`GenerationParams` into an async stream
 of *events*. Text arrives as :class:`TextDelta` (and :class:`ReasoningDelta` for models that
 think aloud), calls of the tools offered in ``GenerationParams.tools`` as :class:`ToolCallDelta`
-(only from engines that declare ``tools``); what the engine or server knows for certain arrives as :class:`Usage` (token
-counts), :class:`Timings` (its own clocks) and, for emulated hardware, :class:`EmulatedTimings`;
-the stream always ends with exactly one :class:`Done`.
+(only from engines that declare ``tools``); what the engine or server knows for certain
+arrives as :class:`Usage` (token counts), :class:`Timings` (its own clocks) and, for emulated
+hardware, :class:`EmulatedTimings`; the stream always ends with exactly one :class:`Done`.
 
 Errors are :class:`tedchat.errors.EngineError` subclasses raised from the stream; the text
 received before the error stays with the caller.
@@ -206,14 +206,7 @@ class Done:
 
 
 Event = (
-    TextDelta
-    | ReasoningDelta
-    | ToolCallDelta
-    | Usage
-    | Timings
-    | EmulatedTimings
-    | Notice
-    | Done
+    TextDelta | ReasoningDelta | ToolCallDelta | Usage | Timings | EmulatedTimings | Notice | Done
 )
 
 

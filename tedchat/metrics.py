@@ -5,6 +5,9 @@
   reasoning token.
 - **Output tokens/s**: ``(n_tokens - 1) / (t_last_token - t_first_token)``, i.e. 1/TPOT (the
   vLLM and Artificial Analysis convention), timed on the client's own clock.
+- **With tools** (a turn of several model steps): TTFT runs to the first answer text *or tool-call*
+  delta of the first step; n_tokens adds up every step's tokens (model tokens only), and the
+  time tools ran is taken out of the tokens/s span and reported apart as ``tool_s``.
 - **n_tokens**, in order of trust: the engine's or server's own count (a :class:`Usage`
   event), a tokenizer for that model (:meth:`StreamMeter.set_tokenizer_count`), the token
   counts the engine put on its deltas, and only then the number of text chunks, which is
@@ -27,6 +30,7 @@ from tedchat.engine import (
     ReasoningDelta,
     TextDelta,
     Timings,
+    ToolCallDelta,
     Usage,
 )
 
@@ -53,6 +57,10 @@ class StreamMetrics:
     finish_reason: str | None
     timings: dict[str, float] = field(default_factory=dict)
     emulated: EmulatedTimings | None = None
+    #: Seconds tools ran during the turn (not part of TTFT's or tokens/s's model time).
+    tool_s: float = 0.0
+    #: Model steps in the turn (1 without tool calls).
+    steps: int = 1
 
     @property
     def approximate(self) -> bool:
@@ -76,6 +84,8 @@ class StreamMetrics:
             "reasoning_tokens": self.reasoning_tokens,
             "finish_reason": self.finish_reason,
             "timings": dict(self.timings),
+            "tool_s": self.tool_s,
+            "steps": self.steps,
         }
 
 
@@ -100,6 +110,11 @@ class StreamMeter:
         self.timings: dict[str, float] = {}
         self.emulated: EmulatedTimings | None = None
         self.finish_reason: str | None = None
+        # Tool calls between model steps: the finished steps' counts and the tools' intervals.
+        self.steps = 1
+        self.earlier_output = 0
+        self.tool_intervals: list[tuple[float, float]] = []
+        self._tool_start: float | None = None
 
     def start(self, t: float) -> None:
         """The request was handed to the engine at time ``t``."""
@@ -118,6 +133,13 @@ class StreamMeter:
                 self.deltas_all_counted = False
             else:
                 self.delta_tokens += event.tokens
+        elif isinstance(event, ToolCallDelta):
+            # The model is answering (with a call): it counts for TTFT and the token span.
+            if self.t_first is None:
+                self.t_first = t
+            self.t_last = t
+            self.chunks += 1
+            self.deltas_all_counted = False
         elif isinstance(event, ReasoningDelta):
             if not event.text:
                 return
@@ -139,6 +161,28 @@ class StreamMeter:
             self.finish_reason = event.finish_reason
             self.t_end = t
 
+    def tool_started(self, t: float) -> None:
+        """The step's tool calls began running at ``t`` (model time stops)."""
+        self._tool_start = t
+
+    def tool_finished(self, t: float) -> None:
+        """The tool calls begun at :meth:`tool_started` ended at ``t``."""
+        if self._tool_start is not None:
+            self.tool_intervals.append((self._tool_start, t))
+            self._tool_start = None
+
+    def next_step(self) -> None:
+        """The model is asked again (with tool results): keep this step's token counts and
+        count the next step's on top of them."""
+        self.earlier_output += self.usage_output or 0
+        self.usage_output = None
+        self.steps += 1
+
+    @property
+    def tool_s(self) -> float:
+        """Seconds tools ran in this turn."""
+        return sum(end - start for start, end in self.tool_intervals)
+
     def finish(self, reason: str, t: float) -> None:
         """End the measurement without a ``Done`` event (cancelled, error)."""
         if self.finish_reason is None:
@@ -152,7 +196,7 @@ class StreamMeter:
     def output_tokens(self) -> tuple[int, str]:
         """The output token count and where it came from (see :data:`COUNT_SOURCES`)."""
         if self.usage_output is not None:
-            return self.usage_output, self.usage_source or "engine"
+            return self.earlier_output + self.usage_output, self.usage_source or "engine"
         if self.tokenizer_count is not None:
             return self.tokenizer_count, "tokenizer"
         if self.chunks and self.deltas_all_counted:
@@ -167,7 +211,7 @@ class StreamMeter:
             ttft = self.t_first - self.t_start
         tps = None
         if self.t_first is not None and self.t_last is not None and n > 1:
-            span = self.t_last - self.t_first
+            span = self.t_last - self.t_first - self._tool_time_within(self.t_first, self.t_last)
             if span > 0:
                 tps = (n - 1) / span
         first_reasoning = None
@@ -187,7 +231,12 @@ class StreamMeter:
             finish_reason=self.finish_reason,
             timings=dict(self.timings),
             emulated=self.emulated,
+            tool_s=self.tool_s,
+            steps=self.steps,
         )
+
+    def _tool_time_within(self, start: float, end: float) -> float:
+        return sum(max(0.0, min(b, end) - max(a, start)) for a, b in self.tool_intervals)
 
 
 def format_metrics_line(m: StreamMetrics) -> str:
@@ -197,6 +246,8 @@ def format_metrics_line(m: StreamMetrics) -> str:
     tps = f"{m.output_tokens_per_s:.1f}" if m.output_tokens_per_s is not None else "-"
     parts.append(f"{'~' if m.approximate else ''}{tps} tok/s")
     parts.append(f"{m.tokens_label()} tokens")
+    if m.steps > 1 or m.tool_s:
+        parts.append(f"tools {m.tool_s:.2f} s in {m.steps} steps")
     if m.finish_reason and m.finish_reason != "stop":
         parts.append(m.finish_reason)
     line = " · ".join(parts)

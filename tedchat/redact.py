@@ -173,21 +173,26 @@ def _redact_value(value: Any) -> Any:
     return value
 
 
-#: Tables whose every value is a secret: a child process's environment, HTTP headers.
-SECRET_TABLES = frozenset({"env", "headers"})
+#: Tables whose every value is a secret: a child process's environment.
+SECRET_TABLES = frozenset({"env"})
+#: An MCP server's tables: its environment and its HTTP headers are secret whatever the names.
+MCP_SECRET_TABLES = frozenset({"env", "headers"})
 
 
-def redact_settings(table: Mapping[str, Any]) -> dict[str, Any]:
+def redact_settings(
+    table: Mapping[str, Any], secret_tables: frozenset[str] = SECRET_TABLES
+) -> dict[str, Any]:
     """A copy of a settings table with secret values replaced by ``***``, for display and
-    records: values under secret names (nested tables too), every value of an ``env`` or
-    ``headers`` table (an MCP server's), and the userinfo and secret query values of URLs."""
+    records: values under secret names (nested tables too), every value of a table named in
+    ``secret_tables`` (``env``; an MCP server's ``headers`` too, :data:`MCP_SECRET_TABLES`),
+    and the userinfo and secret query values of URLs."""
     out: dict[str, Any] = {}
     for key, value in table.items():
         if isinstance(value, Mapping):
-            if str(key).lower() in SECRET_TABLES:
+            if str(key).lower() in secret_tables:
                 out[key] = {k: MASK if v else v for k, v in value.items()}
             else:
-                out[key] = redact_settings(value)
+                out[key] = redact_settings(value, secret_tables)
         elif is_secret_name(str(key)) and value:
             out[key] = MASK
         else:
@@ -195,7 +200,11 @@ def redact_settings(table: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def secrets_in(table: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> list[str]:
+def secrets_in(
+    table: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+    secret_tables: frozenset[str] = SECRET_TABLES,
+) -> list[str]:
     """Every secret value a settings table (one engine's, say) holds or points at, for
     :class:`Redactor`: values
     under secret names, ``env`` table values, URL userinfo and secret query values, and the
@@ -210,7 +219,7 @@ def secrets_in(table: Mapping[str, Any], environ: Mapping[str, str] | None = Non
                     variable = environ.get(value) if isinstance(value, str) and value else None
                     if variable:
                         found.append(variable)
-                walk(value, secret or is_secret_name(name) or name.lower() in SECRET_TABLES)
+                walk(value, secret or is_secret_name(name) or name.lower() in secret_tables)
         elif isinstance(node, list | tuple):
             for item in node:
                 walk(item, secret)

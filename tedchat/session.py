@@ -20,7 +20,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from tedchat.conversation import params_to_dict
@@ -30,10 +30,13 @@ from tedchat.engine import (
     Event,
     GenerationParams,
     Message,
+    Notice,
     ReasoningDelta,
     TextDelta,
     ToolCall,
+    ToolCallDelta,
     ToolSpec,
+    capabilities_of,
 )
 from tedchat.errors import EngineError, HistoryError
 from tedchat.metrics import Clock, StreamMeter, StreamMetrics
@@ -104,6 +107,10 @@ class StepStarted:
 TurnEvent = ToolCallStarted | ToolCallFinished | StepStarted
 
 
+#: Model steps in one turn (model -> tools -> model ...) unless ``[tools] max_steps`` says.
+DEFAULT_MAX_STEPS = 8
+
+
 @dataclass
 class TurnResult:
     """What one turn produced. ``error`` is set when the engine failed; ``text`` is kept."""
@@ -113,11 +120,13 @@ class TurnResult:
     metrics: StreamMetrics
     error: EngineError | None = None
     events: int = 0
+    tool_calls: list[ToolCallRecord] = field(default_factory=list)
 
 
 @dataclass
 class Turn:
-    """A running turn: its meter and the text so far, readable while it streams."""
+    """A running turn: its meter, the text and the tool calls so far, readable while it
+    streams."""
 
     engine: Engine
     messages: Sequence[Message]
@@ -126,6 +135,7 @@ class Turn:
     meter: StreamMeter = field(default_factory=StreamMeter)
     parts: list[str] = field(default_factory=list)
     reasoning_parts: list[str] = field(default_factory=list)
+    tool_calls: list[ToolCallRecord] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -135,27 +145,116 @@ class Turn:
         return self.meter.snapshot(self.clock())
 
 
+OnEvent = Callable[["Event | TurnEvent", Turn], None]
+
+
 async def run_turn(
     turn: Turn,
     *,
-    on_event: Callable[[Event, Turn], None] | None = None,
+    on_event: OnEvent | None = None,
     recorder: ReplyRecorder | None = None,
+    tools: ToolRunner | None = None,
+    approver: Approver | None = None,
+    max_steps: int = DEFAULT_MAX_STEPS,
 ) -> TurnResult:
     """Stream ``turn``'s answer to the end, metering every event on the turn's clock.
 
+    With ``tools`` (and an engine that declares ``tools``) the model is offered them: a step
+    that ends with tool calls runs them (concurrently, each through ``tools.call``, which asks
+    ``approver`` where the policy says so), sends the results back and asks the model again,
+    until it answers without calls or ``max_steps`` model steps were made (the turn then ends
+    as ``length``, with a :class:`~tedchat.engine.Notice`). ``on_event`` sees the engine's
+    events and the turn's own (:class:`ToolCallStarted`, :class:`ToolCallFinished`,
+    :class:`StepStarted`); each step's ``Done`` but the last stays inside.
+
     Cancellation (the task is cancelled: Esc, Ctrl-C) ends the answer as ``cancelled`` and is
     re-raised; an :class:`EngineError` ends it as ``error`` and is returned with the partial
-    text. Either way the recorder is finalised, so nothing received is lost.
+    text. Either way the recorder is finalised (text and finished calls kept).
     """
     meter, clock = turn.meter, turn.clock
-    events = turn.engine.stream(turn.messages, turn.params)
+    specs = tools.specs() if tools is not None and capabilities_of(turn.engine).tools else ()
+    params = replace(turn.params, tools=specs) if specs else replace(turn.params, tools=())
+    messages = list(turn.messages)
     meter.start(clock())
     count = 0
     error: EngineError | None = None
     try:
+        step = 0
+        while True:
+            calls, n = await _run_step(turn, messages, params, on_event, recorder)
+            count += n
+            if not calls:
+                break
+            if tools is None or not specs:  # calls nobody offered: the answer is what it is
+                break
+            if step + 1 >= max_steps:
+                names = ", ".join(sorted({c.name for c in calls}))
+                notice = Notice(
+                    f"stopped after {max_steps} model steps (max_steps); "
+                    f"the model still asked for: {names}"
+                )
+                if on_event is not None:
+                    on_event(notice, turn)
+                meter.finish("length", clock())
+                break
+            await _run_tools(turn, calls, step, tools, approver, on_event, recorder)
+            messages += _step_messages(turn, calls, step)
+            step += 1
+            meter.next_step()
+            if on_event is not None:
+                on_event(StepStarted(step), turn)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        meter.tool_finished(clock())
+        meter.finish("cancelled", clock())
+        if recorder is not None:
+            for record in turn.tool_calls:
+                if record.status in ("running", "cancelled"):
+                    record.status = "cancelled"
+                    recorder.tool_call(record)
+            recorder.finish("cancelled", meter.snapshot())
+        raise
+    except EngineError as exc:
+        error = exc
+        meter.finish("error", clock())
+    if meter.finish_reason is None:  # an engine that ended without Done
+        meter.finish("stop", clock())
+    metrics = meter.snapshot()
+    if recorder is not None:
+        recorder.finish(metrics.finish_reason or "stop", metrics)
+    return TurnResult(
+        turn.text, "".join(turn.reasoning_parts), metrics, error, count, list(turn.tool_calls)
+    )
+
+
+@dataclass
+class _PendingCall:
+    id: str | None = None
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+
+
+async def _run_step(
+    turn: Turn,
+    messages: Sequence[Message],
+    params: GenerationParams,
+    on_event: OnEvent | None,
+    recorder: ReplyRecorder | None,
+) -> tuple[list[ToolCall], int]:
+    """One model step: stream it, metering every event; return the tool calls it made (their
+    pieces joined by index) and the number of events. A ``Done`` that ends a step with calls
+    is not the turn's end: the meter does not see it."""
+    meter, clock = turn.meter, turn.clock
+    pending: dict[int, _PendingCall] = {}
+    count = 0
+    events = turn.engine.stream(messages, params)
+    try:
         async for event in events:
             now = clock()
             count += 1
+            if isinstance(event, Done) and (pending or event.finish_reason == "tool_calls"):
+                if pending:
+                    break
+                event = Done("stop")  # "tool_calls" without a call: nothing to run
             meter.observe(event, now)
             if isinstance(event, TextDelta) and event.text:
                 turn.parts.append(event.text)
@@ -163,26 +262,68 @@ async def run_turn(
                     recorder.append(event.text)
             elif isinstance(event, ReasoningDelta):
                 turn.reasoning_parts.append(event.text)
+            elif isinstance(event, ToolCallDelta):
+                call = pending.setdefault(event.index, _PendingCall())
+                if event.id:
+                    call.id = event.id
+                if event.name and not call.name:
+                    call.name = event.name
+                call.arguments.append(event.arguments)
             if on_event is not None:
                 on_event(event, turn)
             if isinstance(event, Done):
                 break
-    except (asyncio.CancelledError, KeyboardInterrupt):
-        meter.finish("cancelled", clock())
-        if recorder is not None:
-            recorder.finish("cancelled", meter.snapshot())
-        raise
-    except EngineError as exc:
-        error = exc
-        meter.finish("error", clock())
     finally:
         await asyncio.shield(events.aclose())
-    if meter.finish_reason is None:  # an engine that ended without Done
-        meter.finish("stop", clock())
-    metrics = meter.snapshot()
-    if recorder is not None:
-        recorder.finish(metrics.finish_reason or "stop", metrics)
-    return TurnResult(turn.text, "".join(turn.reasoning_parts), metrics, error, count)
+    step = meter.steps - 1
+    return [
+        ToolCall(call.id or f"call_{step}_{index}", call.name, "".join(call.arguments))
+        for index, call in sorted(pending.items())
+    ], count
+
+
+async def _run_tools(
+    turn: Turn,
+    calls: Sequence[ToolCall],
+    step: int,
+    tools: ToolRunner,
+    approver: Approver | None,
+    on_event: OnEvent | None,
+    recorder: ReplyRecorder | None,
+) -> None:
+    """Run one step's calls concurrently; each ends in its record (result or error)."""
+    meter, clock = turn.meter, turn.clock
+    offset = len(turn.text)
+    records = [ToolCallRecord(c.id, c.name, c.arguments, step=step, offset=offset) for c in calls]
+    turn.tool_calls.extend(records)
+
+    async def one(call: ToolCall, record: ToolCallRecord) -> None:
+        if on_event is not None:
+            on_event(ToolCallStarted(record), turn)
+        await tools.call(call, record, approver)
+        if recorder is not None:
+            recorder.tool_call(record)
+        if on_event is not None:
+            on_event(ToolCallFinished(record), turn)
+
+    meter.tool_started(clock())
+    try:
+        await asyncio.gather(*(one(c, r) for c, r in zip(calls, records, strict=True)))
+    finally:
+        meter.tool_finished(clock())
+
+
+def _step_messages(turn: Turn, calls: Sequence[ToolCall], step: int) -> list[Message]:
+    """What the model is sent after a step with calls: its own message (the step's text and
+    calls), then each call's result."""
+    records = [r for r in turn.tool_calls if r.step == step]
+    earlier = [r.offset for r in turn.tool_calls if r.step < step]
+    start = max(earlier) if earlier else 0
+    text = turn.text[start : records[0].offset if records else len(turn.text)]
+    return [
+        Message("assistant", text, tool_calls=tuple(calls)),
+        *(Message("tool", r.content_for_model(), tool_call_id=r.id) for r in records),
+    ]
 
 
 # --- the history side of a turn ----------------------------------------------------------------
@@ -335,6 +476,19 @@ class ReplyBuffer:
         def write() -> None:
             reply.append(chunk)
             reply.flush()
+
+        self._submit(write)
+
+    def tool_call(self, record: ToolCallRecord) -> None:
+        """Write an ended tool call (after the text before it)."""
+        self._cancel_timer()
+        chunk = self._take()
+        reply, data = self.reply, record.as_dict()
+
+        def write() -> None:
+            if chunk:
+                reply.append(chunk)
+            reply.add_tool_call(data)
 
         self._submit(write)
 

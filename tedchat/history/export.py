@@ -2,8 +2,8 @@
 
 The JSON export (format ``tedchat-conversation``, :data:`EXPORT_VERSION`) carries everything
 :meth:`tedchat.history.store.Store.import_json` needs to bring a conversation back under new
-ids: settings, messages, replies with their finish reasons and metrics. The Markdown export is
-for reading only.
+ids: settings, messages, replies with their finish reasons, metrics and tool calls. The
+Markdown export is for reading only.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from tedchat.engine import FINISH_REASONS
 from tedchat.errors import HistoryImportError
 from tedchat.history.records import Conversation, Reply, compact_json
 from tedchat.history.schema import SCHEMA_VERSION
+from tedchat.tools.base import ToolCallRecord, reply_steps
 
 EXPORT_FORMAT = "tedchat-conversation"
 EXPORT_VERSION = 1
@@ -55,6 +56,7 @@ def to_json(conv: Conversation, exported: float) -> str:
                         "created": rep.created,
                         "finish_reason": rep.finish_reason,
                         "metrics": rep.metrics.as_dict(),
+                        "tool_calls": [dict(call) for call in rep.tool_calls],
                     }
                     for rep in msg.replies
                 ],
@@ -81,7 +83,13 @@ def to_markdown(conv: Conversation) -> str:
         for i, rep in enumerate(msg.replies, 1):
             label = " · ".join(x for x in (rep.engine, rep.model) if x) or "reply"
             count = f" ({i} of {len(msg.replies)})" if len(msg.replies) > 1 else ""
-            out += [f"### {label}{count}", "", f"*{_metrics_line(rep)}*", "", rep.content, ""]
+            out += [f"### {label}{count}", "", f"*{_metrics_line(rep)}*", ""]
+            calls = [ToolCallRecord.from_dict(c) for c in rep.tool_calls]
+            for text, step_calls in reply_steps(rep.content, calls):
+                if text:
+                    out += [text, ""]
+                for call in step_calls:
+                    out += _tool_call_markdown(call)
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -127,6 +135,11 @@ def parse(data: str | bytes | Mapping[str, Any]) -> dict[str, Any]:
             if isinstance(rep.get("metrics"), Mapping):
                 metrics = rep["metrics"]
                 _check_fields(f"the metrics of reply {j} of message {i}", metrics, _METRIC_FIELDS)
+            for k, call in enumerate(rep.get("tool_calls") or ()):
+                where = f"tool call {k} of reply {j} of message {i}"
+                if not isinstance(call, Mapping):
+                    raise HistoryImportError(f"conversation export: {where} is not a table")
+                _check_fields(where, call, _TOOL_CALL_FIELDS)
     return dict(data)
 
 
@@ -141,7 +154,24 @@ _CONVERSATION_FIELDS = {
     "params": _TABLE,
 }
 _MESSAGE_FIELDS = {"engine": _TEXT, "model": _TEXT, "created": _NUMBER, "replies": _LIST}
-_REPLY_FIELDS = {"engine": _TEXT, "model": _TEXT, "created": _NUMBER, "metrics": _TABLE}
+_REPLY_FIELDS = {
+    "engine": _TEXT,
+    "model": _TEXT,
+    "created": _NUMBER,
+    "metrics": _TABLE,
+    "tool_calls": _LIST,
+}
+_TOOL_CALL_FIELDS = {
+    "id": _TEXT,
+    "name": _TEXT,
+    "result": _TEXT,
+    "error": _TEXT,
+    "source": _TEXT,
+    "status": _TEXT,
+    "elapsed_s": _NUMBER,
+    "step": _COUNT,
+    "offset": _COUNT,
+}
 _METRIC_FIELDS = {
     "ttft_s": _NUMBER,
     "output_tokens_per_s": _NUMBER,
@@ -173,6 +203,18 @@ def _check_fields(where: str, obj: Mapping[str, Any], kinds: Mapping[str, str]) 
             raise HistoryImportError(
                 f"conversation export: {where} has {key} = {shown}, which is not {kind}"
             )
+
+
+def _tool_call_markdown(call: ToolCallRecord) -> list[str]:
+    arguments = compact_json(call.args) if call.args is not None else call.arguments
+    outcome = f"error: {call.error}" if call.error is not None else (call.result or "")
+    return [
+        f"> **tool** `{call.name}` ({call.source or 'unknown source'}, {call.elapsed_s:.2f} s)"
+        f" `{arguments}`",
+        ">",
+        *(f"> {line}" for line in outcome.splitlines() or [""]),
+        "",
+    ]
 
 
 def _fmt_time(t: float) -> str:

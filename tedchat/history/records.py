@@ -88,6 +88,8 @@ class Reply:
     created: float
     finish_reason: str | None
     metrics: ReplyMetrics = field(default_factory=ReplyMetrics)
+    #: The reply's tool calls, each as ``ToolCallRecord.as_dict()`` gives it, in call order.
+    tool_calls: tuple[dict[str, Any], ...] = ()
 
     @property
     def streaming(self) -> bool:
@@ -175,6 +177,19 @@ def _jsonable(value: Any) -> Any:
 def compact_json(value: Any) -> str:
     """``value`` as one line of JSON (dataclasses and mappings become objects)."""
     return json.dumps(_jsonable(value), ensure_ascii=False, separators=(",", ":"))
+
+
+def json_list_of_objects(text: str | None) -> tuple[dict[str, Any], ...]:
+    """The JSON objects of a stored JSON list (anything else: none)."""
+    if not text:
+        return ()
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return ()
+    if not isinstance(value, list):
+        return ()
+    return tuple(item for item in value if isinstance(item, dict))
 
 
 def json_object(text: str | None) -> dict[str, Any]:

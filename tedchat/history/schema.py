@@ -15,7 +15,9 @@ Schema versions
 ---------------
 ``PRAGMA user_version`` holds the schema version; :data:`MIGRATIONS` lists the forward steps
 (v1: the basic tables; v2: reply metrics, the writer liveness columns and the search index,
-backfilled from existing rows). Opening a store runs the missing steps in one transaction.
+backfilled from existing rows; v3: a reply's tool calls, a JSON list in ``tool_calls`` in the
+shape of :meth:`tedchat.tools.base.ToolCallRecord.as_dict`). Opening a store runs the
+missing steps in one transaction.
 """
 
 from __future__ import annotations
@@ -104,6 +106,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
         _backfill_search_index,
     ),
+    Migration(3, ("ALTER TABLE messages ADD COLUMN tool_calls TEXT",)),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

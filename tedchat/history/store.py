@@ -51,6 +51,7 @@ from tedchat.history.records import (
     SearchHit,
     StoredMessage,
     compact_json,
+    json_list_of_objects,
     json_object,
 )
 from tedchat.history.schema import SCHEMA_VERSION, migrate, newer_schema_error
@@ -62,7 +63,7 @@ T = TypeVar("T")
 
 _MESSAGE_COLUMNS = (
     "id, conversation_id, parent_id, role, content, engine, model, created, finish_reason,"
-    " ttft_s, output_tokens_per_s, prompt_tokens, output_tokens, extra_json"
+    " ttft_s, output_tokens_per_s, prompt_tokens, output_tokens, extra_json, tool_calls"
 )
 
 SEARCH_SQL = (
@@ -457,8 +458,8 @@ class Store:
                     cur = conn.execute(
                         "INSERT INTO messages(conversation_id, parent_id, role, content, engine,"
                         " model, created, finish_reason, ttft_s, output_tokens_per_s,"
-                        " prompt_tokens, output_tokens, extra_json)"
-                        " VALUES (?, ?, 'assistant', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        " prompt_tokens, output_tokens, extra_json, tool_calls)"
+                        " VALUES (?, ?, 'assistant', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             cid,
                             mid,
@@ -472,6 +473,7 @@ class Store:
                             m.prompt_tokens,
                             m.output_tokens,
                             compact_json(m.extra) if m.extra else None,
+                            compact_json(rep["tool_calls"]) if rep.get("tool_calls") else None,
                         ),
                     )
                     fts_rows.append((int(cur.lastrowid or 0), rep["content"]))
@@ -583,10 +585,20 @@ def _build_conversation(row: Sequence[Any], rows: Iterable[Sequence[Any]]) -> Co
         if parent is None:
             tops.append((mid, cid, role, content, created, engine, model))
             continue
-        ttft, tps, ptok, otok, extra = r[9:]
+        ttft, tps, ptok, otok, extra, calls = r[9:]
         metrics = ReplyMetrics(ttft, tps, ptok, otok, json_object(extra))
         replies.setdefault(parent, []).append(
-            Reply(mid, parent, engine, model, content, created, finish, metrics)
+            Reply(
+                mid,
+                parent,
+                engine,
+                model,
+                content,
+                created,
+                finish,
+                metrics,
+                json_list_of_objects(calls),
+            )
         )
     messages = tuple(
         StoredMessage(mid, cid, role, content, created, engine, model, tuple(replies.get(mid, ())))

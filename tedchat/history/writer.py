@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
-from typing import Protocol, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, TypeVar
 
 from tedchat.engine import FINISH_REASONS
 from tedchat.errors import HistoryError
@@ -102,6 +102,27 @@ class ReplyWriter:
             self.deleted = True  # the stream goes on for the user; there is nowhere to save it
         self._saved.append(chunk)
         self._pending.clear()
+
+    def add_tool_call(self, call: Mapping[str, Any]) -> None:
+        """Write the buffered text, then add an ended tool call (``ToolCallRecord.as_dict()``)
+        to the reply's list, in one transaction each."""
+        if self.finished:
+            raise HistoryError(f"reply {self.id} is already finished")
+        self.flush()
+        if self.deleted:
+            return
+        item = compact_json(dict(call))
+
+        def run(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "UPDATE messages SET tool_calls ="
+                " json_insert(coalesce(tool_calls, '[]'), '$[#]', json(?)) WHERE id = ?",
+                (item, self.id),
+            )
+            return cur.rowcount
+
+        if self._transaction(run) == 0:
+            self.deleted = True
 
     def finish(self, finish_reason: str, metrics: object = None) -> None:
         """Write the remaining text, the finish reason (stop|length|cancelled|error|

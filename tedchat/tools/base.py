@@ -149,3 +149,22 @@ class ApprovalRequest:
 #: Asks a person (a dialog, a terminal prompt); front ends provide one. None: nobody to ask,
 #: so a call that needs approval is refused.
 Approver = Callable[[ApprovalRequest], Awaitable[Approval]]
+
+
+def reply_steps(
+    text: str, calls: list[ToolCallRecord] | tuple[ToolCallRecord, ...]
+) -> list[tuple[str, list[ToolCallRecord]]]:
+    """A reply split back into its model steps: each step's text and the calls it ended with
+    (the last step has none). Without calls: the whole text as one step."""
+    steps: list[tuple[str, list[ToolCallRecord]]] = []
+    by_step: dict[int, list[ToolCallRecord]] = {}
+    for call in calls:
+        by_step.setdefault(call.step, []).append(call)
+    start = 0
+    for step in sorted(by_step):
+        group = by_step[step]
+        end = min(max(group[0].offset, start), len(text))
+        steps.append((text[start:end], group))
+        start = end
+    steps.append((text[start:], []))
+    return steps

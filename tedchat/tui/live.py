@@ -30,7 +30,7 @@ from tedchat.engine import (
 )
 from tedchat.errors import EngineError
 from tedchat.metrics import StreamMetrics
-from tedchat.session import ReplyRecorder, Turn, TurnResult, run_turn
+from tedchat.session import ReplyRecorder, Turn, TurnEvent, TurnResult, run_turn
 from tedchat.tui.widgets.messages import ReplyView
 
 #: Frames per second of the clock that draws streamed text and figures.
@@ -65,7 +65,7 @@ class LiveAnswer:
         self._pending: list[str] = []
         self._last_sample: tuple[float, int] | None = None
 
-    def on_event(self, event: Event, _turn: Turn) -> None:
+    def on_event(self, event: Event | TurnEvent, _turn: Turn) -> None:
         """run_turn's callback: keep the text for the next frame (no drawing here). Every
         other event reaches the screen through the meter's figures, except a Notice, which is
         shown in the reply."""

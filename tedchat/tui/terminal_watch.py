@@ -40,6 +40,7 @@ from typing import Any, Protocol
 
 from tedchat.metrics import StreamMetrics
 from tedchat.session import ReplyRecorder
+from tedchat.tools.base import ToolCallRecord
 
 #: How often the terminal is checked (a hangup without SIGHUP is noticed within this).
 POLL_S = 0.1
@@ -222,6 +223,9 @@ class HangupAwareRecorder:
 
     def append(self, text: str) -> None:
         self.inner.append(text)
+
+    def tool_call(self, record: ToolCallRecord) -> None:
+        self.inner.tool_call(record)
 
     def finish(self, finish_reason: str, metrics: StreamMetrics) -> None:
         if finish_reason == "cancelled" and self._watch.reason is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def test_v1_database_is_migrated_on_open(db: Path) -> None:
             7,
         )
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
 
@@ -73,3 +74,47 @@ def test_newer_schema_is_refused_and_left_untouched(db: Path) -> None:
     with pytest.raises(HistorySchemaError, match="newer"):
         Store.open(db)
     assert sha256(db) == before
+
+
+FIXTURE_V2 = Path(__file__).parent / "fixtures" / "history-v2.db"
+
+
+def test_a_file_written_by_the_v2_code_migrates_with_nothing_lost(tmp_path: Path) -> None:
+    """tests/history/fixtures/history-v2.db was written by tedchat at commit 7ebabaf (schema
+    v2, before tool calls): two conversations, a regenerated sibling, compare panes, emulated
+    metrics, Japanese text and an interrupted reply. Every later schema opens it."""
+    db = tmp_path / "history.db"
+    shutil.copy(FIXTURE_V2, db)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        before = conn.execute(
+            "SELECT id, conversation_id, parent_id, role, content, engine, model, created,"
+            " finish_reason, ttft_s, output_tokens_per_s, prompt_tokens, output_tokens,"
+            " extra_json FROM messages ORDER BY id"
+        ).fetchall()
+        conversations = conn.execute("SELECT * FROM conversations ORDER BY id").fetchall()
+    assert len(before) == 9 and len(conversations) == 2
+    with Store.open(db) as store:
+        assert store.search("天気")[0].message_id == before[3][0]
+        first = store.get_conversation(1)
+        assert [len(m.replies) for m in first.messages] == [2, 1]
+        assert all(r.tool_calls == () for m in first.messages for r in m.replies)
+        compare = store.get_conversation(2)
+        emulated = compare.messages[0].replies[0].metrics.extra["emulated"]
+        assert emulated["output_tokens_per_s"] == 2100.0
+        assert [r.finish_reason for r in compare.messages[0].replies] == [
+            "stop",
+            "stop",
+            "interrupted",
+        ]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        after = conn.execute(
+            "SELECT id, conversation_id, parent_id, role, content, engine, model, created,"
+            " finish_reason, ttft_s, output_tokens_per_s, prompt_tokens, output_tokens,"
+            " extra_json FROM messages ORDER BY id"
+        ).fetchall()
+        assert after == before
+        assert conn.execute("SELECT * FROM conversations ORDER BY id").fetchall() == conversations
+        calls = conn.execute("SELECT count(*) FROM messages WHERE tool_calls IS NOT NULL")
+        assert calls.fetchone()[0] == 0

@@ -23,11 +23,18 @@ real plugin path. Engine type ``scripted``; its settings:
 - ``notice``: send a Notice with this text before the answer;
 - ``pause_after``, ``pause_s``: after the first ``pause_after`` pieces (0: never), stop for
   ``pause_s`` seconds before the next (a stream that stalls mid-answer).
+- ``tool_script``: JSON, a list of model steps ``{"text": "...", "calls": [{"name": ...,
+  "arguments": {...} or "raw text"}]}``; set, the engine declares ``tools``. Step *k* of a
+  turn (the number of assistant messages with calls after the last user message) streams its
+  text, then its calls (the arguments cut in 3-character pieces, calls interleaved by index)
+  and ends ``tool_calls``; once the script is used up it streams ``text`` as usual.
+  ``params_seen`` keeps each request's parameters (the tools offered).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from collections.abc import AsyncGenerator, Sequence
@@ -49,6 +56,7 @@ from tedchat.engine import (
     ProgressCallback,
     Runtime,
     TextDelta,
+    ToolCallDelta,
     Usage,
 )
 from tedchat.errors import EngineError
@@ -72,6 +80,7 @@ SETTINGS: dict[str, Any] = {
     "notice": "",
     "pause_after": 0,
     "pause_s": 0.0,
+    "tool_script": "",
 }
 
 
@@ -154,8 +163,14 @@ class ScriptedEngine:
         self.requests: list[list[Message]] = []  # what each request sent (tests read it)
         self.threads_seen: list[int] = []
         self.active: dict[str, int] | None = None  # what ``activity()`` reports
+        self.params_seen: list[GenerationParams] = []
+        self.script: list[dict[str, Any]] = (
+            json.loads(settings["tool_script"]) if settings["tool_script"] else []
+        )
         self.capabilities = Capabilities(
-            floorplan=bool(settings["floorplan"]), context_size=int(settings["context"]) or None
+            tools=bool(self.script),
+            floorplan=bool(settings["floorplan"]),
+            context_size=int(settings["context"]) or None,
         )
         if settings["floorplan"]:  # the members exist exactly when declared
             self.floorplan = small_plan
@@ -194,8 +209,31 @@ class ScriptedEngine:
         # which is when run_turn starts its meter.
         self.now = 0.0
         self.requests.append(list(messages))
+        self.params_seen.append(params)
         self.threads_seen.append(self.runtime.thread_share())
+        step = _step_of(messages)
+        if step < len(self.script):
+            return self._tool_step(self.script[step], step)
         return self._events(params)
+
+    async def _tool_step(self, step: dict[str, Any], k: int) -> AsyncGenerator[Event, None]:
+        await asyncio.sleep(float(self.settings["ttft_s"]))
+        if step.get("text"):
+            yield TextDelta(step["text"], tokens=1)
+        calls = step.get("calls") or []
+        cut: list[list[str]] = []
+        for call in calls:
+            raw = call["arguments"]
+            text = raw if isinstance(raw, str) else json.dumps(raw)
+            cut.append([text[i : i + 3] for i in range(0, len(text), 3)] or [""])
+        for i, call in enumerate(calls):  # ids and names first, then pieces interleaved
+            yield ToolCallDelta(i, id=f"call_{k}_{i}", name=call["name"])
+        for j in range(max((len(c) for c in cut), default=0)):
+            for i, pieces_of_call in enumerate(cut):
+                if j < len(pieces_of_call):
+                    yield ToolCallDelta(i, arguments=pieces_of_call[j])
+        yield Usage(prompt_tokens=7, output_tokens=5, source="engine")
+        yield Done("tool_calls")
 
     async def _events(self, params: GenerationParams) -> AsyncGenerator[Event, None]:
         s = self.settings
@@ -236,6 +274,17 @@ class ScriptedEngine:
                 breakdown={"compute": 0.0002},
             )
         yield Done("length" if len(parts) >= params.max_tokens else "stop")
+
+
+def _step_of(messages: Sequence[Message]) -> int:
+    """How many model steps with tool calls this turn has had (after the last user message)."""
+    steps = 0
+    for message in reversed(messages):
+        if message.role == "user":
+            break
+        if message.role == "assistant" and message.tool_calls:
+            steps += 1
+    return steps
 
 
 @tedchat.hookimpl
