@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from tedchat.config import Settings
     from tedchat.plugins import Plugins
-    from tedchat.tools.toolbox import Toolbox
 
 #: The description column is cut to this many characters in the table.
 DESCRIPTION_CHARS = 72
@@ -56,26 +55,14 @@ def run_list(args: argparse.Namespace) -> int:
 async def tool_rows(settings: Settings, plugins: Plugins) -> list[dict[str, Any]]:
     """``[{name, source, description, parameters, status, error}]`` of every enabled tool
     source; MCP servers are started, listed and stopped."""
-    from tedchat.tools.toolbox import Toolbox, mcp_servers
+    from tedchat.tools.setup import open_tools
 
-    toolbox = Toolbox.from_plugins(settings.tools, plugins)
+    tools = open_tools(settings, plugins)
     try:
-        servers = mcp_servers(settings)
-        if servers:
-            start_mcp_servers(toolbox, settings, servers)
-            await toolbox.wait_ready()
-        return toolbox.listing()
+        await tools.ready()
+        return tools.toolbox.listing()
     finally:
-        await toolbox.aclose()
-
-
-def start_mcp_servers(toolbox: Toolbox, settings: Settings, servers: list[str]) -> None:
-    """The one place this command touches MCP, so that ``tedchat.tools.mcp`` (and the SDK) is
-    imported only when a server is on."""
-    import importlib
-
-    mcp = importlib.import_module("tedchat.tools.mcp")
-    toolbox.add_servers(mcp.McpServers(settings.mcp, servers, settings.tools.startup_timeout_s))
+        await tools.aclose()
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
