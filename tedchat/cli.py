@@ -25,7 +25,18 @@ if TYPE_CHECKING:
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 # Command modules in the order --help lists them.
-COMMANDS = ("chat", "compare", "ask", "engines", "models", "config", "wafer", "history", "bench")
+COMMANDS = (
+    "chat",
+    "compare",
+    "ask",
+    "engines",
+    "tools",
+    "models",
+    "config",
+    "wafer",
+    "history",
+    "bench",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,7 +125,7 @@ def known_redactor(config: str | None) -> Redactor:
     """A redactor that knows every secret of the config (and the variables it names) and of
     the environment, so that they are hidden in any form wherever they turn up."""
     from tedchat.config import load_settings
-    from tedchat.redact import Redactor, environ_secrets, secrets_in
+    from tedchat.redact import MCP_SECRET_TABLES, Redactor, environ_secrets, secrets_in
 
     redactor = Redactor(environ_secrets(os.environ))
     try:
@@ -123,6 +134,8 @@ def known_redactor(config: str | None) -> Redactor:
         return redactor  # the command reports a broken config itself
     for table in settings.engines.values():
         redactor.add(*secrets_in(table, os.environ))
+    for table in settings.mcp.values():  # an MCP server's env and headers are secret whole
+        redactor.add(*secrets_in(table, os.environ, MCP_SECRET_TABLES))
     return redactor
 
 

@@ -16,6 +16,8 @@ what went wrong, and ``hint`` (optional) says what to do about it. The CLI print
     │   ├── HistoryBusyError          another process held the write lock too long
     │   ├── ConversationNotFoundError no conversation has that id
     │   └── HistoryImportError        a conversation export cannot be imported
+    ├── ToolError           a tool call failed: its message is the error result the model gets
+    │   └── OutsideWorkspaceError     a file tool's path resolves outside the workspace
     └── EngineError         an engine failed; partial text is kept       exit 1
         ├── ModelNotFoundError    a model file or registry name is missing
         ├── ModelFormatError      a file is not a usable model (truncated, wrong architecture)
@@ -95,6 +97,19 @@ class ConversationNotFoundError(HistoryError):
 
 class HistoryImportError(HistoryError):
     """A conversation export could not be imported (bad JSON, unknown format or version)."""
+
+
+# --- tools (tedchat.tools) -------------------------------------------------------------------
+
+
+class ToolError(TedchatError):
+    """A tool call failed. Raised by a tool's function, its message (one line) is the error
+    result the model is sent, without the exception's type name."""
+
+
+class OutsideWorkspaceError(ToolError):
+    """A file tool was given a path that resolves outside the workspace root (through ``..``,
+    an absolute path or a symlink)."""
 
 
 class EngineError(TedchatError):

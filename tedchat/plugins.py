@@ -2,7 +2,8 @@
 
 Three sources, loaded in this order:
 
-1. the built-in wafer engine type (``tedchat.wafer.plugin``), registered directly;
+1. the built-in plugins, registered directly: the wafer engine type (``tedchat.wafer.plugin``)
+   and the built-in tools (``tedchat.tools.builtin``);
 2. installed distributions with entry points in group ``tedchat`` (the shipped ``llamacpp``
    and ``http`` engines come this way, exactly like third-party ones). ``TEDCHAT_PLUGINS``
    chooses which load: a comma-separated list of entry-point names; empty means none;
@@ -12,6 +13,10 @@ Three sources, loaded in this order:
    another user than the user or root) is refused: reported, not loaded.
 
 A plugin that fails to import or register is reported (:attr:`Plugins.failures`), never fatal.
+
+Whatever a plugin registers carries where it came from: an engine type its plugin's source,
+a tool its tool source (``builtin`` for the built-in plugins, else ``plugin:NAME``, NAME being
+the entry point's name or the plugin file's stem).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import os
 import stat
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 
@@ -32,9 +37,11 @@ import pluggy
 from tedchat import hookspecs
 from tedchat.engine import EngineType
 from tedchat.errors import PluginError
+from tedchat.tools.base import Tool
 
 ENTRY_POINT_GROUP = "tedchat"
-BUILTIN_PLUGINS = ("tedchat.wafer.plugin",)
+BUILTIN_PLUGINS = ("tedchat.wafer.plugin", "tedchat.tools.builtin")
+BUILTIN = "builtin"
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,7 @@ class Plugins:
         self.failures: list[PluginError] = []
         self._sources: dict[str, str] = {}  # plugin name -> distribution or file it came from
         self._types: dict[str, RegisteredType] | None = None
+        self._tools: list[Tool] | None = None
 
     # --- loading ---------------------------------------------------------------------------
 
@@ -64,7 +72,7 @@ class Plugins:
             except Exception as exc:
                 self._fail(module_name, exc)
                 continue
-            self._register(module, "builtin")
+            self._register(module, module_name, source=BUILTIN)
 
     def load_entry_points(self, only: Iterable[str] | None = None) -> None:
         wanted = None if only is None else set(only)
@@ -154,6 +162,45 @@ class Plugins:
                 )
         self._types = types
         return types
+
+    # --- tools -----------------------------------------------------------------------------
+
+    def tool_source(self, plugin_name: str) -> str:
+        """The tool source of a plugin: ``builtin`` or ``plugin:NAME``."""
+        if self._sources.get(plugin_name) == BUILTIN:
+            return BUILTIN
+        return f"plugin:{plugin_name}"
+
+    def tools(self) -> list[Tool]:
+        """Every tool the plugins register (``register_tools``), in load order, each with its
+        ``source`` set; a plugin whose hook fails or registers something else than a
+        :class:`~tedchat.tools.base.Tool` is reported."""
+        if self._tools is not None:
+            return self._tools
+        tools: list[Tool] = []
+        for plugin_name, plugin in self.pm.list_name_plugin():  # in load order
+            hook = getattr(plugin, "register_tools", None)
+            if hook is None:
+                continue
+            collected: list[object] = []
+            try:
+                hook(register=collected.append)
+            except Exception as exc:
+                self._fail(plugin_name, exc)
+                continue
+            source = self.tool_source(plugin_name)
+            for tool in collected:
+                if not isinstance(tool, Tool):
+                    self.failures.append(
+                        PluginError(
+                            f"plugin {plugin_name!r} registered {type(tool).__name__!r} as a "
+                            "tool; register_tools takes tedchat.tools.base.Tool values"
+                        )
+                    )
+                    continue
+                tools.append(replace(tool, source=source))
+        self._tools = tools
+        return tools
 
 
 def unsafe_reason(path: Path) -> str | None:

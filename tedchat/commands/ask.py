@@ -12,12 +12,20 @@ from tedchat.errors import EXIT_CANCELLED, EXIT_ENGINE, HistoryError, UsageError
 
 if TYPE_CHECKING:
     from tedchat.session import HistoryWriter
+    from tedchat.tools.setup import OpenTools
 
 DESCRIPTION = """\
 Ask one question and stream the answer to stdout; one metrics line (TTFT, output tokens/s,
 tokens) goes to stderr. The prompt is the argument; text piped on stdin is appended to it
 (git diff | tedchat ask "review this"); with no argument the prompt is stdin.
-Exit codes: 0 ok, 1 engine error, 2 usage or config error, 130 cancelled (Ctrl-C)."""
+
+Tools: an engine that supports them (http, llamacpp) is offered the tools of [tools] sources
+(built-in file tools and shell, plugins, MCP servers); --mcp and --tools choose others. A call
+that needs approval is asked on the terminal (y once, a always, n no); without a terminal it
+is refused and the model is told. --yes approves every tool but the shell tool (which runs
+unasked only with [tools.approval] shell = "auto"). Calls are shown on stderr.
+Exit codes: 0 ok, 1 engine error (or an MCP server that fails its handshake), 2 usage or
+config error, 130 cancelled (Ctrl-C)."""
 
 
 def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -52,6 +60,39 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="compute the whole answer first, then play it on the engine's own (for wafer "
         "engines: emulated) clock; for emulated hardware faster than this machine",
+    )
+    tools = p.add_argument_group("tools")
+    tools.add_argument(
+        "--mcp",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="use the MCP server [mcp.NAME] (repeatable; started for this question)",
+    )
+    tools.add_argument(
+        "--tools",
+        metavar="SOURCE,...",
+        help="the tool sources to offer instead of [tools] sources: builtin, plugin, "
+        "plugin:NAME, mcp, mcp:NAME, or none",
+    )
+    tools.add_argument(
+        "--yes",
+        "-y",
+        action="store_true",
+        help="approve every tool call without asking, except the shell tool",
+    )
+    tools.add_argument(
+        "--max-steps",
+        type=_positive_int,
+        metavar="N",
+        help="model steps (model -> tools -> model) before the turn ends (default [tools] "
+        "max_steps, 8)",
+    )
+    tools.add_argument(
+        "--tool-choice",
+        metavar="auto|required|none|NAME",
+        help="whether the model must call a tool (required), may (auto, the default), must "
+        "not (none), or must call tool NAME",
     )
     p.set_defaults(run=run)
 
@@ -99,6 +140,7 @@ def generation_params(args: argparse.Namespace) -> Any:
         temperature=args.temperature,
         top_p=args.top_p,
         seed=args.seed,
+        tool_choice=getattr(args, "tool_choice", None) or "auto",
     )
 
 
@@ -125,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.continue_ or args.conversation:
         raise UsageError("--continue and --conversation need the history, which is turned off")
     try:
-        return asyncio.run(_ask(engine, prompt, args, history))
+        return asyncio.run(_ask(engine, prompt, args, history, context))
     except KeyboardInterrupt:
         return EXIT_CANCELLED
     finally:
@@ -134,7 +176,29 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _ask(
-    engine: Any, prompt: str, args: argparse.Namespace, history: HistoryWriter | None
+    engine: Any,
+    prompt: str,
+    args: argparse.Namespace,
+    history: HistoryWriter | None,
+    context: Any,
+) -> int:
+    """The question's turn. MCP servers start first and come up while the engine loads; the
+    prompt is saved before anything is sent."""
+    tools = _open_tools(engine, args, context)
+    try:
+        return await _ask_with(engine, prompt, args, history, context, tools)
+    finally:
+        if tools is not None:
+            await tools.aclose()
+
+
+async def _ask_with(
+    engine: Any,
+    prompt: str,
+    args: argparse.Namespace,
+    history: HistoryWriter | None,
+    context: Any,
+    tools: OpenTools | None,
 ) -> int:
     import asyncio
 
@@ -145,8 +209,8 @@ async def _ask(
         engine_context_tokens,
         history_pairs,
     )
-    from tedchat.engine import Notice, TextDelta
-    from tedchat.session import Turn, TurnHistory, run_turn
+    from tedchat.engine import Notice, TextDelta, capabilities_of
+    from tedchat.session import ToolCallFinished, ToolCallStarted, Turn, TurnHistory, run_turn
 
     params = generation_params(args)
     system, pairs, conversation_id = args.system or "", [], None
@@ -163,7 +227,13 @@ async def _ask(
             system = args.system or previous.system
             pairs = history_pairs(previous.exchanges)
     context_tokens, _ = engine_context_tokens(engine, default=8192)
-    built = build_messages(system, pairs, prompt, context_budget(context_tokens, params.max_tokens))
+    built = build_messages(
+        system,
+        pairs,
+        prompt,
+        context_budget(context_tokens, params.max_tokens),
+        tools=capabilities_of(engine).tools,
+    )
     if built.dropped_exchanges:
         print(
             f"note: the conversation outgrew {engine.name}'s context; "
@@ -175,8 +245,11 @@ async def _ask(
         await record.save_prompt(prompt, engine=engine)  # before it is sent: nothing typed is lost
     except HistoryError as exc:
         _history_not_saved(exc)  # the question is still worth an answer
-    recorder = await record.begin_reply(engine)  # failures: said once, through on_error
     await engine.load()
+    if tools is not None:
+        for line in await tools.ready():  # a required (--mcp) server that failed raises here
+            print(f"warning: {line}", file=sys.stderr)
+    recorder = await record.begin_reply(engine)  # failures: said once, through on_error
     if args.replay:
         from tedchat.replay import ReplayEngine
 
@@ -192,13 +265,25 @@ async def _ask(
         elif not args.json and isinstance(event, TextDelta):
             out.write(event.text)
             out.flush()
+        elif isinstance(event, ToolCallStarted) and not args.json:
+            out.flush()
+        elif isinstance(event, ToolCallFinished):
+            print(_tool_line(event.record), file=sys.stderr)
 
     try:
-        result = await run_turn(turn, on_event=show, recorder=recorder)
+        result = await run_turn(
+            turn,
+            on_event=show,
+            recorder=recorder,
+            tools=tools.toolbox if tools is not None else None,
+            approver=terminal_approver() if tools is not None else None,
+            max_steps=args.max_steps or context.settings.tools.max_steps,
+        )
     except (asyncio.CancelledError, KeyboardInterrupt):
         metrics = turn.meter.snapshot()
         if args.json:
-            _print_json(engine, turn.text, metrics, error="cancelled")
+            calls = turn.tool_calls if tools is not None else None
+            _print_json(engine, turn.text, metrics, error="cancelled", calls=calls)
         else:
             out.write("\n")
             _print_metrics_line(engine, metrics)
@@ -210,6 +295,7 @@ async def _ask(
             result.text,
             result.metrics,
             error=result.error.message if result.error else None,
+            calls=result.tool_calls if tools is not None else None,
         )
     else:
         if result.text and not result.text.endswith("\n"):
@@ -269,8 +355,86 @@ def answer_record(engine: Any, text: str, metrics: Any) -> dict[str, Any]:
     return record
 
 
-def _print_json(engine: Any, text: str, metrics: Any, *, error: str | None) -> None:
+def _print_json(
+    engine: Any, text: str, metrics: Any, *, error: str | None, calls: list[Any] | None = None
+) -> None:
     record = answer_record(engine, text, metrics)
+    if calls is not None:
+        record["tool_calls"] = [
+            {
+                k: v
+                for k, v in call.as_dict().items()
+                if k in ("name", "arguments", "result", "error", "elapsed_s", "source")
+            }
+            for call in calls
+        ]
+        record["steps"] = metrics.steps
+        record["tool_s"] = metrics.tool_s
     if error:
         record["error"] = error
     print(json.dumps(record, ensure_ascii=False, indent=2))
+
+
+def _tool_line(record: Any) -> str:
+    """One stderr line per ended tool call: what ran, how long, and the start of the result."""
+    arguments = json.dumps(record.args, ensure_ascii=False) if record.args else record.arguments
+    if len(arguments) > 80:
+        arguments = arguments[:77] + "..."
+    if record.error is not None:
+        outcome = f"{record.status}: {record.error}"
+    else:
+        outcome = (record.result or "").strip().replace("\n", " ")
+    if len(outcome) > 100:
+        outcome = outcome[:97] + "..."
+    source = f" [{record.source}]" if record.source else ""
+    return f"tool {record.name}{source} {arguments} ({record.elapsed_s:.2f} s) -> {outcome}"
+
+
+def _open_tools(engine: Any, args: argparse.Namespace, context: Any) -> OpenTools | None:
+    """The toolbox for this question, or None when no tool is offered.
+
+    ``--mcp``, ``--tools`` and a ``--tool-choice`` other than ``auto`` ask for tools: an engine
+    that does not support them is a usage error. Otherwise tools are offered where the engine
+    supports them and ``[tools] sources`` names any."""
+    from tedchat.engine import capabilities_of
+    from tedchat.tools.setup import open_tools, sources_for
+
+    asked = bool(args.mcp or args.tools or (args.tool_choice or "auto") != "auto")
+    if not capabilities_of(engine).tools:
+        if asked:
+            raise UsageError(
+                f"engine {engine.name!r} (type {engine.type}) does not support tools",
+                hint="use an http or llamacpp engine: tedchat engines",
+            )
+        return None
+    sources = sources_for(context.settings, tools=args.tools, mcp=args.mcp)
+    if not sources:
+        return None
+    return open_tools(context.settings, context.plugins, sources, yes=args.yes, required=args.mcp)
+
+
+def terminal_approver() -> Any:
+    """Asks on the controlling terminal (even when stdin is a pipe); None without one."""
+    import asyncio
+
+    try:
+        tty = open("/dev/tty", "r+", encoding="utf-8")  # noqa: SIM115 - kept for the process
+    except OSError:
+        return None
+    lock = asyncio.Lock()
+
+    def ask(request: Any) -> str:
+        arguments = json.dumps(dict(request.args), ensure_ascii=False)
+        tty.write(
+            f"\nallow tool {request.name} [{request.source}] {arguments}?"
+            " [y] once, [a] always, [N] no: "
+        )
+        tty.flush()
+        answer = tty.readline().strip().lower()
+        return {"y": "once", "yes": "once", "a": "always", "always": "always"}.get(answer, "deny")
+
+    async def approve(request: Any) -> Any:
+        async with lock:  # calls of one step run concurrently; ask one at a time
+            return await asyncio.to_thread(ask, request)
+
+    return approve
