@@ -3,8 +3,9 @@
 :class:`TedchatApp` builds what every screen shares, one :class:`~tedchat.tui.services.Services`
 value handed to each screen's constructor: the :class:`~tedchat.engines.Context`, the
 :class:`~tedchat.tui.loader.EngineLoader`, the history (opened in a worker thread after the
-first frame; None when history is disabled or unusable) and the clock turns are timed on
-(injectable, so tests freeze the figures).
+first frame; None when history is disabled or unusable), the clock turns are timed on
+(injectable, so tests freeze the figures) and the tools (:class:`~tedchat.tui.tools.AppTools`,
+opened after the first frame, MCP servers starting in the background).
 
 Startup stays light: nothing here imports NumPy or llama.cpp; the first engine load starts
 after the first frame, so the prompt takes keys at once.
@@ -36,9 +37,10 @@ from tedchat.tui.screens.help import HelpScreen, binding_rows, unknown_keymap_id
 from tedchat.tui.screens.history import HistoryScreen
 from tedchat.tui.screens.params import ParamsScreen
 from tedchat.tui.screens.pickers import ComparePicker, EnginePicker, TextPrompt
-from tedchat.tui.services import History, Services, real_clock
+from tedchat.tui.services import History, Services, no_tool_sources, real_clock
 from tedchat.tui.terminal_watch import TerminalWatch
 from tedchat.tui.themes import choose_theme, discover_themes, remember
+from tedchat.tui.tools import AppTools
 from tedchat.tui.widgets.prompt import PromptInput
 from tedchat.tui.widgets.tool_call import ToolCallBlock
 
@@ -116,6 +118,10 @@ class TedchatApp(App[int]):
             new_history=new_history,
         )
         self._problems: list[str] = []
+        # The [tools] toolbox, opened once the app runs (tests hand in a ToolRunner of their own).
+        self.tools: AppTools | None = (
+            AppTools(self.settings, context.plugins) if tools is None else None
+        )
         # Ends the app when its terminal goes away (tedchat.tui.terminal_watch).
         self.terminal = TerminalWatch(self)
         self.keymap = dict(self.settings.keymap)
@@ -131,8 +137,9 @@ class TedchatApp(App[int]):
             # A reply cut short by a lost terminal is saved as interrupted, not cancelled
             # (looked up per reply: tests swap in a watch of their own).
             watch_reply=lambda recorder: self.terminal.recorder(recorder),
-            tools=tools,
+            tools=tools if tools is not None else self.tools,
             max_steps=self.settings.tools.max_steps,
+            tools_ready=self.tools.ready if self.tools is not None else no_tool_sources,
         )
         self._setup_themes(theme)
         self.set_keymap(self.keymap)
@@ -177,6 +184,9 @@ class TedchatApp(App[int]):
             self.notify(problem, severity="warning", timeout=10)
         for failure in getattr(self.context.plugins, "failures", []):
             self.notify(failure.message, severity="warning", timeout=10)
+        if self.tools is not None:
+            # After the first frame; MCP servers start in the background from here.
+            self.call_after_refresh(self.tools.start)
         if self.compare_engines:
             services = self.services
             self.push_screen(
@@ -239,6 +249,8 @@ class TedchatApp(App[int]):
         self.terminal.stop()
         # Queued writes first: the store marks replies still open at close as interrupted.
         self.history.close()
+        if self.tools is not None:
+            await self.tools.aclose()  # MCP servers stop with the app
         await self.context.engines.close()
 
     # --- actions and commands ---------------------------------------------------------------

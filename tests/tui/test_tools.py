@@ -448,3 +448,111 @@ async def test_max_steps_from_the_config_ends_the_turn_with_a_notice(make_app) -
         notes = [str(n.render()) for n in view.query(Notice)]
         assert any("max_steps" in n for n in notes), notes
         assert "length" in str(view.caption.render())
+
+
+# --- the real toolbox ([tools] in the config, the built-in tools) ------------------------------
+
+
+def reader_config(workspace: Any, approval: str) -> str:
+    steps = script(
+        {"text": "Reading.", "calls": [{"name": "read_file", "arguments": {"path": "notes.txt"}}]},
+        {"calls": [{"name": "read_file", "arguments": {"path": "notes.txt", "start_line": 2}}]},
+    )
+    return f"""
+[engines.reader]
+type = "scripted"
+model = "script-reader"
+text = "The notes say hello."
+ttft_s = 0.01
+tokens_per_s = 400.0
+tool_script = {steps}
+
+[tools]
+sources = ["builtin"]
+approval = "{approval}"
+workspace = {str(workspace)!r}
+"""
+
+
+async def test_the_built_in_read_file_runs_from_the_config_with_approval_auto(
+    make_app, tmp_path
+) -> None:
+    (tmp_path / "notes.txt").write_text("first line\nsecond line\n", encoding="utf-8")
+    app = make_app(reader_config(tmp_path, "auto"), engine="reader")
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, "what do my notes say?")
+        await answered(pilot)
+        assert not isinstance(app.screen, ApprovalDialog)
+        [view] = replies(app)
+        first, second = view.tool_blocks
+        assert first.record.source == "builtin" and first.record.status == "done"
+        assert "first line" in first.record.result and "second line" in first.record.result
+        assert "read_file" in block_text(first) and "builtin" in block_text(first)
+        assert "first line" in block_text(first)
+        assert "first line" not in second.record.result
+        engine = app.loader.engine("reader")
+        assert [m.content for m in engine.requests[1] if m.role == "tool"] == [first.record.result]
+        assert {s.name for s in engine.params_seen[0].tools} >= {"read_file", "list_directory"}
+        assert view.text == "Reading.The notes say hello."
+
+
+async def test_the_real_toolbox_asks_and_always_holds_for_the_next_call(make_app, tmp_path) -> None:
+    (tmp_path / "notes.txt").write_text("first line\nsecond line\n", encoding="utf-8")
+    app = make_app(reader_config(tmp_path, "ask"), engine="reader")
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, "what do my notes say?")
+        await wait_for(pilot, lambda: isinstance(app.screen, ApprovalDialog))
+        dialog = app.screen
+        assert isinstance(dialog, ApprovalDialog)
+        assert dialog.request.name == "read_file" and dialog.request.source == "builtin"
+        await approve(pilot, "a")
+        await answered(pilot)
+        assert not isinstance(app.screen, ApprovalDialog)  # the second call was not asked
+        assert [b.record.status for b in replies(app)[0].tool_blocks] == ["done", "done"]
+
+
+async def test_the_real_toolbox_tells_the_model_a_denied_call_was_denied(
+    make_app, tmp_path
+) -> None:
+    (tmp_path / "notes.txt").write_text("secret\n", encoding="utf-8")
+    app = make_app(reader_config(tmp_path, "ask"), engine="reader")
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, "what do my notes say?")
+        await approve(pilot, "d")
+        await approve(pilot, "d")
+        await answered(pilot)
+        blocks = replies(app)[0].tool_blocks
+        assert [b.record.status for b in blocks] == ["denied", "denied"]
+        told = [m.content for m in app.loader.engine("reader").requests[1] if m.role == "tool"]
+        assert len(told) == 1 and "denied" in told[0] and "secret" not in told[0]
+
+
+def test_the_tui_opens_the_tools_at_start_without_importing_mcp(tui_home) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import cli_env
+
+    code = (
+        "import asyncio, sys\n"
+        "from tedchat.engines import load_context\n"
+        "from tedchat.tui.app import TedchatApp\n"
+        "async def main():\n"
+        "    app = TedchatApp(load_context(), preload=False)\n"
+        "    async with app.run_test() as pilot:\n"
+        "        await pilot.pause(0.3)\n"
+        "        names = sorted(s.name for s in app.services.tools.specs())\n"
+        "        print(names, 'mcp' in sys.modules)\n"
+        "asyncio.run(main())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=cli_env(tui_home),
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    names, mcp_imported = out.stdout.strip().rsplit(" ", 1)
+    assert "read_file" in names and "shell" in names
+    assert mcp_imported == "False"
