@@ -2,19 +2,22 @@
 tool, resumed tool calls, and tools in every compare pane.
 
 The scripted test engine (``tool_script``) asks for the calls, through the real plugin path;
-turns run through the real session loop and the real SQLite history.
+turns run through the real session loop, the real :class:`~tedchat.tools.toolbox.Toolbox`
+(holding two small tools of a "dictionary" plugin, or the built-in tools from the config) and
+the real SQLite history.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
 from typing import Any
 
-from tedchat.engine import ToolCall, ToolSpec
+from tedchat.config import ToolSettings
+from tedchat.engine import ToolCall
 from tedchat.history.store import Store
-from tedchat.tools.base import ApprovalRequest, Approver, ToolCallRecord
+from tedchat.tools.base import ApprovalRequest, Tool, ToolCallRecord
+from tedchat.tools.toolbox import Toolbox
 from tedchat.tui.screens.approval import ApprovalDialog
 from tedchat.tui.screens.chat import ChatScreen
 from tedchat.tui.screens.compare import CompareScreen
@@ -86,52 +89,40 @@ tool_script = {BUSY_SCRIPT}
 """
 
 
-class DictionaryTools:
-    """A small ToolRunner: ``lookup`` answers at once, ``slow`` sleeps ``s`` seconds. Asks the
-    approver first unless ``ask`` is off; an "always" answer holds for the rest of its life,
-    as the real toolbox's does."""
+def lookup_word(args: dict[str, Any]) -> str:
+    word = args["word"]
+    return f"{word}: a young animal\nsee also: puppy\nline three\nline four"
 
-    def __init__(self, *, ask: bool = True) -> None:
-        self.ask = ask
-        self.always: set[str] = set()
-        self.asked: list[ApprovalRequest] = []
 
-    def specs(self) -> tuple[ToolSpec, ...]:
-        return (
-            ToolSpec("lookup", "Look a word up in the dictionary", LOOKUP_PARAMS),
-            ToolSpec("slow", "Take a while", SLOW_PARAMS),
-        )
+async def take_a_while(args: dict[str, Any]) -> str:
+    await asyncio.sleep(float(args.get("s", 1)))
+    return "slept"
 
-    async def call(self, call: ToolCall, record: ToolCallRecord, approver: Approver | None) -> None:
-        record.source = "plugin:dictionary"
-        args = json.loads(call.arguments or "{}")
-        record.args = args
-        if self.ask and call.name not in self.always:
-            if approver is None:
-                record.status, record.error = "denied", "refused: needs approval"
-                return
-            request = ApprovalRequest(call.name, record.source, args, "Look a word up")
-            self.asked.append(request)
-            answer = await approver(request)
-            if answer == "deny":
-                record.status, record.error = "denied", "denied by the user"
-                return
-            if answer == "always":
-                self.always.add(call.name)
-        start = time.perf_counter()
-        try:
-            if call.name == "slow":
-                await asyncio.sleep(float(args.get("s", 1)))
-                record.result = "slept"
-            else:
-                word = args["word"]
-                record.result = f"{word}: a young animal\nsee also: puppy\nline three\nline four"
-        except asyncio.CancelledError:
-            record.status, record.error = "cancelled", "cancelled"
-            record.elapsed_s = time.perf_counter() - start
-            raise
-        record.status = "done"
-        record.elapsed_s = time.perf_counter() - start
+
+def dictionary(approval: str = "ask") -> Toolbox:
+    """The real toolbox holding a plugin's two tools: ``lookup`` answers at once, ``slow``
+    sleeps ``s`` seconds."""
+    return Toolbox(
+        ToolSettings(approval=approval),
+        [
+            Tool("lookup", "Look a word up", LOOKUP_PARAMS, lookup_word, "plugin:dictionary"),
+            Tool("slow", "Take a while", SLOW_PARAMS, take_a_while, "plugin:dictionary"),
+        ],
+    )
+
+
+def questions(app: Any) -> list[ApprovalRequest]:
+    """Every approval the app's dialogs are asked for from now on, in order."""
+    approvals = app.services.approvals
+    asked: list[ApprovalRequest] = []
+    ask = approvals.ask
+
+    async def spy(app_: Any, request: ApprovalRequest, **kwargs: Any) -> Any:
+        asked.append(request)
+        return await ask(app_, request, **kwargs)
+
+    approvals.ask = spy
+    return asked
 
 
 def chat(app: Any) -> ChatScreen:
@@ -169,7 +160,7 @@ async def approve(pilot: Any, key: str) -> None:
 
 
 async def test_a_tool_call_is_a_block_between_the_step_texts_with_its_result(make_app) -> None:
-    tools = DictionaryTools(ask=False)
+    tools = dictionary("auto")
     app = make_app(TOOL_ENGINES, engine="tooly", tools=tools)
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, "what is a pup?")
@@ -228,8 +219,9 @@ async def test_a_tool_call_is_a_block_between_the_step_texts_with_its_result(mak
 
 
 async def test_allow_once_then_always_then_no_more_questions(make_app) -> None:
-    tools = DictionaryTools()
+    tools = dictionary()
     app = make_app(TOOL_ENGINES, engine="twice", tools=tools)
+    asked = questions(app)
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, "two words please")
         await wait_for(pilot, lambda: isinstance(app.screen, ApprovalDialog))
@@ -242,19 +234,19 @@ async def test_allow_once_then_always_then_no_more_questions(make_app) -> None:
         await approve(pilot, "o")  # once: the next call asks again
         await approve(pilot, "a")  # always for lookup
         await answered(pilot)
-        assert [r.args["word"] for r in tools.asked] == ["pup", "kit"]
+        assert [r.args["word"] for r in asked] == ["pup", "kit"]
         blocks = replies(app)[0].tool_blocks
         assert [b.record.status for b in blocks] == ["done", "done"]
         # Another turn: lookup runs unasked now.
         await send(pilot, "again")
         await answered(pilot)
-        assert len(tools.asked) == 2
+        assert len(asked) == 2
         assert not isinstance(app.screen, ApprovalDialog)
         assert [b.record.status for b in replies(app)[1].tool_blocks] == ["done", "done"]
 
 
 async def test_deny_with_escape_tells_the_model_and_shows_denied(make_app) -> None:
-    tools = DictionaryTools()
+    tools = dictionary()
     app = make_app(TOOL_ENGINES, engine="tooly", tools=tools)
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, "what is a pup?")
@@ -274,7 +266,7 @@ async def test_deny_with_escape_tells_the_model_and_shows_denied(make_app) -> No
 async def test_escape_during_a_slow_tool_cancels_and_keeps_text_and_finished_calls(
     make_app,
 ) -> None:
-    tools = DictionaryTools(ask=False)
+    tools = dictionary("auto")
     app = make_app(TOOL_ENGINES, engine="busy", tools=tools)
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, "work")
@@ -310,7 +302,7 @@ async def test_escape_during_a_slow_tool_cancels_and_keeps_text_and_finished_cal
 
 
 async def test_stop_in_the_approval_dialog_cancels_the_answer(make_app) -> None:
-    tools = DictionaryTools()
+    tools = dictionary()
     app = make_app(TOOL_ENGINES, engine="tooly", tools=tools)
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, "what is a pup?")
@@ -328,7 +320,7 @@ async def test_stop_in_the_approval_dialog_cancels_the_answer(make_app) -> None:
 
 
 async def test_a_turn_cancelled_while_its_dialog_shows_takes_the_dialog_away(make_app) -> None:
-    tools = DictionaryTools()
+    tools = dictionary()
     app = make_app(TOOL_ENGINES, engine="tooly", tools=tools)
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, "what is a pup?")
@@ -365,7 +357,7 @@ async def test_a_resumed_conversation_shows_its_tool_calls_and_sends_them_again(
         writer.add_tool_call(call.as_dict())
         writer.append("A kit is a young fox.")
         writer.finish("stop", {"ttft_s": 0.1, "output_tokens_per_s": 10.0, "output_tokens": 9})
-    tools = DictionaryTools(ask=False)
+    tools = dictionary("auto")
     app = make_app(TOOL_ENGINES, engine="tooly", tools=tools)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+o")
@@ -401,25 +393,50 @@ async def test_a_resumed_conversation_shows_its_tool_calls_and_sends_them_again(
 async def test_every_compare_pane_gets_its_calls_done_through_one_dialog_at_a_time(
     make_app,
 ) -> None:
-    tools = DictionaryTools()
+    tools = dictionary()
     app = make_app(TOOL_ENGINES, compare=["tooly", "tooly2"], tools=tools)
+    asked = questions(app)
     async with app.run_test(size=(140, 36)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen))
         screen = app.screen
         await send(pilot, "define your word")
-        await wait_for(pilot, lambda: app.services.approvals.waiting == 2)
         await approve(pilot, "o")
-        assert len([s for s in app.screen_stack if isinstance(s, ApprovalDialog)]) <= 1
         await approve(pilot, "o")
         await wait_for(pilot, lambda: not screen.busy)  # type: ignore[attr-defined]
         await pilot.pause(0.05)
-        assert sorted(r.args["word"] for r in tools.asked) == ["kit", "pup"]
+        assert sorted(r.args["word"] for r in asked) == ["kit", "pup"]
         for pane in screen.query(ComparePane):
             [view] = pane.query(ReplyView)
             [block] = view.tool_blocks
             assert block.record.status == "done"
             assert f"{block.record.args['word']}: a young animal" in block_text(block)
             assert "in 2 steps" in str(view.caption.render())
+
+
+async def test_questions_asked_at_once_get_one_dialog_after_the_other(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        approvals = app.services.approvals
+        first = asyncio.ensure_future(approvals.ask(app, ApprovalRequest("one", "builtin")))
+        second = asyncio.ensure_future(approvals.ask(app, ApprovalRequest("two", "builtin")))
+        await wait_for(pilot, lambda: approvals.waiting == 2)
+        await wait_for(pilot, lambda: isinstance(app.screen, ApprovalDialog))
+        assert app.screen.request.name == "one"  # type: ignore[attr-defined]
+        assert sum(isinstance(s, ApprovalDialog) for s in app.screen_stack) == 1
+        await approve(pilot, "o")
+        await wait_for(pilot, lambda: isinstance(app.screen, ApprovalDialog))
+        assert app.screen.request.name == "two"  # type: ignore[attr-defined]
+        await approve(pilot, "d")
+        assert (await first, await second) == ("once", "deny")
+        # One cancelled while it waits for its turn never shows.
+        shown = asyncio.ensure_future(approvals.ask(app, ApprovalRequest("three", "builtin")))
+        dropped = asyncio.ensure_future(approvals.ask(app, ApprovalRequest("four", "builtin")))
+        await wait_for(pilot, lambda: approvals.waiting == 2)
+        dropped.cancel()
+        await approve(pilot, "a")
+        assert await shown == "always"
+        await pilot.pause(0.1)
+        assert not isinstance(app.screen, ApprovalDialog) and approvals.waiting == 0
 
 
 def test_block_content_says_status_time_and_error() -> None:
@@ -436,7 +453,7 @@ def test_block_content_says_status_time_and_error() -> None:
 
 
 async def test_max_steps_from_the_config_ends_the_turn_with_a_notice(make_app) -> None:
-    tools = DictionaryTools(ask=False)
+    tools = dictionary("auto")
     app = make_app(TOOL_ENGINES + "\n[tools]\nmax_steps = 2\n", engine="twice", tools=tools)
     assert app.services.max_steps == 2
     async with app.run_test(size=SIZE) as pilot:
