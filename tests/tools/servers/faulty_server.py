@@ -8,6 +8,7 @@ python faulty_server.py hang [MARKER]   reads stdin and never answers; ignores E
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -16,7 +17,9 @@ if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "exit":
         sys.stdin.readline()
-        print("fatal: the database file is missing", file=sys.stderr, flush=True)
+        token = os.environ.get("FAULTY_TOKEN")
+        why = f"token {token} was refused" if token else "the database file is missing"
+        print(f"fatal: {why}", file=sys.stderr, flush=True)
         sys.exit(3)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     while sys.stdin.readline():
