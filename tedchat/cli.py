@@ -121,7 +121,7 @@ def known_redactor(config: str | None) -> Redactor:
         settings = load_settings(config, warn=False)
     except TedchatError:
         return redactor  # the command reports a broken config itself
-    for table in settings.engines.values():
+    for table in [*settings.engines.values(), *settings.mcp.values()]:
         redactor.add(*secrets_in(table, os.environ))
     return redactor
 

@@ -176,3 +176,20 @@ def test_importing_the_module_does_not_import_the_sdk() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_the_debug_log_redactor_knows_the_mcp_secrets(tmp_path: Any) -> None:
+    from tedchat.cli import known_redactor
+
+    config = tmp_path / "config.toml"
+    config.write_text(
+        "[mcp.web]\n"
+        'url = "https://mcp.example.com/mcp"\n'
+        f'headers = {{ X-Custom = "{SECRET}" }}\n'
+        "[mcp.local]\n"
+        'command = "server"\n'
+        'env = { DB_PASS = "another-secret-99" }\n'
+    )
+    config.chmod(0o600)
+    redact = known_redactor(str(config))
+    assert redact(f"sent {SECRET}, then another-secret-99") == "sent ***, then ***"
