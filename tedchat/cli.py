@@ -114,15 +114,17 @@ def known_redactor(config: str | None) -> Redactor:
     """A redactor that knows every secret of the config (and the variables it names) and of
     the environment, so that they are hidden in any form wherever they turn up."""
     from tedchat.config import load_settings
-    from tedchat.redact import Redactor, environ_secrets, secrets_in
+    from tedchat.redact import MCP_SECRET_TABLES, Redactor, environ_secrets, secrets_in
 
     redactor = Redactor(environ_secrets(os.environ))
     try:
         settings = load_settings(config, warn=False)
     except TedchatError:
         return redactor  # the command reports a broken config itself
-    for table in [*settings.engines.values(), *settings.mcp.values()]:
+    for table in settings.engines.values():
         redactor.add(*secrets_in(table, os.environ))
+    for table in settings.mcp.values():
+        redactor.add(*secrets_in(table, os.environ, secret_tables=MCP_SECRET_TABLES))
     return redactor
 
 

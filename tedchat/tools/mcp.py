@@ -83,7 +83,7 @@ from tedchat.errors import (
     McpToolError,
     TedchatError,
 )
-from tedchat.redact import Redactor, redact_url, secrets_in
+from tedchat.redact import MCP_SECRET_TABLES, Redactor, redact_url, secrets_in
 from tedchat.tools.base import Tool
 
 if sys.version_info >= (3, 11):
@@ -138,7 +138,7 @@ class McpServerConfig:
 
     def secrets(self) -> list[str]:
         """The values no message may show: env and header values, URL userinfo."""
-        return secrets_in(self.table)
+        return secrets_in(self.table, secret_tables=MCP_SECRET_TABLES)
 
     def redactor(self) -> Redactor:
         return Redactor(self.secrets())

@@ -120,15 +120,16 @@ def test_valid_tables_and_no_secret_in_repr_or_describe() -> None:
         "web",
         {
             "url": f"https://bob:{SECRET}@mcp.example.com/mcp?api_key={SECRET}",
-            "headers": {"X-Custom": SECRET},
+            "headers": {"X-Custom": "header-value-0002"},
             "startup_timeout_s": 2.5,
         },
     )
     assert http.transport == "http" and http.startup_timeout_s == 2.5
     assert http.describe() == "https://***@mcp.example.com/mcp?api_key=***"
+    assert "header-value-0002" in http.secrets()
     for config in (stdio, http):
         shown = repr(config) + str(config) + config.describe()
-        assert SECRET not in shown
+        assert SECRET not in shown and "header-value-0002" not in shown
         assert SECRET in config.secrets()
 
 

@@ -88,7 +88,7 @@ async def test_time_server_over_stdio_converts_and_its_process_ends_with_stop() 
 async def test_echo_server_over_stdio_tools_results_and_errors() -> None:
     tag = marker()
     async with McpServers({"echo": stdio_table(ECHO, "stdio", tag)}, None, STARTUP) as servers:
-        assert set(by_name(servers)) == {"echo", "boom", "slow", "picture", "crash"}
+        assert set(by_name(servers)) == {"echo", "boom", "fail", "slow", "picture", "crash"}
         assert await call(servers, "echo", text="héllo 東京") == "héllo 東京"
         # An image part is described, not dumped.
         picture = await call(servers, "picture")
@@ -116,7 +116,9 @@ async def test_a_call_cancelled_by_a_timeout_leaves_the_session_usable() -> None
 
 async def test_streamable_http_sends_the_headers_and_calls_tools() -> None:
     with echo_http_server() as http:
-        table = {"url": http.url, "headers": {"Authorization": f"Bearer {http.token}"}}
+        team = "team-secret-0123456789"
+        headers = {"Authorization": f"Bearer {http.token}", "X-Team": team}
+        table = {"url": http.url, "headers": headers}
         async with McpServers({"web": table}, None, STARTUP) as servers:
             # The server refuses requests without the bearer token: ready proves it was sent.
             (status,) = servers.status()
@@ -129,7 +131,12 @@ async def test_streamable_http_sends_the_headers_and_calls_tools() -> None:
                 await asyncio.wait_for(call(servers, "slow", seconds=30), 0.5)
             assert await call(servers, "echo", text="again") == "again"
             assert "[image: image/png" in await call(servers, "picture")
-            assert http.token not in repr(servers.configs) + str(servers.status())
+            # A header value in an error's text is hidden, whatever the header's name.
+            with pytest.raises(McpToolError) as info:
+                await call(servers, "fail", message=f"rejected {team} and {http.token}")
+            assert str(info.value).endswith("rejected *** and ***"), str(info.value)
+            shown = repr(servers.configs) + str(servers.status())
+            assert http.token not in shown and team not in shown
 
 
 async def test_a_wrong_header_fails_the_handshake_without_showing_the_secret() -> None:
@@ -201,7 +208,14 @@ async def test_list_server_tools_reports_each_server_and_stops_them() -> None:
         ("echo", "mcp:echo", "ready"),
         ("missing", "mcp:missing", "failed"),
     ]
-    assert {t.name for t in rows[0]["tools"]} == {"echo", "boom", "slow", "picture", "crash"}
+    assert {t.name for t in rows[0]["tools"]} == {
+        "echo",
+        "boom",
+        "fail",
+        "slow",
+        "picture",
+        "crash",
+    }
     assert rows[0]["error"] is None
     assert rows[1]["tools"] == [] and "command not found" in rows[1]["error"]
     assert wait_gone(tag) == []

@@ -3,7 +3,7 @@
     python echo_server.py stdio [MARKER]
     python echo_server.py http            (token in $ECHO_SERVER_TOKEN)
 
-Tools: ``echo`` (returns its text), ``boom`` (raises), ``slow`` (sleeps, then answers),
+Tools: ``echo`` (returns its text), ``boom`` and ``fail`` (raise), ``slow`` (sleeps, then answers),
 ``picture`` (an image part beside a text part), ``crash`` (the process exits mid-call, saying
 why on stderr).
 
@@ -37,6 +37,11 @@ def echo(text: str) -> str:
 @server.tool(description="Always fails.")
 def boom() -> str:
     raise ToolError("boom: the tool failed on purpose")
+
+
+@server.tool(description="Fail with the given message.")
+def fail(message: str) -> str:
+    raise ToolError(message)
 
 
 @server.tool(description="Exit the server process in the middle of the call.")
