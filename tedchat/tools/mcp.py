@@ -477,7 +477,9 @@ class _Server:
         from mcp.client.streamable_http import streamable_http_client
 
         async def note_status(response: httpx2.Response) -> None:
-            if response.status_code >= 400:
+            # Only requests carrying messages: a GET for the optional event stream may be
+            # refused (405) by servers without one, and the SDK goes on without it.
+            if response.status_code >= 400 and response.request.method == "POST":
                 self._http_status = f"HTTP {response.status_code} {response.reason_phrase}".strip()
 
         client = httpx2.AsyncClient(
@@ -575,11 +577,12 @@ class _Server:
             return ""
         return self._redact(_one_line(lines[-1])) if lines else ""
 
-    def _detail(self, exc: BaseException) -> str:
-        """One line for a transport or protocol failure."""
+    def _detail(self, exc: BaseException, *, handshake: bool = False) -> str:
+        """One line for a transport or protocol failure; in the ``handshake``, an HTTP error
+        status the server answered says it best."""
         import httpx2
 
-        if self._http_status:
+        if handshake and self._http_status:
             return f"the server answered {self._http_status}"
         if isinstance(exc, httpx2.ConnectError):
             return f"cannot connect to {redact_url(self.config.url)} ({_one_line(str(exc))})"
@@ -616,7 +619,7 @@ class _Server:
                     + (f": {tail}" if tail else "")
                 )
             )
-        detail = self._redact(self._detail(cause))
+        detail = self._redact(self._detail(cause, handshake=True))
         hint = (
             f"check url and headers in [mcp.{name}]"
             if self._http_status and self._http_status.startswith(("HTTP 401", "HTTP 403"))
