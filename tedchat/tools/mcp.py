@@ -437,6 +437,7 @@ class _Server:
             self._session = None
             self._ready.set()
             self._kill_leftover()
+            self.pid = None  # gone now; never signal that number again (it may be reused)
             if self._stderr is not None:
                 self._stderr.close()
                 self._stderr = None
@@ -642,12 +643,13 @@ class _Server:
     # -- the fallback kill --
 
     def _kill_leftover(self) -> None:
-        """Kill the child's process group if the child is still alive (the SDK should have
-        ended it; this is the fallback)."""
+        """Kill the child's process group if the child or a process it started in its group
+        is still alive (the SDK ends the child, and its group only when the child does not
+        exit by itself; this is the fallback)."""
         pid = self.pid
-        if pid is None or not _is_live_child(pid):
+        if pid is None or not (_is_live_child(pid) or _group_lives(pid)):
             return
-        log.debug("MCP server %s: pid %d outlived the SDK's shutdown; killing it", self.name, pid)
+        log.debug("MCP server %s: process group %d left; killing it", self.name, pid)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
 
@@ -665,8 +667,8 @@ class _Server:
 # SDK starts the child in a new session, so it is a child of this process leading its own.
 
 
-def _proc_stat(pid: int) -> tuple[str, int, int] | None:
-    """(state, parent pid, session id) of a process, or None."""
+def _proc_stat(pid: int | str) -> tuple[str, int, int, int] | None:
+    """(state, parent pid, process group, session) of a process, or None."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
             text = f.read()
@@ -674,25 +676,26 @@ def _proc_stat(pid: int) -> tuple[str, int, int] | None:
         return None
     fields = text.rpartition(")")[2].split()
     try:
-        return fields[0], int(fields[1]), int(fields[3])
+        return fields[0], int(fields[1]), int(fields[2]), int(fields[3])
     except (IndexError, ValueError):
         return None
+
+
+def _pids() -> list[str]:
+    try:
+        return [entry for entry in os.listdir("/proc") if entry.isdigit()]
+    except OSError:
+        return []
 
 
 def _children_in_own_session() -> set[int]:
     """This process's live children that lead their own session ({} without /proc)."""
     me = os.getpid()
     found: set[int] = set()
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return found
-    for entry in entries:
-        if not entry.isdigit():
-            continue
+    for entry in _pids():
         pid = int(entry)
         stat = _proc_stat(pid)
-        if stat and stat[1] == me and stat[2] == pid and stat[0] != "Z":
+        if stat and stat[1] == me and stat[3] == pid and stat[0] != "Z":
             found.add(pid)
     return found
 
@@ -718,6 +721,16 @@ def _find_new_child(before: set[int], args: Sequence[str]) -> int | None:
 def _is_live_child(pid: int) -> bool:
     stat = _proc_stat(pid)
     return stat is not None and stat[1] == os.getpid() and stat[0] != "Z"
+
+
+def _group_lives(pgid: int) -> bool:
+    """Whether a live process is in process group ``pgid`` (a stdio server's helpers stay in
+    it after the server itself has exited)."""
+    for entry in _pids():
+        stat = _proc_stat(entry)
+        if stat is not None and stat[2] == pgid and stat[0] != "Z":
+            return True
+    return False
 
 
 class McpServers:

@@ -219,3 +219,18 @@ async def test_list_server_tools_reports_each_server_and_stops_them() -> None:
     assert rows[0]["error"] is None
     assert rows[1]["tools"] == [] and "command not found" in rows[1]["error"]
     assert wait_gone(tag) == []
+
+
+@pytest.mark.parametrize("mode", ["stdio-stubborn", "stdio-family"])
+async def test_stop_leaves_no_process_even_when_the_server_resists(mode: str) -> None:
+    """stdio-stubborn ignores its stdin closing and SIGTERM; stdio-family leaves a helper in
+    its process group that ignores SIGTERM (as launchers like npx do)."""
+    tag = marker()
+    servers = McpServers({"s": stdio_table(ECHO, mode, tag)}, None, STARTUP)
+    try:
+        await servers.start()
+        assert await call(servers, "echo", text="hi") == "hi"
+        assert len(pids_with(tag)) == (2 if mode == "stdio-family" else 1)
+    finally:
+        await servers.stop()
+    assert pids_with(tag) == []  # gone when stop returns, no waiting

@@ -1,7 +1,10 @@
 """A small MCP server for tedchat's tests and benchmarks, written with the SDK's ``MCPServer``.
 
     python echo_server.py stdio [MARKER]
-    python echo_server.py http            (token in $ECHO_SERVER_TOKEN)
+    python echo_server.py stdio-stubborn [MARKER]  ignores its stdin closing and SIGTERM
+    python echo_server.py stdio-family [MARKER]    starts a helper process (in its process
+                                                   group, ignoring SIGTERM) that outlives it
+    python echo_server.py http                     (token in $ECHO_SERVER_TOKEN)
 
 Tools: ``echo`` (returns its text), ``boom`` and ``fail`` (raise), ``slow`` (sleeps, then answers),
 ``picture`` (an image part beside a text part), ``crash`` (the process exits mid-call, saying
@@ -18,8 +21,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import signal
 import socket
+import subprocess
 import sys
+import time
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
@@ -92,8 +98,35 @@ def serve_http() -> None:
     asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
 
 
+def stubborn() -> None:
+    """After the session ends: ignore SIGTERM and stay, until killed."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    while True:
+        time.sleep(60)
+
+
+def start_helper() -> None:
+    """A grandchild in this process group that ignores SIGTERM and outlives this process,
+    like the node process an npx launcher starts."""
+    code = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "while True: time.sleep(60)"
+    )
+    subprocess.Popen(
+        [sys.executable, "-c", code, *sys.argv[2:]],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "http":
+    mode = sys.argv[1]
+    if mode == "http":
         serve_http()
     else:
+        if mode == "stdio-family":
+            start_helper()
         server.run("stdio")
+        if mode == "stdio-stubborn":
+            stubborn()
