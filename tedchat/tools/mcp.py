@@ -53,8 +53,10 @@ Each server lives in one asyncio task that owns the SDK's context managers (they
 task groups, which must be entered and left in the same task): it connects, initializes, lists
 the tools, then waits until it is stopped; calls run from the callers' tasks on the shared
 session. The SDK's stdio client ends its child on exit (stdin closed, then SIGTERM and
-SIGKILL to its process group); as a fallback, a child still alive afterwards is killed with
-its process group.
+SIGKILL to its process group when it does not exit). As a fallback, and for what a child that
+did exit left in its process group (a launcher's helper), the group is then killed if any of
+it is still alive; a server that hangs in the handshake is killed at once (found through
+``/proc``, on Linux).
 
 ``mcp`` is imported only inside functions: ``tedchat --help``, a plain ``ask`` and the TUI's
 start do not import it.
