@@ -39,7 +39,9 @@ The interface (the rest is private):
        "target": "python -m mcp_server_time", "status": "ready" | "failed",
        "error": None | "one line", "tools": [Tool, ...]}
 
-- :func:`server_configs` -- the validated ``[mcp.NAME]`` tables (:class:`McpServerConfig`).
+- :func:`server_configs` -- the validated ``[mcp.NAME]`` tables (:class:`McpServerConfig`);
+  :func:`names_from_sources` -- the servers a ``[tools] sources`` list selects (``mcp``: all,
+  ``mcp:NAME``: one).
 
 Errors (:mod:`tedchat.errors`): a bad table or an unknown name is a ``ConfigError`` (exit 2,
 raised by the constructor, before anything starts); a command that cannot be run is an
@@ -264,6 +266,22 @@ def server_configs(
             hint=f"add a [mcp.{missing[0]}] table to the config file (see config.example.toml)",
         )
     return [parse_server_config(name, tables[name]) for name in chosen]
+
+
+def names_from_sources(
+    sources: Iterable[str], tables: Mapping[str, Mapping[str, Any]]
+) -> list[str]:
+    """The servers a ``[tools] sources`` / ``--tools`` list selects: ``mcp`` is every
+    configured one, ``mcp:NAME`` that one (a ``ConfigError`` when it has no table); other
+    sources are not MCP's and are skipped."""
+    names: list[str] = []
+    for source in sources:
+        if source == "mcp":
+            names.extend(tables)
+        elif source.startswith("mcp:"):
+            names.append(source[4:])
+    server_configs(tables, names)  # unknown names and bad tables fail here, before any start
+    return list(dict.fromkeys(names))
 
 
 # --- results ---------------------------------------------------------------------------------

@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 
 from tedchat.errors import ConfigError
-from tedchat.tools.mcp import McpServers, parse_server_config, result_text, server_configs
+from tedchat.tools.mcp import (
+    McpServers,
+    names_from_sources,
+    parse_server_config,
+    result_text,
+    server_configs,
+)
 
 SECRET = "sk-topsecret-value-0001"
 
@@ -194,3 +200,12 @@ def test_the_debug_log_redactor_knows_the_mcp_secrets(tmp_path: Any) -> None:
     config.chmod(0o600)
     redact = known_redactor(str(config))
     assert redact(f"sent {SECRET}, then another-secret-99") == "sent ***, then ***"
+
+
+def test_names_from_sources() -> None:
+    tables = {"time": {"command": "x"}, "web": {"url": "https://h/mcp"}}
+    assert names_from_sources(["builtin", "plugin", "mcp"], tables) == ["time", "web"]
+    assert names_from_sources(["mcp:web", "builtin", "mcp:web"], tables) == ["web"]
+    assert names_from_sources(["builtin"], tables) == []
+    with pytest.raises(ConfigError, match="no MCP server named 'nope'"):
+        names_from_sources(["mcp:nope"], tables)
