@@ -116,7 +116,9 @@ _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _STOP_TIMEOUT_S = 10.0
 # The lines of a stdio server's stderr kept for error messages (the tail of its log).
 _STDERR_TAIL_BYTES = 4096
+# The longest detail in an error line, and the longest tool error text (sent to the model).
 _MAX_DETAIL = 300
+_MAX_TOOL_ERROR = 4000
 
 
 # --- configuration ---------------------------------------------------------------------------
@@ -347,9 +349,9 @@ def _root_cause(exc: BaseException) -> BaseException:
     return leaves[0] if leaves else exc
 
 
-def _one_line(text: str) -> str:
+def _one_line(text: str, limit: int = _MAX_DETAIL) -> str:
     line = " ".join(text.split())
-    return line if len(line) <= _MAX_DETAIL else line[: _MAX_DETAIL - 1] + "…"
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 class _Server:
@@ -572,7 +574,9 @@ class _Server:
             ) from None
         text = result_text(result)
         if result.is_error:
-            raise McpToolError(self._redact(_one_line(text) or f"{tool} reported an error"))
+            # The model reads this too: keep more of it than of a transport failure.
+            message = _one_line(text, _MAX_TOOL_ERROR) or f"{tool} reported an error"
+            raise McpToolError(self._redact(message))
         return text
 
     # -- errors --
