@@ -24,7 +24,7 @@ The interface (the rest is private):
       servers = McpServers(settings.mcp, ["time"], settings.tools.startup_timeout_s)
       warnings = await servers.start()  # every server ready or failed, or the timeout passed
       servers.tools()                   # tedchat.tools.base.Tool values, source "mcp:NAME"
-      servers.status()                  # [{name, transport, target, status, error}]
+      servers.status()                  # [{name, source, transport, target, status, error}]
       servers.raise_for_failures()      # for `ask --mcp NAME`: exit 2 or 1 (below)
       await servers.stop()              # every child process gone
 
@@ -680,6 +680,7 @@ class _Server:
     def status(self) -> dict[str, Any]:
         return {
             "name": self.name,
+            "source": self.config.source,
             "transport": self.config.transport,
             "target": self.config.describe(),
             "status": self.state,
@@ -821,8 +822,9 @@ class McpServers:
         return [tool for s in self._servers.values() if s.state == "ready" for tool in s.tools]
 
     def status(self) -> list[dict[str, Any]]:
-        """One dict per server: name, transport, target (command line or URL, redacted),
-        status (starting, ready, failed, stopped) and error (one line or None)."""
+        """One dict per server: name, source (``mcp:NAME``), transport, target (command line
+        or URL, redacted), status (starting, ready, failed, stopped) and error (one line or
+        None)."""
         return [server.status() for server in self._servers.values()]
 
     def failures(self) -> dict[str, TedchatError]:
@@ -838,8 +840,7 @@ class McpServers:
     def server_tools(self) -> list[dict[str, Any]]:
         """:func:`list_server_tools`'s rows for these servers, as they stand."""
         return [
-            {**server.status(), "source": server.config.source, "tools": list(server.tools)}
-            for server in self._servers.values()
+            {**server.status(), "tools": list(server.tools)} for server in self._servers.values()
         ]
 
     async def stop(self) -> None:

@@ -45,6 +45,7 @@ async def test_time_server_over_stdio_converts_and_its_process_ends_with_stop() 
         assert servers.status() == [
             {
                 "name": "time",
+                "source": "mcp:time",
                 "transport": "stdio",
                 "target": f"{sys.executable} -m mcp_server_time --local-timezone UTC",
                 "status": "ready",
