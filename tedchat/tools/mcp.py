@@ -114,6 +114,8 @@ _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # How long stop() waits for a server's runner to wind down (the SDK's own escalation, stdin
 # closed -> SIGTERM -> SIGKILL, takes at most ~6.5 s) before killing the process group itself.
 _STOP_TIMEOUT_S = 10.0
+# How long stop() waits for a process group it killed to be gone.
+_GROUP_EXIT_S = 2.0
 # The lines of a stdio server's stderr kept for error messages (the tail of its log).
 _STDERR_TAIL_BYTES = 4096
 # The longest detail in an error line, and the longest tool error text (sent to the model).
@@ -364,6 +366,7 @@ class _Server:
         self.error: TedchatError | None = None
         self.tools: list[Tool] = []
         self.pid: int | None = None
+        self._group: int | None = None  # the child's process group, kept after it is reaped
         self._redact = config.redactor()
         self._spawn_lock = spawn_lock
         self._session: Any = None
@@ -423,9 +426,21 @@ class _Server:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await asyncio.wait_for(task, 2.0)
         self._kill_leftover()
+        await self._group_gone()
         if self.state != "failed":
             self.state = "stopped"
         self._ready.set()
+
+    async def _group_gone(self) -> None:
+        """Wait (briefly) until a killed process group has died: a SIGKILL takes a moment to
+        land, and on return from stop no process of the server's may be left."""
+        group = self._group
+        deadline = asyncio.get_running_loop().time() + _GROUP_EXIT_S
+        while group is not None and _group_lives(group):
+            if asyncio.get_running_loop().time() > deadline:
+                log.debug("MCP server %s: process group %d still alive", self.name, group)
+                return
+            await asyncio.sleep(0.01)
 
     async def _run(self) -> None:
         import anyio
@@ -492,7 +507,7 @@ class _Server:
         async with self._spawn_lock:
             before = _children_in_own_session()
             streams = await stack.enter_async_context(stdio_client(params, errlog=self._stderr))
-            self.pid = _find_new_child(before, config.args)
+            self.pid = self._group = _find_new_child(before, config.args)
         return streams
 
     async def _connect_http(self, stack: AsyncExitStack) -> Any:
