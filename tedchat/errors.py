@@ -8,8 +8,13 @@ what went wrong, and ``hint`` (optional) says what to do about it. The CLI print
     TedchatError
     ├── UsageError          bad command-line input                       exit 2
     ├── ConfigError         bad config file, key, value or engine name   exit 2
-    │   └── ThemeFileError        a theme file that cannot become a theme
+    │   ├── ThemeFileError        a theme file that cannot become a theme
+    │   └── McpCommandError       an MCP server's command cannot be run (not found)
     ├── PluginError         a plugin failed to import or register        (reported, not fatal)
+    ├── McpError            an MCP server failed                         exit 1
+    │   ├── McpStartupError       the handshake failed, or the server exited or hung in it
+    │   ├── McpCallError          a call failed: the server died or refused the request
+    │   └── McpToolError          the tool ran and reported an error (its text is the message)
     ├── HistoryError        the conversation store cannot be used        exit 1
     │   ├── HistoryCorruptError       the file is damaged or unreadable (left untouched)
     │   ├── HistorySchemaError        the file was written by a newer tedchat
@@ -69,6 +74,31 @@ class PluginError(TedchatError):
 
 class HistoryError(TedchatError):
     """The conversation history cannot be read or written."""
+
+
+# --- MCP servers (tedchat.tools.mcp) ----------------------------------------------------------
+
+
+class McpCommandError(ConfigError):
+    """An MCP server's ``command`` cannot be run (not found, not executable): the server cannot
+    be started as configured."""
+
+
+class McpError(TedchatError):
+    """An MCP server failed; the message names the server and never holds its secrets."""
+
+
+class McpStartupError(McpError):
+    """An MCP server did not complete the handshake: it exited, answered an error, could not be
+    reached, or did not answer within the startup timeout."""
+
+
+class McpCallError(McpError):
+    """A tool call to an MCP server failed: the server died, is not running, or refused it."""
+
+
+class McpToolError(McpError):
+    """An MCP tool ran and reported an error (``isError``); the message is its text."""
 
 
 # --- themes and the history (tedchat.tui.themes, tedchat.history) -----------------------------

@@ -29,6 +29,9 @@ real plugin path. Engine type ``scripted``; its settings:
   text, then its calls (the arguments cut in 3-character pieces, calls interleaved by index)
   and ends ``tool_calls``; once the script is used up it streams ``text`` as usual.
   ``params_seen`` keeps each request's parameters (the tools offered).
+- ``tools``: declare tool support even without a script (to receive earlier tool messages);
+  ``echo_tools``: end the answer with one line per ``tool`` message received,
+  ``[tool CALL_ID: CONTENT]`` (what a CLI test can see of the request).
 """
 
 from __future__ import annotations
@@ -81,6 +84,8 @@ SETTINGS: dict[str, Any] = {
     "pause_after": 0,
     "pause_s": 0.0,
     "tool_script": "",
+    "tools": False,
+    "echo_tools": False,
 }
 
 
@@ -168,7 +173,7 @@ class ScriptedEngine:
             json.loads(settings["tool_script"]) if settings["tool_script"] else []
         )
         self.capabilities = Capabilities(
-            tools=bool(self.script),
+            tools=bool(self.script) or bool(settings["tools"]),
             floorplan=bool(settings["floorplan"]),
             context_size=int(settings["context"]) or None,
         )
@@ -214,7 +219,7 @@ class ScriptedEngine:
         step = _step_of(messages)
         if step < len(self.script):
             return self._tool_step(self.script[step], step)
-        return self._events(params)
+        return self._events(params, messages)
 
     async def _tool_step(self, step: dict[str, Any], k: int) -> AsyncGenerator[Event, None]:
         await asyncio.sleep(float(self.settings["ttft_s"]))
@@ -235,9 +240,15 @@ class ScriptedEngine:
         yield Usage(prompt_tokens=7, output_tokens=5, source="engine")
         yield Done("tool_calls")
 
-    async def _events(self, params: GenerationParams) -> AsyncGenerator[Event, None]:
+    async def _events(
+        self, params: GenerationParams, messages: Sequence[Message]
+    ) -> AsyncGenerator[Event, None]:
         s = self.settings
-        parts = pieces(self.text(), int(s["chunk_chars"]))[: max(1, params.max_tokens)]
+        text = self.text()
+        if s["echo_tools"]:
+            seen = [f"[tool {m.tool_call_id}: {m.content}]" for m in messages if m.role == "tool"]
+            text += "".join(f"\n{line}" for line in seen)
+        parts = pieces(text, int(s["chunk_chars"]))[: max(1, params.max_tokens)]
         rate = float(s["tokens_per_s"])
         t0 = time.perf_counter()
         stages = int(s["stages"])
