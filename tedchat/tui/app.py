@@ -203,6 +203,12 @@ class TedchatApp(App[int]):
             # After the first frame: the prompt must take keys before any engine loads.
             self.call_after_refresh(self._warm_up)
 
+    async def on_unmount(self) -> None:
+        # MCP servers live on this event loop: they are stopped before it ends (close_resources
+        # runs after it, on another loop).
+        if self.tools is not None:
+            await self.tools.aclose()
+
     def _warm_up(self) -> None:
         # Everything alive now (imports, the first screen) lives as long as the app: moved out
         # of the collector's reach, a full collection during a stream costs a few ms, not ~50.

@@ -573,3 +573,62 @@ def test_the_tui_opens_the_tools_at_start_without_importing_mcp(tui_home) -> Non
     names, mcp_imported = out.stdout.strip().rsplit(" ", 1)
     assert "read_file" in names and "shell" in names
     assert mcp_imported == "False"
+
+
+async def test_an_mcp_server_starts_with_the_app_answers_a_call_and_stops_with_it(
+    make_app,
+) -> None:
+    import datetime as dt
+    import sys
+    from zoneinfo import ZoneInfo
+
+    from tests.tools.mcp_helpers import marker, pids_with, wait_gone
+
+    tag = marker()
+    convert = {
+        "name": "convert_time",
+        "arguments": {
+            "source_timezone": "Asia/Tokyo",
+            "time": "12:00",
+            "target_timezone": "Asia/Kolkata",
+        },
+    }
+    config = f"""
+[engines.clock]
+type = "scripted"
+model = "script-clock"
+text = "It is 08:30 in Kolkata."
+ttft_s = 0.01
+tokens_per_s = 400.0
+tool_script = {script({"calls": [convert]})}
+
+[tools]
+sources = ["mcp:time"]
+approval = "auto"
+
+[mcp.time]
+command = {sys.executable!r}
+args = ["-m", "mcp_server_time", "--local-timezone", "UTC"]
+env = {{ TAG = "{tag}" }}
+"""
+    app = make_app(config, engine="clock")
+    async with app.run_test(size=SIZE) as pilot:
+        # Started in the background with the app, before any prompt.
+        await wait_for(pilot, lambda: len(pids_with(tag)) == 1, timeout=30)
+        tokyo = ZoneInfo("Asia/Tokyo")
+        before = dt.datetime.now(tokyo).date()
+        await send(pilot, "12:00 in Tokyo is what time in Kolkata?")
+        await answered(pilot, timeout=60)
+        after = dt.datetime.now(tokyo).date()
+        [block] = replies(app)[0].tool_blocks
+        assert block.record.source == "mcp:time" and block.record.status == "done"
+        expected = {
+            dt.datetime(d.year, d.month, d.day, 12, 0, tzinfo=tokyo)
+            .astimezone(ZoneInfo("Asia/Kolkata"))
+            .isoformat()
+            for d in (before, after)
+        }
+        assert any(e in block.record.result for e in expected), block.record.result
+        assert "convert_time" in block_text(block) and "mcp:time" in block_text(block)
+    # The app has ended: its server is gone (no orphan).
+    assert wait_gone(tag) == []
