@@ -153,13 +153,17 @@ def model_display(model_id: str) -> str:
 
 
 def message_json(message: Message) -> dict[str, Any]:
-    """One message as the OpenAI chat API takes it, tool calls and results included."""
+    """One message as the OpenAI chat API takes it, tool calls and results included.
+
+    An assistant message with tool calls and no text has ``content: ""``, not ``null``:
+    OpenAI takes both, but llama_cpp.server refuses ``null`` (a 500 naming the field) and
+    templates that concatenate ``message['content']`` fail on a missing one."""
     if message.role == "tool":
         return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
     if message.role == "assistant" and message.tool_calls:
         return {
             "role": "assistant",
-            "content": message.content or None,
+            "content": message.content,
             "tool_calls": [
                 {
                     "id": call.id,

@@ -159,7 +159,7 @@ async def test_tool_calls_and_results_are_sent_back_as_openai_messages(
     assert messages[1:] == [
         {
             "role": "assistant",
-            "content": None,  # empty content is null beside tool calls, as OpenAI sends it
+            "content": "",  # not null: llama_cpp.server refuses null (see message_json)
             "tool_calls": [
                 {
                     "id": "call_a",
