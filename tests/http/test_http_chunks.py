@@ -182,9 +182,10 @@ def test_finish_reasons_map_to_tedchat_vocabulary() -> None:
 
 
 def test_the_end_says_tool_calls_exactly_when_calls_were_made() -> None:
-    """ "tool_calls" without a call is a plain stop; calls with "stop" (some servers) end
+    """A "tool_calls" finish without a call is a plain stop; calls with "stop" (some servers) end
     "tool_calls"; calls cut by the token limit stay "length"."""
-    call = '{"choices": [{"delta": {"tool_calls": [{"index": 0, "id": "c", "function": {"name": "f"}}]}}]}'
+    piece = {"index": 0, "id": "c", "function": {"name": "f"}}
+    call = json.dumps({"choices": [{"delta": {"tool_calls": [piece]}}]})
     for calls, server, expected in [
         (False, "tool_calls", "stop"),
         (True, "stop", "tool_calls"),
