@@ -454,6 +454,31 @@ async def s_tools_whole(ex: Exchange) -> None:
     await ex.end_sse()
 
 
+async def s_time_agent(ex: Exchange) -> None:
+    """An agent turn against ``mcp-server-time``: without a tool result in the request it
+    asks for ``convert_time`` (12:00 Asia/Tokyo -> Asia/Kolkata, arguments in pieces); with
+    one, it waits a second (a test watches the MCP child meanwhile) and answers with the
+    result's text."""
+    body = ex.request.body if isinstance(ex.request.body, dict) else {}
+    results = [m for m in body.get("messages", []) if m.get("role") == "tool"]
+    await ex.start_sse()
+    await ex.data(chunk(role="assistant", content=""))
+    if not results:
+        arguments = json.dumps(
+            {"source_timezone": "Asia/Tokyo", "time": "12:00", "target_timezone": "Asia/Kolkata"}
+        )
+        await ex.data(tool_chunk([call_piece(0, "call_time", "convert_time", "")]))
+        for i in range(0, len(arguments), 16):
+            await ex.data(tool_chunk([call_piece(0, arguments=arguments[i : i + 16])]))
+        await ex.data(chunk(finish="tool_calls"))
+    else:
+        await asyncio.sleep(1.0)
+        await ex.data(chunk("In Kolkata it is "))
+        await ex.data(chunk(str(results[-1].get("content"))))
+        await ex.data(chunk(finish="stop"))
+    await ex.end_sse()
+
+
 async def s_tools_noindex(ex: Exchange) -> None:
     """No ``index`` anywhere (some servers): a new id starts a call, pieces without an id
     continue the last one; and finish_reason "stop" although calls were made."""
