@@ -255,3 +255,29 @@ async def test_a_template_that_knows_tools_gets_them_and_the_calls(tools_gguf: P
         assert "<tool_response>\nSunny, 21 °C\n</tool_response>" in prompt
     finally:
         await engine.close()
+
+
+async def test_a_whole_turn_through_the_toolbox_ends_in_an_answer(engine: Any) -> None:
+    """The same, as a front end runs it: run_turn, the real Toolbox with the tool as a
+    source's Tool, approval auto. The forced choice applies to the first step only, so the
+    turn ends in text (stop or length), not in calls until max_steps."""
+    from tedchat.config import ToolSettings
+    from tedchat.session import Turn, run_turn
+    from tedchat.tools.base import Tool
+    from tedchat.tools.toolbox import Toolbox
+
+    weather = Tool(
+        "get_weather",
+        WEATHER.description,
+        WEATHER.parameters,
+        lambda args: get_weather(**args),
+        source="plugin:test",
+    )
+    toolbox = Toolbox(ToolSettings(sources=["plugin"], approval="auto"), [weather])
+    params = GenerationParams(max_tokens=24, temperature=0.0, tool_choice="get_weather")
+    result = await run_turn(Turn(engine, ASK, params), tools=toolbox, max_steps=3)
+    [call] = result.tool_calls
+    assert call.status == "done" and call.source == "plugin:test"
+    assert call.result == get_weather(**json.loads(call.arguments))
+    assert result.text.strip() and result.metrics.steps == 2
+    assert result.metrics.finish_reason in ("stop", "length")

@@ -228,3 +228,58 @@ def test_ask_yes_mcp_time_against_an_openai_compatible_server(tedchat_home: Path
         # The MCP server was tedchat's child, seen while it ran, and is gone now.
         assert proc.pid in parents.values(), parents
         assert wait_gone(tag) == []
+
+
+def test_plain_ask_with_tools_does_not_import_mcp(tedchat_home: Path) -> None:
+    from tests.tools.test_tools_cli import imported_after
+
+    (tedchat_home / "notes.txt").write_text("x", encoding="utf-8")
+    write_config(tedchat_home, READ_NOTES)
+    # Built-in tools offered and called; no MCP server configured: the SDK stays unloaded.
+    assert "mcp" not in imported_after(tedchat_home, ["ask", "--yes", "read my notes"])
+
+
+def test_ctrl_c_during_a_tool_keeps_the_text_and_the_finished_calls(tedchat_home: Path) -> None:
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import cli_env, default_sigint
+
+    tag = marker()
+    script = [
+        {
+            "text": "First the notes. ",
+            "calls": [{"name": "read_file", "arguments": {"path": "n.txt"}}],
+        },
+        {
+            "text": "Now wait. ",
+            "calls": [{"name": "shell", "arguments": {"command": f"sleep 60 # {tag}"}}],
+        },
+    ]
+    (tedchat_home / "n.txt").write_text("noted", encoding="utf-8")
+    write_config(tedchat_home, script, extra='[tools.approval]\nshell = "auto"\n')
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tedchat", "ask", "--yes", "wait for me"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(tedchat_home),
+        cwd=str(tedchat_home),
+        preexec_fn=default_sigint,
+    )
+    deadline = time.monotonic() + 60
+    while not pids_with(tag) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert pids_with(tag), "the shell tool never started"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert out.startswith("First the notes. Now wait. ")
+    [(content, finish, calls)] = replies(tedchat_home)
+    assert (content, finish) == ("First the notes. Now wait. ", "cancelled")
+    stored = [(c["name"], c["status"], c["result"]) for c in json.loads(calls)]
+    assert stored[0] == ("read_file", "done", "noted")
+    assert stored[1][:2] == ("shell", "cancelled")
+    assert wait_gone(tag) == []  # the sleep was killed with its process group
