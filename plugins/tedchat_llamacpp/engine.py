@@ -58,7 +58,7 @@ from tedchat.models.prompt_formats import (
     choose_format,
 )
 from tedchat.models.registry import apply_model_defaults, model_label, registry_entry, resolve_model
-from tedchat_llamacpp.gguf_header import GGUFInfo, read_gguf_header
+from tedchat_llamacpp.gguf_header import GGUFInfo, check_memory, read_gguf_header
 
 log = logging.getLogger("tedchat.llamacpp")
 native_log = logging.getLogger("tedchat.llamacpp.native")
@@ -175,6 +175,8 @@ class LlamaCppEngine:
                 return
             path = resolve_model(self.settings["model"])
             info = check_gguf_header(path)
+            if not self.settings.get("force"):
+                check_memory(info, int(self.settings["n_ctx"]), f"engines.{self.name}")
             fmt = self._choose_format(info)
             if progress:
                 progress(LoadProgress(f"loading {path.name}", None))

@@ -6,7 +6,8 @@ the header is read first by tedchat's GGUF header reader (:mod:`tedchat.models.g
 the magic and version, counts that fit, every key/value and tensor-info entry inside the file,
 the tensor data as long as the last tensor's end), and this module adds what is llama.cpp's
 own: ``general.architecture`` must be one of :data:`SUPPORTED_ARCHITECTURES`. Anything wrong is
-one :class:`~tedchat.errors.ModelFormatError` line.
+one :class:`~tedchat.errors.ModelFormatError` line. :func:`check_memory` refuses a model
+that would not fit in memory (engine setting ``force = true`` skips it).
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from pathlib import Path
 from tedchat.errors import ModelFormatError
 from tedchat.models.gguf_header import GGUFInfo
 from tedchat.models.gguf_header import read_gguf_header as read_any_gguf_header
+from tedchat.models.hf_ref import split_siblings
+from tedchat.models.memory import check_fits
 
-__all__ = ["SUPPORTED_ARCHITECTURES", "GGUFInfo", "read_gguf_header"]
+__all__ = ["SUPPORTED_ARCHITECTURES", "GGUFInfo", "check_memory", "read_gguf_header"]
 
 # Architectures (general.architecture) of decoder models this project's llama.cpp build runs
 # (llama-cpp-python 0.3.36). Keep it to ones known to work; extend it when a new one is tried.
@@ -68,3 +71,12 @@ def read_gguf_header(path: Path) -> GGUFInfo:
             "runs: " + ", ".join(SUPPORTED_ARCHITECTURES)
         )
     return info
+
+
+def check_memory(info: GGUFInfo, n_ctx: int, setting: str) -> None:
+    """Refuse, before llama.cpp loads it, a model (all parts of a split one) whose weights and
+    ``n_ctx``-token KV cache exceed the available memory (:mod:`tedchat.models.memory`)."""
+    parts = [info]
+    for sibling in split_siblings(info.path)[1:]:
+        parts.append(read_any_gguf_header(sibling))
+    check_fits(parts, n_ctx, setting=setting)
