@@ -78,5 +78,5 @@ def check_memory(info: GGUFInfo, n_ctx: int, setting: str) -> None:
     ``n_ctx``-token KV cache exceed the available memory (:mod:`tedchat.models.memory`)."""
     parts = [info]
     for sibling in split_siblings(info.path)[1:]:
-        parts.append(read_any_gguf_header(sibling))
+        parts.append(read_any_gguf_header(sibling, require_architecture=False))
     check_fits(parts, n_ctx, setting=setting)

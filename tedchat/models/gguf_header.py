@@ -340,10 +340,12 @@ class _Reader:
         raise ValueError(f"unknown GGUF value type {vtype}")
 
 
-def read_gguf_header(path: Path) -> GGUFInfo:
+def read_gguf_header(path: Path, *, require_architecture: bool = True) -> GGUFInfo:
     """Parse and check ``path``'s GGUF header; :class:`ModelFormatError` says what is wrong.
 
-    Any architecture is accepted here; whether an engine runs it is the engine's check.
+    Any architecture is accepted here; whether an engine runs it is the engine's check. The
+    second and later parts of a split model carry no ``general.architecture``: read them with
+    ``require_architecture=False`` (their :attr:`GGUFInfo.architecture` is then ``""``).
     """
     path = Path(path)
     try:
@@ -354,12 +356,12 @@ def read_gguf_header(path: Path) -> GGUFInfo:
                 raise ModelFormatError(f"not a GGUF model file: {path}")
             if len(head) < 24:
                 raise _truncated(path, size)
-            return _parse(path, _Reader(f.fileno(), size, path))
+            return _parse(path, _Reader(f.fileno(), size, path), require_architecture)
     except OSError as exc:
         raise ModelFormatError(f"cannot read model file {path}: {exc.strerror or exc}") from exc
 
 
-def _parse(path: Path, r: _Reader) -> GGUFInfo:
+def _parse(path: Path, r: _Reader, require_architecture: bool = True) -> GGUFInfo:
     size = r.size
     r.take(4)
     version = r.scalar("<I")
@@ -387,8 +389,8 @@ def _parse(path: Path, r: _Reader) -> GGUFInfo:
                 metadata[key] = value
     except (ValueError, struct.error) as exc:
         raise ModelFormatError(f"corrupt GGUF header in {path}: {exc}") from None
-    arch = metadata.get("general.architecture")
-    if not arch or not isinstance(arch, str):
+    arch = metadata.get("general.architecture", "")
+    if not isinstance(arch, str) or (require_architecture and not arch):
         raise ModelFormatError(f"GGUF file has no general.architecture: {path}")
     alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
     if type(alignment) is not int:  # an unsigned integer in every valid file (bool is no int)

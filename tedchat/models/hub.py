@@ -467,7 +467,8 @@ def pull_gguf(
         log(f"{entry.name}: {name} — license: {entry.license} {entry.license_url}".rstrip())
     total = sum(f.size for f in todo)
     count = f" ({len(todo)} of {len(chosen)} parts)" if len(chosen) > 1 else ""
-    log(f"downloading {parts[0]}{count}, {gb(total)}, from {url}/{ref.repo_id} into {final}")
+    size = gb(total) if total >= 1e8 else f"{total / 1e6:.1f} MB"
+    log(f"downloading {parts[0]}{count}, {size}, from {url}/{ref.repo_id} into {final}")
     check_free_space(final.parent, total, f"pulling {name}", f"{gb(total)} to download")
     for f in todo:
         download(ref.repo_id, commit, f, staging, final, token=token, progress=progress)

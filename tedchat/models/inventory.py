@@ -58,7 +58,9 @@ def find(name: str) -> LocalModel:
 
 def header_facts(model: LocalModel) -> tuple[GGUFInfo, dict[str, Any]]:
     """The first part's header and the model's facts (parameters summed over every part)."""
-    infos = [read_gguf_header(p) for p in model.paths]
+    first, *rest = model.paths
+    infos = [read_gguf_header(first)]
+    infos += [read_gguf_header(p, require_architecture=False) for p in rest]
     info = infos[0]
     template = info.chat_template
     facts: dict[str, Any] = {
