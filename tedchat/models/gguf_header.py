@@ -356,7 +356,9 @@ def read_gguf_header(path: Path, *, require_architecture: bool = True) -> GGUFIn
                 raise ModelFormatError(f"not a GGUF model file: {path}")
             if len(head) < 24:
                 raise _truncated(path, size)
-            return _parse(path, _Reader(f.fileno(), size, path), require_architecture)
+            reader = _Reader(f.fileno(), size, path)
+            reader.bytes_read = len(head)
+            return _parse(path, reader, require_architecture)
     except OSError as exc:
         raise ModelFormatError(f"cannot read model file {path}: {exc.strerror or exc}") from exc
 
