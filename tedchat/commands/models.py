@@ -139,6 +139,11 @@ def model_rows() -> list[dict[str, Any]]:
                 **_header_fields(facts.get(entry.name)),
             }
         )
+        # context_length stays the registry's (the model card's); the file's is apart.
+        rows[-1]["context_length"] = entry.context_length
+        rows[-1]["file_context_length"] = _header_fields(facts.get(entry.name)).get(
+            "context_length"
+        )
         if entry.gguf:
             rows[-1]["source"] = entry.gguf
             rows[-1]["pull"] = f"tedchat models pull {entry.name}"
@@ -200,7 +205,7 @@ def run_list(args: argparse.Namespace) -> int:
                 r.get("architecture") or "-",
                 _params(r.get("parameters")),
                 r.get("quantization") or "-",
-                str(r.get("context_length") or "-"),
+                str(r.get("file_context_length") or r.get("context_length") or "-"),
                 "yes" if r.get("tools") else "no",
                 r.get("license") or "-",
             )

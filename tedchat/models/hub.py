@@ -111,6 +111,11 @@ def resolve_source(name: str, revision: str | None = None) -> Source:
     """A registry name with a Hugging Face repo, or a repo id ``org/name``."""
     entry = REGISTRY.get(name)
     if entry is not None:
+        if entry.gguf:
+            raise UsageError(
+                f"model {name!r} is published as a GGUF: nothing to convert",
+                hint=f"get it with: tedchat models pull {name}",
+            )
         if entry.hf_repo is None:
             raise UsageError(
                 f"model {name!r} comes as a GGUF, not from the Hub: nothing to pull or convert"
