@@ -11,7 +11,7 @@ files already pulled (an engine's ``model = "hf:..."``, ``models info``, ``model
 
 A split GGUF (``NAME-00001-of-00003.gguf`` …) is one model: it is chosen, fetched, shown and
 removed whole, under the name of its first part. Vision projectors (``mmproj*.gguf``) are no
-chat model and are never the default choice.
+chat model: only ``:FILE`` picks one.
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def choose(ref: HfRef, paths: Iterable[str], where: str) -> list[str]:
         )
     if ref.quant is not None:
         pattern = quant_pattern(ref.quant)
-        matches = [first for first in groups if pattern.search(first)]
+        matches = [f for f in groups if pattern.search(f) and not _is_projector(f)]
         if len(matches) == 1:
             return groups[matches[0]]
         if not matches:

@@ -438,6 +438,11 @@ def is_gguf_file(path: str) -> bool:
     return path.lower().endswith(".gguf")
 
 
+def _safe_path(path: str) -> bool:
+    """A repo path that stays inside the folder it is written to (no ``..``, not absolute)."""
+    return not path.startswith("/") and all(p not in ("", ".", "..") for p in path.split("/"))
+
+
 @private_umask()  # the files are the user's alone
 def pull_gguf(
     ref: HfRef,
@@ -457,7 +462,7 @@ def pull_gguf(
     started = time.perf_counter()
     url = endpoint()
     commit, files = list_files(ref.repo_id, revision or "main", token, keep=is_gguf_file)
-    by_path = {f.path: f for f in files}
+    by_path = {f.path: f for f in files if _safe_path(f.path)}
     parts = choose(ref, by_path, f"{ref.repo_id} on {url}")
     chosen = [by_path[p] for p in parts]
     final = snapshot_dir(ref.repo_id)

@@ -97,6 +97,7 @@ def test_pull_picks_the_named_quant_among_several(tedchat_home: Path, repo_folde
         "Tiny-Q4_K_S.gguf"
     ]
     assert f'model = "hf:{REPO}:Tiny-Q4_K_S.gguf"' in done.stderr
+    assert target.stat().st_mode & 0o077 == 0  # the user's alone, like every tedchat file
     no_partial_files(tedchat_home)
 
 
