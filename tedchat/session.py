@@ -163,7 +163,9 @@ async def run_turn(
     that ends with tool calls runs them (concurrently, each through ``tools.call``, which asks
     ``approver`` where the policy says so), sends the results back and asks the model again,
     until it answers without calls or ``max_steps`` model steps were made (the turn then ends
-    as ``length``, with a :class:`~tedchat.engine.Notice`). ``on_event`` sees the engine's
+    as ``length``, with a :class:`~tedchat.engine.Notice`). A forced ``tool_choice``
+    (``required`` or a name) applies to the first step; later steps are ``auto``.
+    ``on_event`` sees the engine's
     events and the turn's own (:class:`ToolCallStarted`, :class:`ToolCallFinished`,
     :class:`StepStarted`); each step's ``Done`` but the last stays inside.
 
@@ -199,6 +201,10 @@ async def run_turn(
                 break
             await _run_tools(turn, calls, step, tools, approver, on_event, recorder)
             messages += _step_messages(turn, calls, step)
+            if params.tool_choice not in ("auto", "none"):
+                # A forced call is made; with its result the model may answer (else it would
+                # be forced to call again at every step).
+                params = replace(params, tool_choice="auto")
             step += 1
             meter.next_step()
             if on_event is not None:

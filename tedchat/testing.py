@@ -53,6 +53,12 @@ The rules (:data:`RULES`):
 ``concurrency``
     Two streams on one engine at once (different prompts and seeds, temperature 0) each give
     the same answer, in the same order, as that request alone: streams do not mix.
+``tools``
+    An engine that declares ``tools``, offered one tool (an enum parameter) and told to call
+    it (``tool_choice`` its name), streams :class:`~tedchat.engine.ToolCallDelta` pieces that
+    make one call: the first piece has an ``id`` and the tool's name, no later piece names
+    another, the arguments joined are a JSON object valid against the tool's schema, and the
+    stream ends ``Done("tool_calls")``. Not covered for an engine that does not declare tools.
 """
 
 from __future__ import annotations
@@ -80,7 +86,10 @@ from tedchat.engine import (
     ReasoningDelta,
     TextDelta,
     Timings,
+    ToolCallDelta,
+    ToolSpec,
     Usage,
+    capabilities_of,
     declaration_problems,
 )
 from tedchat.errors import EngineError
@@ -93,6 +102,7 @@ RULES: tuple[str, ...] = (
     "secrets",
     "counts",
     "concurrency",
+    "tools",
 )
 Status = Literal["passed", "failed", "not covered"]
 #: ``factory(secret) -> Engine``: a fresh engine, with ``secret`` planted where it keeps
@@ -103,7 +113,27 @@ PROMPTS: tuple[str, str] = ("Name three colours.", "What is two plus two?")
 CANCEL_PROMPT = (
     "Count from 1 to 200, one number per line, and then write a long story about a lighthouse."
 )
-_EVENT_TYPES = (TextDelta, ReasoningDelta, Usage, Timings, EmulatedTimings, Notice, Done)
+_EVENT_TYPES = (
+    TextDelta,
+    ReasoningDelta,
+    ToolCallDelta,
+    Usage,
+    Timings,
+    EmulatedTimings,
+    Notice,
+    Done,
+)
+#: The tool the ``tools`` rule tells the engine to call, and what it asks.
+TOOL = ToolSpec(
+    "pick_colour",
+    "Pick one colour for the user.",
+    {
+        "type": "object",
+        "properties": {"colour": {"type": "string", "enum": ["red", "green", "blue"]}},
+        "required": ["colour"],
+    },
+)
+TOOL_PROMPT = "Pick a colour for my bicycle."
 
 
 @dataclass(frozen=True)
@@ -191,6 +221,7 @@ async def check_engine(
     *,
     failing_factory: EngineFactory | None = None,
     max_tokens: int = 16,
+    tools_max_tokens: int = 64,
     cancel_max_tokens: int = 256,
     cancel_after: int = 2,
     idle_timeout_s: float = 5.0,
@@ -199,7 +230,8 @@ async def check_engine(
 ) -> ContractReport:
     """Run the contract suite on the engine ``factory`` builds; see the module docstring.
 
-    ``max_tokens`` bounds the ordinary answers (keep it small for slow engines);
+    ``max_tokens`` bounds the ordinary answers (keep it small for slow engines),
+    ``tools_max_tokens`` the forced tool call of the ``tools`` rule;
     ``cancel_max_tokens`` the answer that is cancelled after ``cancel_after`` text deltas.
     The engine is loaded once (an error there propagates: nothing could be judged) and
     closed at the end.
@@ -223,6 +255,7 @@ async def check_engine(
             "concurrency": lambda: suite.concurrency(prompts),
             "one-done": lambda: suite.one_done(prompts),  # also judges the concurrent answers
             "counts": lambda: suite.counts(prompts),
+            "tools": lambda: suite.tools(tools_max_tokens),
             "cancel": suite.cancel,
             "errors": lambda: suite.errors(failing_factory, prompts[0]),
             "secrets": suite.secrets_shown,  # last: it looks at everything the others saw
@@ -373,6 +406,56 @@ class _Suite:
                     f"{_clip(both.text)!r} alongside another stream but {_clip(one.text)!r} "
                     "alone: concurrent streams must not mix"
                 )
+
+    async def tools(self, max_tokens: int) -> str | None:
+        import jsonschema
+
+        if not capabilities_of(self.engine).tools:
+            return "the engine does not declare tools"
+        params = GenerationParams(
+            max_tokens=max_tokens, temperature=0.0, seed=1, tools=(TOOL,), tool_choice=TOOL.name
+        )
+        answer = await self.answer(self.engine, TOOL_PROMPT, params)
+        if answer.error is not None:
+            raise _RuleFailed(f"a forced tool call failed: {_error_text(answer.error)}")
+        _check_one_done(answer)
+        pieces = [e for e in answer.events if isinstance(e, ToolCallDelta)]
+        if not pieces:
+            raise _RuleFailed(
+                f"told to call {TOOL.name} (tool_choice), the engine made no call "
+                f"(it answered {_clip(answer.text)!r})"
+            )
+        indices = sorted({p.index for p in pieces})
+        if len(indices) != 1:
+            raise _RuleFailed(f"one call was asked for; the pieces make {len(indices)} calls")
+        first = pieces[0]
+        if not first.id or first.name != TOOL.name:
+            raise _RuleFailed(
+                f"a call's first piece must carry its id and name; it had id {first.id!r}, "
+                f"name {first.name!r} (the tool is {TOOL.name!r})"
+            )
+        renamed = [p.name for p in pieces[1:] if p.name not in (None, first.name)]
+        if renamed:
+            raise _RuleFailed(f"a later piece of the call names another tool: {renamed[0]!r}")
+        arguments = "".join(p.arguments for p in pieces)
+        try:
+            parsed = json.loads(arguments)
+            jsonschema.validate(parsed, TOOL.parameters)
+        except ValueError:
+            raise _RuleFailed(f"the call's arguments are not JSON: {_clip(arguments)!r}") from None
+        except jsonschema.ValidationError as exc:
+            raise _RuleFailed(
+                f"the call's arguments {_clip(arguments)!r} do not match the tool's schema: "
+                f"{exc.message}"
+            ) from None
+        done = answer.events[-1]
+        assert isinstance(done, Done)
+        if done.finish_reason != "tool_calls":
+            raise _RuleFailed(
+                f"a stream that made a call ended Done({done.finish_reason!r}), "
+                "not Done('tool_calls')"
+            )
+        return None
 
     async def cancel(self) -> str | None:
         engine = self.engine

@@ -204,7 +204,8 @@ def test_the_installed_third_party_plugin_meets_the_engine_contract(tmp_path: Pa
     )
     assert result.returncode == 0, result.stdout + result.stderr
     # The echo engine predates capabilities (none declared: nothing optional), keeps no
-    # credentials and has no way to fail, so those two rules are not covered, never passed.
+    # credentials and has no way to fail, so those two rules are not covered, never passed;
+    # nor is tools (not declared).
     assert json.loads(result.stdout) == {
         "declaration": "passed",
         "one-done": "passed",
@@ -213,4 +214,5 @@ def test_the_installed_third_party_plugin_meets_the_engine_contract(tmp_path: Pa
         "secrets": "not covered",
         "counts": "passed",
         "concurrency": "passed",
+        "tools": "not covered",
     }

@@ -282,3 +282,12 @@ def test_done_is_the_last_event_of_a_plain_answer() -> None:
 
     events = asyncio.run(collect())
     assert isinstance(events[-1], Done) and sum(isinstance(e, Done) for e in events) == 1
+
+
+async def test_a_forced_tool_choice_applies_to_the_first_step_only() -> None:
+    script = [{"calls": [{"name": "add", "arguments": {"a": 1}}]}]
+    eng = engine(script, text="one.")
+    params = GenerationParams(tool_choice="add")
+    result = await run_turn(Turn(eng, [Message("user", "q")], params), tools=Runner())
+    assert [p.tool_choice for p in eng.params_seen] == ["add", "auto"]
+    assert result.metrics.finish_reason == "stop" and result.text == "one."

@@ -9,7 +9,11 @@ Pure code (no I/O), so tests feed it the chunk shapes real servers send:
 - llama-server's ``timings`` and Cerebras' ``time_info``: figures on the server's own clock;
 - reasoning as a ``reasoning_content`` (llama-server, DeepSeek) or ``reasoning`` (vLLM,
   OpenRouter) delta field, or as ``<think>...</think>`` inside the content, with the tags
-  possibly split across chunks.
+  possibly split across chunks;
+- tool calls as ``delta.tool_calls`` pieces (:class:`ToolCallReader`): arguments split across
+  chunks, several calls interleaved by ``index``, a whole call in one chunk, an ``index``
+  missing (some servers), ``id`` and ``name`` repeated in every piece (llama_cpp.server), and
+  whole calls in a non-streamed ``message``.
 """
 
 from __future__ import annotations
@@ -18,17 +22,20 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from tedchat.engine import Event, ReasoningDelta, TextDelta, Timings, Usage
+from tedchat.engine import Event, ReasoningDelta, TextDelta, Timings, ToolCallDelta, Usage
 from tedchat.errors import ServerError
 
-# Server finish reasons -> tedchat's vocabulary (stop | length | cancelled | error).
+# Server finish reasons -> tedchat's vocabulary (stop | length | cancelled | error |
+# tool_calls). A stream that made tool calls ends "tool_calls" whatever the server said, unless
+# it was cut ("length"), and "tool_calls" without a call is "stop" (ChunkReader.finish).
 FINISH_REASONS: dict[str, str] = {
     "stop": "stop",
     "eos": "stop",
     "end_turn": "stop",
     "stop_sequence": "stop",
-    "tool_calls": "stop",
-    "function_call": "stop",
+    "tool_calls": "tool_calls",
+    "tool_use": "tool_calls",
+    "function_call": "tool_calls",
     "content_filter": "stop",
     "length": "length",
     "max_tokens": "length",
@@ -176,6 +183,83 @@ class ThinkSplitter:
             out.append(TextDelta(text))
 
 
+class ToolCallReader:
+    """Turns ``tool_calls`` lists, as servers really send them, into :class:`ToolCallDelta`.
+
+    The first piece of a call carries its ``id`` and ``name``; later pieces only ``arguments``
+    text (servers that repeat ``id`` and ``name`` in every piece have the repeats dropped, so
+    the caller can concatenate what arrives). A piece without ``index`` belongs to the call
+    whose ``id`` it names, else starts a new call when it names a new ``id``, else continues
+    the last call (index 0 for the first). In a non-streamed ``message`` every item is a whole
+    call, numbered by its position. Anything else than these shapes raises TypeError (the
+    caller turns it into one ServerError line).
+    """
+
+    __slots__ = ("by_id", "calls", "last")
+
+    def __init__(self) -> None:
+        self.calls: dict[int, list[str | None]] = {}  # index -> [id, name] sent so far
+        self.by_id: dict[str, int] = {}
+        self.last: int | None = None
+
+    def feed(self, items: Any, *, whole: bool = False) -> list[Event]:
+        if items is None:
+            return []  # llama_cpp.server sends "tool_calls": null in text chunks
+        if type(items) is not list:
+            raise TypeError("tool_calls is not a list")
+        out: list[Event] = []
+        base = len(self.calls)
+        for position, item in enumerate(items):
+            if type(item) is not dict:
+                raise TypeError("a tool call is not an object")
+            function = item.get("function")
+            if function is None:
+                function = _EMPTY
+            elif type(function) is not dict:
+                raise TypeError("a tool call's function is not an object")
+            call_id, name = item.get("id"), function.get("name")
+            arguments = function.get("arguments")
+            if call_id is not None and type(call_id) is not str:
+                raise TypeError("a tool call's id is not text")
+            if name is not None and type(name) is not str:
+                raise TypeError("a tool call's name is not text")
+            if arguments is None:
+                arguments = ""
+            elif type(arguments) is dict:  # a few servers send the object itself
+                arguments = json.dumps(arguments, ensure_ascii=False)
+            elif type(arguments) is not str:
+                raise TypeError("a tool call's arguments are not text")
+            index = self._index(item.get("index"), call_id or None, base + position, whole)
+            sent = self.calls.setdefault(index, [None, None])
+            new_id = call_id if call_id and sent[0] is None else None
+            new_name = name if name and sent[1] is None else None
+            if new_id:
+                sent[0] = new_id
+                self.by_id[new_id] = index
+            if new_name:
+                sent[1] = new_name
+            self.last = index
+            if new_id or new_name or arguments:
+                out.append(ToolCallDelta(index, new_id, new_name, arguments))
+        return out
+
+    def _index(self, index: Any, call_id: str | None, position: int, whole: bool) -> int:
+        if index is not None:
+            if type(index) is not int or index < 0:
+                raise TypeError("a tool call's index is not a non-negative integer")
+            return index
+        if whole:
+            return position
+        if call_id is not None:
+            known = self.by_id.get(call_id)
+            if known is not None:
+                return known
+            if self.last is not None and self.calls[self.last][0] is None:
+                return self.last  # the call's earlier pieces came without an id
+            return len(self.calls) if self.calls else 0
+        return self.last if self.last is not None else 0
+
+
 class ChunkReader:
     """Reads one answer's stream, chunk by chunk; remembers what only counts at the end.
 
@@ -190,6 +274,7 @@ class ChunkReader:
         self.output_tokens: int | None = None
         self.figures: dict[str, float] = {}
         self.think = ThinkSplitter()
+        self.tools = ToolCallReader()
         self.answer: list[str] | None = [] if keep_answer else None
 
     def feed(self, data: str, event: str = "message") -> list[Event]:
@@ -229,6 +314,8 @@ class ChunkReader:
                         out.append(TextDelta(content))
                     else:
                         out += think.feed(content)
+                if "tool_calls" in delta:
+                    out += self.tools.feed(delta["tool_calls"], whole="delta" not in choice)
                 reason = choice.get("finish_reason")
                 if reason:
                     self.finish_reason = map_finish_reason(str(reason))
@@ -292,6 +379,17 @@ class ChunkReader:
         if self.figures:
             out.append(Timings(dict(self.figures), source="server"))
         return out
+
+    def finish(self) -> str:
+        """The stream's finish reason in tedchat's vocabulary (``stop`` when none came).
+
+        A stream that made tool calls ends ``tool_calls`` (some servers say ``stop``), unless
+        it was cut short; ``tool_calls`` without any call is a plain ``stop``.
+        """
+        reason = self.finish_reason or "stop"
+        if self.tools.calls:
+            return "tool_calls" if reason in ("stop", "tool_calls") else reason
+        return "stop" if reason == "tool_calls" else reason
 
     def answer_text(self) -> str:
         return "".join(self.answer or ())

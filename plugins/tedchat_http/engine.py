@@ -58,6 +58,7 @@ from tedchat.engine import (
     Message,
     ProgressCallback,
     Runtime,
+    ToolSpec,
     Usage,
 )
 from tedchat.errors import (
@@ -151,6 +152,53 @@ def model_display(model_id: str) -> str:
     return model_id
 
 
+def message_json(message: Message) -> dict[str, Any]:
+    """One message as the OpenAI chat API takes it, tool calls and results included.
+
+    An assistant message with tool calls and no text has ``content: ""``, not ``null``:
+    OpenAI takes both, but llama_cpp.server refuses ``null`` (a 500 naming the field) and
+    templates that concatenate ``message['content']`` fail on a missing one."""
+    if message.role == "tool":
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
+    if message.role == "assistant" and message.tool_calls:
+        return {
+            "role": "assistant",
+            "content": message.content,
+            "tool_calls": [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments},
+                }
+                for call in message.tool_calls
+            ],
+        }
+    return {"role": message.role, "content": message.content}
+
+
+def tool_json(tool: ToolSpec) -> dict[str, Any]:
+    """A tool as the OpenAI ``tools`` list holds it."""
+    return {
+        "type": "function",
+        "function": {
+            "name": tool.name,
+            "description": tool.description,
+            "parameters": dict(tool.parameters),
+        },
+    }
+
+
+def tool_choice_json(params: GenerationParams) -> str | dict[str, Any]:
+    """``tool_choice`` for the request: ``auto``/``required``/``none``, or the named tool."""
+    choice = params.tool_choice
+    if choice in ("auto", "required", "none"):
+        return choice
+    if choice not in {t.name for t in params.tools}:
+        offered = ", ".join(t.name for t in params.tools)
+        raise EngineError(f"tool choice {choice!r} is not one of the tools offered ({offered})")
+    return {"type": "function", "function": {"name": choice}}
+
+
 class HttpEngine:
     """A remote OpenAI-compatible server. Cheap to build; ``load`` only prepares a client."""
 
@@ -176,7 +224,7 @@ class HttpEngine:
         self._model_id: str | None = settings["model"] or None
         self.model = model_display(self._model_id) if self._model_id else "(server default)"
         # The server's context window is not part of the OpenAI API: unknown here.
-        self.capabilities = Capabilities(list_models=True)
+        self.capabilities = Capabilities(list_models=True, tools=True)
         self._discovery_tried = False
         self._include_usage = True  # cleared when the server rejects stream_options
         self._client: httpx.AsyncClient | None = None
@@ -452,16 +500,19 @@ class HttpEngine:
             count = await self._count_tokens(reader.answer_text())
             if count is not None:
                 yield Usage(output_tokens=count, source="tokenizer")
-        yield Done(reader.finish_reason or "stop")  # type: ignore[arg-type]
+        yield Done(reader.finish())  # type: ignore[arg-type]
 
     # --- the request -----------------------------------------------------------------------
 
     def _body(self, messages: Sequence[Message], params: GenerationParams) -> bytes:
         body: dict[str, Any] = {
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "messages": [message_json(m) for m in messages],
             "stream": True,
             "max_tokens": params.max_tokens,
         }
+        if params.tools:
+            body["tools"] = [tool_json(t) for t in params.tools]
+            body["tool_choice"] = tool_choice_json(params)
         # Unset sampling is left to the server: it knows its model's recommended values.
         if params.temperature is not None:
             body["temperature"] = params.temperature

@@ -20,6 +20,11 @@ What it adds to llama-cpp-python, and why:
   The cut is sticky: later turns keep dropping the same prefix while the rest fits, so the
   prompt keeps its prefix and llama.cpp's KV cache is reused instead of reprocessing the whole
   context every turn; when it must cut again it cuts down to :data:`TRIM_TARGET` of the room.
+- **Tool calls** (:mod:`tedchat_llamacpp.tool_calls`): a named or required ``tool_choice``
+  constrains the answer with a grammar made from the tools' JSON Schemas, so even the 135M
+  bundled model makes a valid call; ``auto`` offers the tools only to a chat template that
+  knows them. A template that does not gets the calls and results of earlier steps as
+  plain turns (:func:`tedchat.models.prompt_formats.tool_turns_as_text`).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import secrets
 import threading
 from collections.abc import AsyncGenerator, Iterator, Sequence
 from dataclasses import dataclass
@@ -47,6 +53,7 @@ from tedchat.engine import (
     StopCheck,
     TextDelta,
     Timings,
+    ToolCallDelta,
     Usage,
     stream_from_thread,
 )
@@ -56,9 +63,27 @@ from tedchat.models.prompt_formats import (
     PLAIN_FORMATS,
     PROMPT_FORMATS,
     choose_format,
+    tool_turns_as_text,
 )
 from tedchat.models.registry import apply_model_defaults, model_label, registry_entry, resolve_model
 from tedchat_llamacpp.gguf_header import GGUFInfo, check_memory, read_gguf_header
+from tedchat_llamacpp.tool_calls import (
+    NAMED,
+    NO_TOOLS,
+    OFF,
+    REQUIRED,
+    TEMPLATE,
+    CallSpotter,
+    ToolPlan,
+    make_grammar,
+    plan_for,
+    read_required,
+    template_knows_tools,
+    template_messages,
+    tools_json,
+    tools_note,
+    with_note,
+)
 
 log = logging.getLogger("tedchat.llamacpp")
 native_log = logging.getLogger("tedchat.llamacpp.native")
@@ -136,7 +161,9 @@ class LlamaCppEngine:
         self.settings = settings
         self.runtime = runtime
         self.model = model_label(settings["model"])
-        self.capabilities = Capabilities(cache_reset=True, context_size=int(settings["n_ctx"]))
+        self.capabilities = Capabilities(
+            cache_reset=True, tools=True, context_size=int(settings["n_ctx"])
+        )
         fmt = settings.get("prompt_format", "auto")
         if fmt not in PROMPT_FORMATS:
             raise ConfigError(
@@ -149,6 +176,7 @@ class LlamaCppEngine:
         self._info: GGUFInfo | None = None
         self._format: str | None = None  # the concrete format, chosen at load
         self._formatter: Any = None  # the GGUF's chat template (Jinja), for chat-template
+        self._template_tools = False  # that template renders the tools it is given
         # The running request's stop check, read by llama.cpp's abort callback; the ctypes
         # callback object must stay referenced for as long as llama.cpp may call it.
         self._should_stop: StopCheck = _never
@@ -199,6 +227,9 @@ class LlamaCppEngine:
             except (ValueError, RuntimeError) as exc:
                 raise ModelFormatError(f"llama.cpp could not load {path}: {exc}") from exc
             self._formatter = self._chat_formatter(llm, info) if fmt == CHAT_TEMPLATE else None
+            self._template_tools = self._formatter is not None and template_knows_tools(
+                info.metadata.get("tokenizer.chat_template")
+            )
             self._install_abort_callback(llm)
             self._llm, self._info, self._format = llm, info, fmt
             if progress:
@@ -305,12 +336,23 @@ class LlamaCppEngine:
 
     # --- prompts -------------------------------------------------------------------------
 
-    def _render(self, llm: Any, messages: Sequence[Message]) -> tuple[list[int], list[str], Any]:
-        """Prompt token ids, stop strings and stopping criteria for ``messages``."""
+    def _render(
+        self, llm: Any, messages: Sequence[Message], plan: ToolPlan = NO_TOOLS
+    ) -> tuple[list[int], list[str], Any]:
+        """Prompt token ids, stop strings and stopping criteria for ``messages``.
+
+        A template that knows tools gets them (when the plan uses any) and the calls and
+        results as structured messages; any other prompt gets calls and results as plain
+        turns and, when a call is forced, the tools as a note in the system text."""
         if self._formatter is not None:
-            result = self._formatter(
-                messages=[{"role": m.role, "content": m.content} for m in messages]
-            )
+            if self._template_tools:
+                tools = tools_json(plan.tools) if plan.mode != OFF else None
+                result = self._formatter(messages=template_messages(messages), tools=tools)
+            else:
+                plain = [
+                    {"role": m.role, "content": m.content} for m in tool_turns_as_text(messages)
+                ]
+                result = self._formatter(messages=with_note(plain, tools_note(plan)))
             ids = llm.tokenize(
                 result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
             )
@@ -319,11 +361,16 @@ class LlamaCppEngine:
         fmt = PLAIN_FORMATS[self._format or "plain"]
         # special=False: text a user types cannot become a control token. add_bos=True adds
         # BOS where the model asks for it (tokenizer.ggml.add_bos_token).
-        ids = llm.tokenize(fmt.render(messages).encode("utf-8"), add_bos=True, special=False)
+        text = fmt.render(messages, note=tools_note(plan))
+        ids = llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
         return ids, list(fmt.stops()), None
 
     def _fit(
-        self, llm: Any, messages: Sequence[Message], params: GenerationParams
+        self,
+        llm: Any,
+        messages: Sequence[Message],
+        params: GenerationParams,
+        plan: ToolPlan = NO_TOOLS,
     ) -> tuple[list[int], list[str], Any]:
         """Render ``messages``, leaving out the oldest exchanges if they do not fit the context.
 
@@ -339,13 +386,13 @@ class LlamaCppEngine:
         # Keep cutting where the last request cut while the rest fits (a stable prefix).
         kept = len(self._dropped)
         cut = kept if 0 < kept <= last_user and tuple(turns[:kept]) == self._dropped else 0
-        ids, stop, criteria = self._render(llm, system + turns[cut:])
+        ids, stop, criteria = self._render(llm, system + turns[cut:], plan)
         if len(ids) > room:
             goal = int(room * TRIM_TARGET)
             while len(ids) > goal and cut < last_user:
                 # A whole exchange at a time: up to the next user message.
                 cut = next(i for i in users if i > cut)
-                ids, stop, criteria = self._render(llm, system + turns[cut:])
+                ids, stop, criteria = self._render(llm, system + turns[cut:], plan)
         self._dropped = tuple(turns[:cut])
         if len(ids) >= n_ctx:
             raise EngineError(
@@ -355,7 +402,7 @@ class LlamaCppEngine:
             )
         self.last_trim = None
         if cut:
-            full = len(self._render(llm, messages)[0])
+            full = len(self._render(llm, messages, plan)[0])
             self.last_trim = ContextTrimmed(cut, full - len(ids), len(ids), n_ctx)
             log.info("%s: %s", self.name, self.last_trim.text())
         return ids, stop, criteria
@@ -370,17 +417,24 @@ class LlamaCppEngine:
         messages, params = apply_model_defaults(self.settings["model"], messages, params)
         with self._lock:
             llm = self._llm
+            plan = plan_for(params, self._template_tools)
             ctx = llm._ctx.ctx
             threads = self.threads()
             llama_cpp.llama_set_n_threads(ctx, threads, threads)
             llama_cpp.llama_perf_context_reset(ctx)
-            prompt, stops, criteria = self._fit(llm, messages, params)
+            prompt, stops, criteria = self._fit(llm, messages, params, plan)
             if self.last_trim is not None:
                 yield Notice(self.last_trim.text())
-            sampled = 0
-            shown = 0
+            sampled = 0  # sampling steps so far (the end-of-text step included)
+            shown = 0  # sampling steps that gave text (the answer's tokens)
             # A plain-format prompt ends at "Assistant:"; the answer's leading space goes.
-            strip_leading = self._formatter is None
+            # A forced call's JSON starts where the grammar says.
+            strip_leading = self._formatter is None or plan.forced
+            grammar = make_grammar(plan) if plan.forced else None
+            spotter = CallSpotter({t.name for t in plan.tools}) if plan.mode == TEMPLATE else None
+            call_id = f"call_{secrets.token_hex(4)}"
+            held: list[str] = []  # a REQUIRED answer, read whole at the end
+            calls = 0
 
             # Called once per sampling step: an exact count of generated tokens, so each text
             # delta can say how many tokens it carries (a chunk can hold several when a
@@ -408,6 +462,7 @@ class LlamaCppEngine:
                     stop=[*stops, *params.stop] or None,
                     stopping_criteria=criteria,
                     logits_processor=llama_cpp.LogitsProcessorList([count]),
+                    grammar=grammar,
                 )
                 for chunk in chunks:
                     if should_stop():
@@ -419,8 +474,24 @@ class LlamaCppEngine:
                         text = text.lstrip()
                         strip_leading = not text
                     if text:
-                        yield TextDelta(text, tokens=sampled - shown)
-                        shown = sampled
+                        tokens, shown = sampled - shown, sampled
+                        if plan.mode == NAMED and plan.tool is not None:
+                            first = calls == 0
+                            calls = 1
+                            yield ToolCallDelta(
+                                0,
+                                call_id if first else None,
+                                plan.tool.name if first else None,
+                                text,
+                            )
+                        elif plan.mode == REQUIRED:
+                            held.append(text)
+                        elif spotter is not None:
+                            visible = spotter.feed(text)
+                            if visible:
+                                yield TextDelta(visible, tokens=tokens)
+                        else:
+                            yield TextDelta(text, tokens=tokens)
                     if choice.get("finish_reason"):
                         finish = choice["finish_reason"]
                 close = getattr(chunks, "close", None)
@@ -435,6 +506,19 @@ class LlamaCppEngine:
             finally:
                 self._set_abort(ctx, False)
                 self._should_stop = _never
+            if finish != "cancelled":
+                if held:
+                    name, arguments = read_required("".join(held).strip())
+                    if name is not None:
+                        calls = 1
+                        yield ToolCallDelta(0, call_id, name, arguments)
+                if spotter is not None:
+                    rest, found = spotter.end()
+                    if rest:
+                        yield TextDelta(rest, tokens=0)
+                    for index, (name, arguments) in enumerate(found):
+                        calls += 1
+                        yield ToolCallDelta(index, f"{call_id}_{index}", name, arguments)
             perf = llama_cpp.llama_perf_context(ctx)
             yield Usage(prompt_tokens=len(prompt), output_tokens=shown, source="engine")
             yield Timings(
@@ -450,6 +534,9 @@ class LlamaCppEngine:
                 },
                 source="llama.cpp",
             )
-            yield Done(
-                "length" if finish == "length" else "cancelled" if finish == "cancelled" else "stop"
-            )
+            if finish == "cancelled":
+                yield Done("cancelled")
+            elif finish == "length":
+                yield Done("length")
+            else:
+                yield Done("tool_calls" if calls else "stop")

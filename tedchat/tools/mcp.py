@@ -443,9 +443,11 @@ class _Server:
             await asyncio.sleep(0.01)
 
     async def _run(self) -> None:
+        # The SDK takes ~0.7 s to import (pydantic models): in a worker thread the event loop
+        # goes on meanwhile (the TUI keeps drawing; ask's engine loads beside it).
+        await asyncio.to_thread(_import_sdk)
         import anyio
 
-        _import_sdk()
         try:
             with anyio.CancelScope() as scope:
                 self._scope = scope

@@ -3,8 +3,9 @@
 :class:`TedchatApp` builds what every screen shares, one :class:`~tedchat.tui.services.Services`
 value handed to each screen's constructor: the :class:`~tedchat.engines.Context`, the
 :class:`~tedchat.tui.loader.EngineLoader`, the history (opened in a worker thread after the
-first frame; None when history is disabled or unusable) and the clock turns are timed on
-(injectable, so tests freeze the figures).
+first frame; None when history is disabled or unusable), the clock turns are timed on
+(injectable, so tests freeze the figures) and the tools (:class:`~tedchat.tui.tools.AppTools`,
+opened after the first frame, MCP servers starting in the background).
 
 Startup stays light: nothing here imports NumPy or llama.cpp; the first engine load starts
 after the first frame, so the prompt takes keys at once.
@@ -25,8 +26,10 @@ from tedchat.engine import Engine, GenerationParams
 from tedchat.engines import Context
 from tedchat.errors import HistoryError, TedchatError
 from tedchat.metrics import Clock
+from tedchat.session import ToolRunner
 from tedchat.tui.live import GcPause
 from tedchat.tui.loader import EngineLoader
+from tedchat.tui.screens.approval import ApprovalDialog
 from tedchat.tui.screens.chat import ChatScreen
 from tedchat.tui.screens.compare import CompareScreen
 from tedchat.tui.screens.floorplan import FloorplanScreen
@@ -34,10 +37,12 @@ from tedchat.tui.screens.help import HelpScreen, binding_rows, unknown_keymap_id
 from tedchat.tui.screens.history import HistoryScreen
 from tedchat.tui.screens.params import ParamsScreen
 from tedchat.tui.screens.pickers import ComparePicker, EnginePicker, TextPrompt
-from tedchat.tui.services import History, Services, real_clock
+from tedchat.tui.services import History, Services, no_tool_sources, real_clock
 from tedchat.tui.terminal_watch import TerminalWatch
 from tedchat.tui.themes import choose_theme, discover_themes, remember
+from tedchat.tui.tools import AppTools
 from tedchat.tui.widgets.prompt import PromptInput
+from tedchat.tui.widgets.tool_call import ToolCallBlock
 
 if TYPE_CHECKING:
     from tedchat.history.store import Store
@@ -59,6 +64,8 @@ def binding_owners() -> list[tuple[str, type]]:
         ("dialogs", ComparePicker),
         ("dialogs", TextPrompt),
         ("help", HelpScreen),
+        ("tool calls", ToolCallBlock),
+        ("approval", ApprovalDialog),
     ]
 
 
@@ -93,6 +100,7 @@ class TedchatApp(App[int]):
         store: Store | None = None,
         new_history: bool = False,
         preload: bool = True,
+        tools: ToolRunner | None = None,
     ) -> None:
         super().__init__()
         self.context = context
@@ -110,6 +118,10 @@ class TedchatApp(App[int]):
             new_history=new_history,
         )
         self._problems: list[str] = []
+        # The [tools] toolbox, opened once the app runs (tests hand in a ToolRunner of their own).
+        self.tools: AppTools | None = (
+            AppTools(self.settings, context.plugins) if tools is None else None
+        )
         # Ends the app when its terminal goes away (tedchat.tui.terminal_watch).
         self.terminal = TerminalWatch(self)
         self.keymap = dict(self.settings.keymap)
@@ -125,6 +137,9 @@ class TedchatApp(App[int]):
             # A reply cut short by a lost terminal is saved as interrupted, not cancelled
             # (looked up per reply: tests swap in a watch of their own).
             watch_reply=lambda recorder: self.terminal.recorder(recorder),
+            tools=tools if tools is not None else self.tools,
+            max_steps=self.settings.tools.max_steps,
+            tools_ready=self.tools.ready if self.tools is not None else no_tool_sources,
         )
         self._setup_themes(theme)
         self.set_keymap(self.keymap)
@@ -169,6 +184,9 @@ class TedchatApp(App[int]):
             self.notify(problem, severity="warning", timeout=10)
         for failure in getattr(self.context.plugins, "failures", []):
             self.notify(failure.message, severity="warning", timeout=10)
+        if self.tools is not None:
+            # After the first frame; MCP servers start in the background from here.
+            self.call_after_refresh(self.tools.start)
         if self.compare_engines:
             services = self.services
             self.push_screen(
@@ -184,6 +202,12 @@ class TedchatApp(App[int]):
         elif self.preload:
             # After the first frame: the prompt must take keys before any engine loads.
             self.call_after_refresh(self._warm_up)
+
+    async def on_unmount(self) -> None:
+        # MCP servers live on this event loop: they are stopped before it ends (close_resources
+        # runs after it, on another loop).
+        if self.tools is not None:
+            await self.tools.aclose()
 
     def _warm_up(self) -> None:
         # Everything alive now (imports, the first screen) lives as long as the app: moved out
@@ -231,6 +255,8 @@ class TedchatApp(App[int]):
         self.terminal.stop()
         # Queued writes first: the store marks replies still open at close as interrupted.
         self.history.close()
+        if self.tools is not None:
+            await self.tools.aclose()  # MCP servers stop with the app
         await self.context.engines.close()
 
     # --- actions and commands ---------------------------------------------------------------

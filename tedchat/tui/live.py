@@ -12,12 +12,19 @@ text and status move together.
 :class:`~tedchat.session.ReplyBuffer` as the recorder (it writes to the history off the event
 loop). Cancelling the task running it (Esc) ends the answer as ``cancelled``; run_turn
 finalises the meter and the recorder, and the partial text stays on screen.
+
+Tool calls (a turn given a :class:`~tedchat.session.ToolRunner`) reach the reply as blocks
+when they start and end: the text before a call is drawn first, so each block sits where the
+model made the call. While calls run, each frame moves their running time and the figures
+say which tool runs; an answer without calls pays nothing for any of it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import time
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from textual.timer import Timer
@@ -30,7 +37,18 @@ from tedchat.engine import (
 )
 from tedchat.errors import EngineError
 from tedchat.metrics import StreamMetrics
-from tedchat.session import ReplyRecorder, Turn, TurnEvent, TurnResult, run_turn
+from tedchat.session import (
+    DEFAULT_MAX_STEPS,
+    ReplyRecorder,
+    ToolCallFinished,
+    ToolCallStarted,
+    ToolRunner,
+    Turn,
+    TurnEvent,
+    TurnResult,
+    run_turn,
+)
+from tedchat.tools.base import Approver, ToolCallRecord
 from tedchat.tui.widgets.messages import ReplyView
 
 #: Frames per second of the clock that draws streamed text and figures.
@@ -49,6 +67,19 @@ class FigureTarget(Protocol):
 
     def reset_rates(self) -> None: ...
 
+    def show_activity(self, text: str | None) -> None:
+        """What the answer is doing besides streaming (a tool running); None: nothing."""
+        ...
+
+
+def activity_text(names: list[str]) -> str | None:
+    """The status bar's words for the tools running now (None when none run)."""
+    if not names:
+        return None
+    if len(names) == 1:
+        return f"running {names[0]}…"
+    return f"running {len(names)} tools ({', '.join(sorted(set(names)))})…"
+
 
 class LiveAnswer:
     """One running answer: collects its text as events arrive, draws it on each frame."""
@@ -64,16 +95,43 @@ class LiveAnswer:
         self.figures = figures
         self._pending: list[str] = []
         self._last_sample: tuple[float, int] | None = None
+        # Tool calls running now, with when they began (the wall clock: a running time shown).
+        self._running: dict[int, tuple[ToolCallRecord, float]] = {}
 
     def on_event(self, event: Event | TurnEvent, _turn: Turn) -> None:
         """run_turn's callback: keep the text for the next frame (no drawing here). Every
         other event reaches the screen through the meter's figures, except a Notice, which is
-        shown in the reply."""
+        shown in the reply, and a tool call starting or ending, which its block shows."""
         if isinstance(event, TextDelta):
             if event.text:
                 self._pending.append(event.text)
+        elif isinstance(event, ToolCallStarted):
+            text = self._take()
+            if text:  # the step's text goes above its calls
+                self.view.write(text)
+            self.view.add_tool_call(event.record)
+            self._running[id(event.record)] = (event.record, time.monotonic())
+            self._show_activity()
+        elif isinstance(event, ToolCallFinished):
+            self._running.pop(id(event.record), None)
+            block = self.view.block_for(event.record)
+            if block is not None:
+                block.redraw()
+            self._show_activity()
         elif isinstance(event, Notice):
             self.view.add_notice(event.text)
+
+    def _show_activity(self) -> None:
+        if self.figures is not None:
+            names = [record.name for record, _t in self._running.values()]
+            self.figures.show_activity(activity_text(names))
+
+    def _tick_tools(self) -> None:
+        now = time.monotonic()
+        for record, started in self._running.values():
+            block = self.view.block_for(record)
+            if block is not None:
+                block.show_running(now - started)
 
     def _take(self) -> str:
         text = "".join(self._pending)
@@ -85,6 +143,8 @@ class LiveAnswer:
         text = self._take()
         if text:
             self.view.write(text)
+        if self._running:
+            self._tick_tools()
         if self.figures is not None:
             metrics = self.turn.metrics()
             self.figures.show_figures(metrics, live=True)
@@ -106,6 +166,15 @@ class LiveAnswer:
         text = self._take()
         if text:
             self.view.write(text)
+        for record, _started in self._running.values():  # cancelled while they ran
+            if record.status == "running":  # run_turn marks them only when it records them
+                record.status = "cancelled"
+            block = self.view.block_for(record)
+            if block is not None:
+                block.redraw()
+        if self._running:
+            self._running.clear()
+            self._show_activity()
         self.view.set_result(metrics, error)
         if self.figures is not None:
             self.figures.show_figures(metrics, live=False)
@@ -190,6 +259,9 @@ async def stream_answer(
     figures: FigureTarget | None = None,
     recorder: ReplyRecorder | None = None,
     gc_pause: GcPause | None = None,
+    tools: ToolRunner | None = None,
+    approver: Approver | None = None,
+    max_steps: int = DEFAULT_MAX_STEPS,
 ) -> TurnResult:
     """Run ``turn`` through :func:`tedchat.session.run_turn`, drawing it into ``view``.
 
@@ -197,12 +269,28 @@ async def stream_answer(
     task is cancelled the partial answer is drawn, marked ``cancelled``, and the cancellation
     re-raised. A :class:`~tedchat.engine.Notice` from the engine is shown in the reply.
     ``gc_pause`` is the app's shared one (answers streaming at once hold the same collector).
+    ``tools``, ``approver`` and ``max_steps`` go to run_turn (the model may call the tools;
+    each call shows as a block in ``view``).
     """
     live = LiveAnswer(turn, view, figures)
     gc_pause = gc_pause or GcPause()
     gc_pause.hold()  # released once the answer is drawn to its end
     try:
-        return await _stream(turn, view, clock, live, figures, recorder)
+        return await _stream(
+            turn,
+            view,
+            clock,
+            live,
+            figures,
+            lambda: run_turn(
+                turn,
+                on_event=live.on_event,
+                recorder=recorder,
+                tools=tools,
+                approver=approver,
+                max_steps=max_steps,
+            ),
+        )
     finally:
         gc_pause.release()
 
@@ -213,7 +301,7 @@ async def _stream(
     clock: FrameClock,
     live: LiveAnswer,
     figures: FigureTarget | None,
-    recorder: ReplyRecorder | None,
+    run: Callable[[], Awaitable[TurnResult]],
 ) -> TurnResult:
     view.begin_stream()
     if figures is not None:
@@ -221,7 +309,7 @@ async def _stream(
         figures.show_figures(turn.metrics(), live=True)
     clock.add(live)
     try:
-        result = await run_turn(turn, on_event=live.on_event, recorder=recorder)
+        result = await run()
     except asyncio.CancelledError:
         clock.remove(live)
         live.finish(turn.meter.snapshot(), None)

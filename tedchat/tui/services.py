@@ -2,26 +2,31 @@
 
 A screen gets one :class:`Services` value and uses nothing else of the app's: the configured
 engines and their loader, the history, the clock turns are timed on, the garbage-collector
-pause, the keymap and the settings a new conversation starts with. So no screen imports the
-app, and a test can build a screen's world without one.
+pause, the keymap, the settings a new conversation starts with, and the tools the model may
+call (with the approval dialogs that ask about them). So no screen imports the app, and a test
+can build a screen's world without one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from textual.app import App
 
 from tedchat.config import Settings
 from tedchat.engine import Engine, GenerationParams
 from tedchat.engines import Context
 from tedchat.errors import TedchatError
 from tedchat.metrics import Clock
-from tedchat.session import HistoryWriter, ReplyRecorder
+from tedchat.session import DEFAULT_MAX_STEPS, HistoryWriter, ReplyRecorder, ToolRunner
+from tedchat.tools.base import Approval, ApprovalRequest, Approver
 from tedchat.tui.live import GcPause
 from tedchat.tui.loader import EngineLoader
+from tedchat.tui.screens.approval import ApprovalDialogs
 from tedchat.tui.screens.pickers import EngineChoice
 
 if TYPE_CHECKING:
@@ -36,6 +41,11 @@ def real_clock(_engine: Engine) -> Clock:
 def unwatched(recorder: ReplyRecorder) -> ReplyRecorder:
     """A reply's recorder as it is (no terminal watch)."""
     return recorder
+
+
+async def no_tool_sources() -> list[str]:
+    """Tools that need no start (or none at all): nothing to wait for, nothing to say."""
+    return []
 
 
 class History:
@@ -154,6 +164,26 @@ class Services:
     #: Wraps a streaming reply's recorder (the app's terminal watch: a reply cut short because
     #: the terminal went away is saved as ``interrupted``, not ``cancelled``).
     watch_reply: Callable[[ReplyRecorder], ReplyRecorder] = unwatched
+    #: The tools the model may call (None: no tools; engines that do not declare ``tools``
+    #: are never offered them).
+    tools: ToolRunner | None = None
+    #: Model steps in one turn (``[tools] max_steps``).
+    max_steps: int = DEFAULT_MAX_STEPS
+    #: Waits until the tool sources still starting (MCP servers) are in or left out; returns
+    #: one line per source left out. Awaited before a turn that offers tools.
+    tools_ready: Callable[[], Awaitable[list[str]]] = no_tool_sources
+    #: The app's approval dialogs (one shown at a time).
+    approvals: ApprovalDialogs = field(default_factory=ApprovalDialogs)
+
+    def approver(self, app: App[Any], stop: Callable[[], None] | None = None) -> Approver:
+        """The approver a screen hands to its turns: asks through a dialog on ``app``;
+        ``stop`` (the screen's Esc) runs when the person chooses to stop the answer."""
+        approvals = self.approvals
+
+        async def approve(request: ApprovalRequest) -> Approval:
+            return await approvals.ask(app, request, stop=stop)
+
+        return approve
 
     def reply_recorder(self, buffer: ReplyRecorder | None) -> ReplyRecorder | None:
         """The recorder a screen hands to ``stream_answer`` for ``buffer`` (None: no history)."""

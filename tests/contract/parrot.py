@@ -3,13 +3,16 @@
 ``ParrotEngine`` answers with the prompt's words and ``#<seed>``, one word a token, a few
 milliseconds apart, so two streams at once really interleave. It keeps an ``api_key`` (the
 suite plants its secret there) and, with ``fail_after``, raises a ServerError after that many
-words. Every broken copy below changes exactly one thing, named by its ``RULE``.
+words. Told to call a tool (``tool_choice`` a tool's name), it calls it with the first value
+of each required parameter's ``enum``, the arguments in two pieces. Every broken copy below
+changes exactly one thing, named by its ``RULE``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import threading
 import time
 from collections.abc import AsyncGenerator, Sequence
@@ -25,6 +28,8 @@ from tedchat.engine import (
     Runtime,
     TextDelta,
     Timings,
+    ToolCallDelta,
+    ToolSpec,
     Usage,
 )
 from tedchat.errors import ServerError
@@ -39,7 +44,7 @@ class ParrotEngine:
         self.model = "parrot-1"
         self.settings = {"api_key": "", "fail_after": 0, "delay": 0.005, **settings}
         self.runtime = runtime
-        self.capabilities = Capabilities(context_size=512)
+        self.capabilities = Capabilities(context_size=512, tools=True)
 
     async def load(self, progress: Any = None) -> None:
         pass
@@ -51,6 +56,12 @@ class ParrotEngine:
     async def stream(
         self, messages: Sequence[Message], params: GenerationParams
     ) -> AsyncGenerator[Event, None]:
+        forced = self.forced(params)
+        if forced is not None:
+            for event in self.call(forced.name, forced.parameters):
+                await asyncio.sleep(self.settings["delay"])
+                yield event
+            return
         words = self.words(messages, params)
         t0 = time.monotonic()
         for i, word in enumerate(words):
@@ -63,6 +74,22 @@ class ParrotEngine:
 
     def failure(self, words: int) -> Exception:
         return ServerError(f"the parrot flew off after {words} words")
+
+    @staticmethod
+    def forced(params: GenerationParams) -> ToolSpec | None:
+        """The tool ``params`` tell the parrot to call, if any."""
+        return next((t for t in params.tools if t.name == params.tool_choice), None)
+
+    def call(self, name: str, schema: Any) -> list[Event]:
+        arguments = json.dumps(
+            {key: schema["properties"][key]["enum"][0] for key in schema.get("required", [])}
+        )
+        half = len(arguments) // 2
+        return [
+            ToolCallDelta(0, "call_parrot", name, arguments[:half]),
+            ToolCallDelta(0, arguments=arguments[half:]),
+            Done("tool_calls"),
+        ]
 
     def ending(
         self,
@@ -173,6 +200,10 @@ class SharedState(ParrotEngine):
     async def stream(
         self, messages: Sequence[Message], params: GenerationParams
     ) -> AsyncGenerator[Event, None]:
+        if self.forced(params) is not None:  # broken for text only
+            async for event in super().stream(messages, params):
+                yield event
+            return
         self.current = self.words(messages, params)
         n = len(self.current)
         for i in range(n):
@@ -236,6 +267,10 @@ class _ThreadedParrot(ParrotEngine):
     async def stream(
         self, messages: Sequence[Message], params: GenerationParams
     ) -> AsyncGenerator[Event, None]:
+        if self.forced(params) is not None:  # broken for text only
+            async for event in super().stream(messages, params):
+                yield event
+            return
         words = self.words(messages, params)
         worker = _Worker(self.COMPUTE, self.lock)
         self.workers.append(worker)
@@ -282,12 +317,16 @@ class DeliversAfterClose(ParrotEngine):
     def stream(  # type: ignore[override]
         self, messages: Sequence[Message], params: GenerationParams
     ) -> _Unstoppable:
-        return _Unstoppable([TextDelta(w, tokens=1) for w in self.words(messages, params)])
+        forced = self.forced(params)
+        if forced is not None:
+            return _Unstoppable(self.call(forced.name, forced.parameters))
+        deltas = [TextDelta(w, tokens=1) for w in self.words(messages, params)]
+        return _Unstoppable([*deltas, Done("stop")])
 
 
 class _Unstoppable:
-    def __init__(self, deltas: list[TextDelta]) -> None:
-        self.events: list[Event] = [*deltas, Done("stop")]
+    def __init__(self, events: list[Event]) -> None:
+        self.events: list[Event] = events
 
     def __aiter__(self) -> _Unstoppable:
         return self
@@ -346,6 +385,36 @@ class LosesPartialText(ParrotEngine):
             yield event
 
 
+# --- tools ---------------------------------------------------------------------------------
+
+
+class IgnoresToolChoice(ParrotEngine):
+    """Declares tools but answers in text when told to call one."""
+
+    RULE = "tools"
+
+    def call(self, name: str, schema: Any) -> list[Event]:
+        return [TextDelta("I would rather talk.", tokens=4), Done("stop")]
+
+
+class BadArguments(ParrotEngine):
+    """Calls the tool with arguments outside its schema."""
+
+    RULE = "tools"
+
+    def call(self, name: str, schema: Any) -> list[Event]:
+        return [ToolCallDelta(0, "call_1", name, '{"colour": "mauve"}'), Done("tool_calls")]
+
+
+class CallEndsStop(ParrotEngine):
+    """Makes the call but ends the stream Done("stop")."""
+
+    RULE = "tools"
+
+    def call(self, name: str, schema: Any) -> list[Event]:
+        return [*super().call(name, schema)[:-1], Done("stop")]
+
+
 # --- secrets -------------------------------------------------------------------------------
 
 
@@ -380,6 +449,9 @@ BROKEN: list[tuple[type[ParrotEngine], str]] = [
     (RaisesRuntimeError, "failing"),
     (QuietDone, "failing"),
     (LosesPartialText, "failing"),
+    (IgnoresToolChoice, "main"),
+    (BadArguments, "main"),
+    (CallEndsStop, "main"),
     (DescribesItsKey, "main"),
     (ErrorShowsItsKey, "failing"),
 ]

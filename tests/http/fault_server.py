@@ -115,6 +115,34 @@ def chunk(
     }
 
 
+def call_piece(
+    index: int | None,
+    id: str | None = None,
+    name: str | None = None,
+    arguments: str | None = None,
+) -> dict[str, Any]:
+    """One item of ``delta.tool_calls``: only the fields given (OpenAI sends ``id``, ``type``
+    and ``name`` in a call's first piece, then ``arguments`` pieces alone)."""
+    piece: dict[str, Any] = {} if index is None else {"index": index}
+    function: dict[str, Any] = {}
+    if id is not None:
+        piece["id"] = id
+        piece["type"] = "function"
+    if name is not None:
+        function["name"] = name
+    if arguments is not None:
+        function["arguments"] = arguments
+    piece["function"] = function
+    return piece
+
+
+def tool_chunk(pieces: list[dict[str, Any]], finish: str | None = None) -> dict[str, Any]:
+    """A chunk carrying tool-call pieces (``content`` null, as OpenAI sends it)."""
+    out = chunk(finish=finish)
+    out["choices"][0]["delta"] = {"content": None, "tool_calls": pieces}
+    return out
+
+
 async def answer(ex: Exchange, words: list[str] = ANSWER, *, usage: bool | None = None) -> None:
     """A well-behaved stream: role chunk, a comment, words, finish, usage if asked, [DONE]."""
     await ex.start_sse()
@@ -132,7 +160,38 @@ async def answer(ex: Exchange, words: list[str] = ANSWER, *, usage: bool | None 
 
 
 async def s_ok(ex: Exchange) -> None:
-    await answer(ex)
+    """A well-behaved server; asked for a named tool (``tool_choice`` an object), it calls it
+    with arguments made from the tool's schema (the first ``enum`` value of each required
+    property), as a server honouring a forced tool choice does."""
+    forced = forced_tool(ex)
+    if forced is None:
+        await answer(ex)
+        return
+    name, arguments = forced
+    await ex.start_sse()
+    await ex.data(chunk(role="assistant", content=None))
+    await ex.data(tool_chunk([call_piece(0, "call_ok0", name, "")]))
+    await ex.data(tool_chunk([call_piece(0, arguments=json.dumps(arguments))]))
+    await ex.data(chunk(finish="tool_calls"))
+    if ex.wants_usage():
+        await ex.data({**chunk(), "choices": [], "usage": USAGE})
+    await ex.end_sse()
+
+
+def forced_tool(ex: Exchange) -> tuple[str, dict[str, Any]] | None:
+    """The tool a request forces (``tool_choice: {"function": {"name": ...}}``) and arguments
+    for it from its schema; None when none is forced."""
+    body = ex.request.body if isinstance(ex.request.body, dict) else {}
+    choice = body.get("tool_choice")
+    if not isinstance(choice, dict):
+        return None
+    name = choice["function"]["name"]
+    (tool,) = [t for t in body["tools"] if t["function"]["name"] == name]
+    schema = tool["function"]["parameters"]
+    arguments = {
+        key: schema["properties"][key].get("enum", ["x"])[0] for key in schema.get("required", [])
+    }
+    return name, arguments
 
 
 async def s_nousage(ex: Exchange) -> None:
@@ -336,6 +395,153 @@ async def s_json(ex: Exchange) -> None:
             "usage": {"prompt_tokens": 12, "completion_tokens": 2, "total_tokens": 14},
         },
     )
+
+
+# --- tool calls, as servers really stream them ---------------------------------------------
+
+WEATHER_ARGS = '{"city": "Tokyo", "unit": "celsius"}'
+TIME_ARGS = '{"timezone": "Asia/Tokyo"}'
+
+
+def pieces_of(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+async def s_tools_split(ex: Exchange) -> None:
+    """OpenAI's shape: a role chunk, text first, then one call whose arguments come in
+    pieces of a few characters; finish_reason tool_calls; usage after."""
+    await ex.start_sse()
+    await ex.data(chunk(role="assistant", content=""))
+    await ex.data(chunk("Let me check."))
+    await ex.data(tool_chunk([call_piece(0, "call_w1", "get_weather", "")]))
+    for piece in pieces_of(WEATHER_ARGS, 5):
+        await ex.data(tool_chunk([call_piece(0, arguments=piece)]))
+    await ex.data(chunk(finish="tool_calls"))
+    if ex.wants_usage():
+        await ex.data({**chunk(), "choices": [], "usage": USAGE})
+    await ex.end_sse()
+
+
+async def s_tools_interleaved(ex: Exchange) -> None:
+    """Two calls (parallel tool calls) whose pieces alternate, told apart by index."""
+    await ex.start_sse()
+    await ex.data(chunk(role="assistant", content=None))
+    await ex.data(tool_chunk([call_piece(0, "call_a", "get_weather", "")]))
+    await ex.data(tool_chunk([call_piece(1, "call_b", "get_time", "")]))
+    weather, time_ = pieces_of(WEATHER_ARGS, 7), pieces_of(TIME_ARGS, 4)
+    for i in range(max(len(weather), len(time_))):
+        if i < len(time_):
+            await ex.data(tool_chunk([call_piece(1, arguments=time_[i])]))
+        if i < len(weather):
+            await ex.data(tool_chunk([call_piece(0, arguments=weather[i])]))
+    await ex.data(chunk(finish="tool_calls"))
+    await ex.end_sse()
+
+
+async def s_tools_whole(ex: Exchange) -> None:
+    """Each call whole in one chunk (vLLM, Ollama); both calls in one chunk's list too."""
+    await ex.start_sse()
+    await ex.data(chunk(role="assistant", content=""))
+    await ex.data(
+        tool_chunk(
+            [
+                call_piece(0, "call_w", "get_weather", WEATHER_ARGS),
+                call_piece(1, "call_t", "get_time", TIME_ARGS),
+            ],
+            finish="tool_calls",
+        )
+    )
+    await ex.end_sse()
+
+
+async def s_time_agent(ex: Exchange) -> None:
+    """An agent turn against ``mcp-server-time``: without a tool result in the request it
+    asks for ``convert_time`` (12:00 Asia/Tokyo -> Asia/Kolkata, arguments in pieces); with
+    one, it waits a second (a test watches the MCP child meanwhile) and answers with the
+    result's text."""
+    body = ex.request.body if isinstance(ex.request.body, dict) else {}
+    results = [m for m in body.get("messages", []) if m.get("role") == "tool"]
+    await ex.start_sse()
+    await ex.data(chunk(role="assistant", content=""))
+    if not results:
+        arguments = json.dumps(
+            {"source_timezone": "Asia/Tokyo", "time": "12:00", "target_timezone": "Asia/Kolkata"}
+        )
+        await ex.data(tool_chunk([call_piece(0, "call_time", "convert_time", "")]))
+        for i in range(0, len(arguments), 16):
+            await ex.data(tool_chunk([call_piece(0, arguments=arguments[i : i + 16])]))
+        await ex.data(chunk(finish="tool_calls"))
+    else:
+        await asyncio.sleep(1.0)
+        await ex.data(chunk("In Kolkata it is "))
+        await ex.data(chunk(str(results[-1].get("content"))))
+        await ex.data(chunk(finish="stop"))
+    await ex.end_sse()
+
+
+async def s_tools_noindex(ex: Exchange) -> None:
+    """No ``index`` anywhere (some servers): a new id starts a call, pieces without an id
+    continue the last one; and finish_reason "stop" although calls were made."""
+    await ex.start_sse()
+    await ex.data(tool_chunk([call_piece(None, "call_1", "get_weather", WEATHER_ARGS[:10])]))
+    await ex.data(tool_chunk([call_piece(None, arguments=WEATHER_ARGS[10:])]))
+    await ex.data(tool_chunk([call_piece(None, "call_2", "get_time", TIME_ARGS)]))
+    await ex.data(chunk(finish="stop"))
+    await ex.end_sse()
+
+
+async def s_tools_repeat(ex: Exchange) -> None:
+    """llama_cpp.server's shape: id, type and name repeated in every piece, a legacy
+    ``function_call`` beside ``tool_calls``, null fields, a last chunk with tool_calls null."""
+    await ex.start_sse()
+    role = {"role": "assistant", "content": None, "function_call": None, "tool_calls": None}
+    first = chunk()
+    first["choices"][0]["delta"] = role
+    await ex.data(first)
+    for piece in pieces_of(WEATHER_ARGS, 6):
+        out = tool_chunk([call_piece(0, "call__0_get_weather_cmpl-1", "get_weather", piece)])
+        out["choices"][0]["delta"].update(
+            role=None, function_call={"name": "get_weather", "arguments": piece}
+        )
+        await ex.data(out)
+    last = chunk(finish="tool_calls")
+    last["choices"][0]["delta"] = {**role, "role": None}
+    await ex.data(last)
+    await ex.end_sse()
+
+
+async def s_tools_json(ex: Exchange) -> None:
+    """A server that ignores stream=true: one JSON completion holding two whole calls
+    (no index, as the non-streamed API has none)."""
+    message = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": "call_j1", "type": "function",
+             "function": {"name": "get_weather", "arguments": WEATHER_ARGS}},
+            {"id": "call_j2", "type": "function",
+             "function": {"name": "get_time", "arguments": TIME_ARGS}},
+        ],
+    }  # fmt: skip
+    await ex.json(
+        200,
+        {
+            "object": "chat.completion",
+            "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}],
+            "usage": USAGE,
+        },
+    )
+
+
+async def s_tools_bad(ex: Exchange) -> None:
+    """A call piece that is not an object: a broken server or proxy."""
+    await ex.start_sse()
+    await ex.data(tool_chunk([call_piece(0, "call_x", "get_weather", "")]))
+    bad = chunk()
+    bad["choices"][0]["delta"] = {"tool_calls": ["get_weather(city=Tokyo)"]}
+    await ex.data(bad)
+    await ex.data(chunk(finish="tool_calls"))
+    await ex.end_sse()
 
 
 async def s_slow(ex: Exchange) -> None:

@@ -172,12 +172,33 @@ def test_finish_reasons_map_to_tedchat_vocabulary() -> None:
     assert [map_finish_reason(r) for r in ("stop", "eos", "tool_calls", "length")] == [
         "stop",
         "stop",
-        "stop",
+        "tool_calls",
         "length",
     ]
+    assert map_finish_reason("function_call") == "tool_calls"
     assert map_finish_reason("max_tokens") == "length"
     assert map_finish_reason("abort") == "cancelled"
     assert map_finish_reason("something-new") == "stop"
+
+
+def test_the_end_says_tool_calls_exactly_when_calls_were_made() -> None:
+    """A "tool_calls" finish without a call is a plain stop; calls with "stop" (some servers) end
+    "tool_calls"; calls cut by the token limit stay "length"."""
+    piece = {"index": 0, "id": "c", "function": {"name": "f"}}
+    call = json.dumps({"choices": [{"delta": {"tool_calls": [piece]}}]})
+    for calls, server, expected in [
+        (False, "tool_calls", "stop"),
+        (True, "stop", "tool_calls"),
+        (True, "tool_calls", "tool_calls"),
+        (True, "length", "length"),
+        (True, None, "tool_calls"),
+    ]:
+        reader = ChunkReader(SRC)
+        if calls:
+            reader.feed(call)
+        if server:
+            reader.feed(json.dumps({"choices": [{"delta": {}, "finish_reason": server}]}))
+        assert reader.finish() == expected, (calls, server)
 
 
 def test_error_text_reads_the_shapes_servers_use() -> None:

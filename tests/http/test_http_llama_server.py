@@ -9,7 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from tedchat.engine import GenerationParams, Message, Runtime, Usage
+from tedchat.engine import (
+    Done,
+    GenerationParams,
+    Message,
+    Runtime,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    ToolSpec,
+    Usage,
+)
 from tedchat.models.registry import resolve_model
 from tedchat.session import Turn, run_turn
 from tedchat_http import SETTINGS
@@ -122,3 +132,68 @@ def test_a_failure_after_200_is_one_clear_line(tedchat_home: Path, llama_server:
         f"error: {llama_server} ended the stream without sending anything "
         "(no answer, no error; the server's log may say why)"
     ]
+
+
+# --- tool calls ----------------------------------------------------------------------------
+
+WEATHER = ToolSpec(
+    "get_weather",
+    "The current weather in a city.",
+    {
+        "type": "object",
+        "properties": {"city": {"type": "string", "enum": ["Tokyo", "Paris"]}},
+        "required": ["city"],
+    },
+)
+
+
+async def test_a_forced_tool_choice_gets_a_call_from_the_real_server(llama_server: str) -> None:
+    """llama_cpp.server (the GGUF's template, no chat_format set) honours a named
+    ``tool_choice`` with a grammar made from the tool's schema, streams the call with its id
+    and name repeated in every piece, and ends ``tool_calls``. The result goes back as a
+    ``tool`` message and the model answers in text."""
+    import jsonschema
+
+    engine = HttpEngine("srv", {**SETTINGS, "base_url": llama_server}, Runtime(threads=1))
+    ask = [Message("system", SYSTEM), Message("user", "What is the weather in Paris?")]
+    params = GenerationParams(
+        max_tokens=40, temperature=0, tools=(WEATHER,), tool_choice="get_weather"
+    )
+    events = [e async for e in engine.stream(ask, params)]
+    pieces = [e for e in events if isinstance(e, ToolCallDelta)]
+    assert pieces and {p.index for p in pieces} == {0}
+    assert pieces[0].id and pieces[0].name == "get_weather"
+    assert all(p.id is None and p.name is None for p in pieces[1:])  # repeats dropped
+    arguments = json.loads("".join(p.arguments for p in pieces))
+    jsonschema.validate(arguments, WEATHER.parameters)
+    assert events[-1] == Done("tool_calls")
+    assert not [e for e in events if isinstance(e, TextDelta)]
+
+    call = ToolCall(pieces[0].id or "", "get_weather", "".join(p.arguments for p in pieces))
+    follow = [
+        *ask,
+        Message("assistant", "", tool_calls=(call,)),
+        Message("tool", "Sunny, 21 °C", tool_call_id=call.id),
+    ]
+    again = [e async for e in engine.stream(follow, GenerationParams(max_tokens=24, temperature=0))]
+    await engine.close()
+    assert "".join(e.text for e in again if isinstance(e, TextDelta)).strip()
+    assert again[-1] in (Done("stop"), Done("length"))
+
+
+@pytest.mark.parametrize("choice", ["required", "auto"])
+async def test_what_the_real_server_does_with_required_and_auto(
+    llama_server: str, choice: str
+) -> None:
+    """llama-cpp-python 0.3.36 constrains only a *named* tool choice; with ``required`` or
+    ``auto`` its template handler (SmolLM2's template never mentions tools) answers in text.
+    This pins that behaviour: if a later server version starts calling, the README's note
+    on servers must change."""
+    engine = HttpEngine("srv", {**SETTINGS, "base_url": llama_server}, Runtime(threads=1))
+    ask = [Message("system", SYSTEM), Message("user", "What is the weather in Paris?")]
+    params = GenerationParams(max_tokens=12, temperature=0, tools=(WEATHER,), tool_choice=choice)
+    events = [e async for e in engine.stream(ask, params)]
+    await engine.close()
+    assert not [e for e in events if isinstance(e, ToolCallDelta)]
+    assert "".join(e.text for e in events if isinstance(e, TextDelta))
+    assert events[-1] in (Done("stop"), Done("length"))

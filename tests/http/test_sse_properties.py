@@ -22,7 +22,7 @@ from typing import Any, AnyStr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tedchat.engine import Done, ReasoningDelta, TextDelta
+from tedchat.engine import Done, ReasoningDelta, TextDelta, ToolCallDelta
 from tedchat.errors import ServerError
 from tedchat_http.chunks import ChunkReader
 from tedchat_http.sse import SSEParser
@@ -202,6 +202,25 @@ def maybe(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     return st.one_of(strategy, strategy, JSON)
 
 
+TOOL_PIECE = maybe(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "index": maybe(st.integers(0, 2)),
+            "id": maybe(st.sampled_from(["call_a", "call_b"])),
+            "type": maybe(st.just("function")),
+            "function": maybe(
+                st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "name": maybe(st.sampled_from(["get_weather", "get_time"])),
+                        "arguments": maybe(st.text(max_size=8)),
+                    },
+                )
+            ),
+        },
+    )
+)
 DELTA = maybe(
     st.fixed_dictionaries(
         {},
@@ -210,6 +229,7 @@ DELTA = maybe(
             "content": maybe(TEXT),
             "reasoning_content": maybe(TEXT),
             "reasoning": maybe(TEXT),
+            "tool_calls": maybe(st.lists(TOOL_PIECE, max_size=3)),
         },
     )
 )
@@ -220,7 +240,9 @@ CHOICE = maybe(
             "index": maybe(st.just(0)),
             "delta": DELTA,
             "message": DELTA,
-            "finish_reason": maybe(st.sampled_from(["stop", "length", "abort", "weird"])),
+            "finish_reason": maybe(
+                st.sampled_from(["stop", "length", "abort", "weird", "tool_calls"])
+            ),
         },
     )
 )
@@ -266,5 +288,88 @@ def test_whatever_a_server_sends_is_events_or_one_server_error(
     for event in events:
         if isinstance(event, (TextDelta, ReasoningDelta)):
             assert isinstance(event.text, str) and event.text
+        if isinstance(event, ToolCallDelta):
+            assert isinstance(event.index, int) and event.index >= 0
+            assert isinstance(event.arguments, str)
+            assert event.id or event.name or event.arguments
         assert not isinstance(event, Done)
-    assert reader.finish_reason in (None, "stop", "length", "cancelled", "error")
+    assert reader.finish_reason in (None, "stop", "length", "cancelled", "error", "tool_calls")
+    calls = any(isinstance(e, ToolCallDelta) for e in events)
+    if calls:  # calls were made: the end says so, unless the answer was cut or failed
+        assert reader.finish() in ("tool_calls", "length", "cancelled", "error")
+    else:
+        assert reader.finish() != "tool_calls"
+
+
+#: Calls as a model makes them: an id, a name, arguments text (any characters).
+CALLS = st.lists(
+    st.tuples(st.sampled_from(["get_weather", "get_time", "search"]), st.text(max_size=30)),
+    min_size=1,
+    max_size=3,
+)
+
+
+@settings(max_examples=200)
+@given(
+    calls=CALLS,
+    data=st.data(),
+    repeat=st.booleans(),
+    index=st.booleans(),
+)
+def test_tool_calls_cut_anywhere_and_interleaved_assemble_to_the_calls_made(
+    calls: list[tuple[str, str]], data: st.DataObject, repeat: bool, index: bool
+) -> None:
+    """Each call's arguments cut at arbitrary points, the calls' pieces interleaved in any
+    order (kept in order within a call), id and name in the first piece or (llama_cpp.server)
+    in every piece: the deltas concatenate back to exactly the calls, and the stream ends
+    ``tool_calls``. Without ``index`` (some servers), calls come one after the other."""
+    queues: list[list[dict[str, Any]]] = []
+    for i, (name, arguments) in enumerate(calls):
+        cuts = data.draw(st.lists(st.integers(0, len(arguments)), max_size=5))
+        pieces = split_at(arguments, cuts) or [""]
+        queue = []
+        for j, piece in enumerate(pieces):
+            item: dict[str, Any] = {"function": {"arguments": piece}}
+            if index:
+                item["index"] = i
+            if j == 0 or repeat:
+                item["id"] = f"call_{i}"
+                item["type"] = "function"
+                item["function"]["name"] = name
+            queue.append(item)
+        queues.append(queue)
+    order: list[int] = []
+    left = [len(q) for q in queues]
+    while any(left):
+        live = (
+            [i for i, n in enumerate(left) if n]
+            if index
+            else [left.index(next(n for n in left if n))]
+        )
+        pick = data.draw(st.sampled_from(live))
+        order.append(pick)
+        left[pick] -= 1
+    reader = ChunkReader("https://server.example/v1")
+    events: list[Any] = []
+    taken = [0] * len(queues)
+    for pick in order:
+        item = queues[pick][taken[pick]]
+        taken[pick] += 1
+        chunk = {"choices": [{"index": 0, "delta": {"content": None, "tool_calls": [item]}}]}
+        events += reader.feed(json.dumps(chunk))
+    events += reader.feed(json.dumps({"choices": [{"delta": {}, "finish_reason": "stop"}]}))
+    made: dict[int, list[Any]] = {}
+    for e in events:
+        if isinstance(e, ToolCallDelta):
+            call = made.setdefault(e.index, [None, None, ""])
+            if e.id is not None:
+                assert call[0] is None
+                call[0] = e.id
+            if e.name is not None:
+                assert call[1] is None
+                call[1] = e.name
+            call[2] += e.arguments
+    assert [tuple(made[k]) for k in sorted(made)] == [
+        (f"call_{i}", name, arguments) for i, (name, arguments) in enumerate(calls)
+    ]
+    assert reader.finish() == "tool_calls"

@@ -223,3 +223,61 @@ async def test_cancel_during_a_2000_token_prompt_lets_go_at_once() -> None:
     text, _ = await answer(engine, [Message("user", "Say hi.")], max_tokens=4)
     assert text  # and the engine answers afterwards
     await engine.close()
+
+
+# --- tool calls on the TEDLLM prompt path -----------------------------------------------------
+
+
+async def test_tool_calls_and_results_on_the_tedllm_prompt_path(
+    pulled: Pulled, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TEDLLM's plain-ja format on the synthetic checkpoint: a forced call is valid whatever
+    the (random) weights say, and the next prompt carries the tools note, the call as JSON in
+    the assistant's turn and the result as a user turn."""
+    import json
+
+    import jsonschema
+
+    from tedchat.engine import Done, ToolCall, ToolCallDelta, ToolSpec
+    from tedchat_llamacpp.tool_calls import plan_for, tools_note
+
+    monkeypatch.setenv("TEDCHAT_HOME", str(pulled.home))
+    weather = ToolSpec(
+        "get_weather",
+        "Current weather in a city.",
+        {
+            "type": "object",
+            "properties": {"city": {"type": "string", "enum": ["Tokyo", "Paris"]}},
+            "required": ["city"],
+        },
+    )
+    engine = make_engine("tedllm", n_ctx=512)
+    question = [Message("user", "東京の天気は？")]
+    params = GenerationParams(
+        temperature=0.0, max_tokens=48, tools=(weather,), tool_choice="get_weather"
+    )
+    events = [e async for e in engine.stream(question, params)]
+    assert engine.describe()["prompt_format_used"] == "plain-ja"
+    pieces = [e for e in events if isinstance(e, ToolCallDelta)]
+    assert pieces and pieces[0].name == "get_weather" and pieces[0].id
+    arguments = "".join(p.arguments for p in pieces)
+    jsonschema.validate(json.loads(arguments), weather.parameters)
+    assert events[-1] == Done("tool_calls")
+    (usage,) = [e for e in events if isinstance(e, Usage)]
+    note = tools_note(plan_for(params, template_tools=False))
+    forced_prompt = PLAIN_FORMATS["plain-ja"].render(question, note=note)
+    assert usage.prompt_tokens == len(engine._llm.tokenize(forced_prompt.encode()))
+
+    call = ToolCall(pieces[0].id or "", "get_weather", arguments)
+    follow = [
+        *question,
+        Message("assistant", "", tool_calls=(call,)),
+        Message("tool", "晴れ、21 °C", tool_call_id=call.id),
+    ]
+    _, usage = await answer(engine, follow, max_tokens=8)
+    prompt = PLAIN_FORMATS["plain-ja"].render(follow)
+    expected = json.dumps({"name": "get_weather", "arguments": json.loads(arguments)})
+    assert f"ユーザー: 東京の天気は？\nアシスタント: {expected}\n" in prompt
+    assert "ユーザー: Result of get_weather: 晴れ、21 °C\nアシスタント:" in prompt
+    assert usage.prompt_tokens == len(engine._llm.tokenize(prompt.encode()))
+    await engine.close()

@@ -162,3 +162,124 @@ def test_an_unknown_tool_source_is_one_line(tedchat_home: Path) -> None:
     done = run_cli(tedchat_home, "ask", "--tools", "builtin,nonsense", "hi")
     assert done.returncode == 2
     assert "unknown tool source 'nonsense'" in one_error_line(done.stderr)
+
+
+def test_ask_yes_mcp_time_against_an_openai_compatible_server(tedchat_home: Path) -> None:
+    """The issue's acceptance: the server asks for convert_time 12:00 Asia/Tokyo ->
+    Asia/Kolkata; tedchat runs it on the real mcp-server-time (a child it spawns) and the
+    answer carries the converted time; the child is gone when tedchat exits."""
+    import subprocess
+    import time
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from tests.conftest import cli_env
+    from tests.http.fault_server import FaultServer
+
+    tag = marker()
+    with FaultServer() as server:
+        config = tedchat_home / "config" / "config.toml"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(
+            'default_engine = "agent"\n\n[tools]\nsources = []\n\n'
+            f'[engines.agent]\ntype = "http"\nbase_url = "{server.url("time_agent")}"\n\n'
+            f"[mcp.time]\ncommand = {json.dumps(sys.executable)}\n"
+            'args = ["-m", "mcp_server_time", "--local-timezone", "UTC"]\n'
+            f'env = {{ TEDCHAT_TEST_MARKER = "{tag}" }}\n',
+            encoding="utf-8",
+        )
+        config.chmod(0o600)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tedchat", "ask", "--yes", "--mcp", "time", "--json", "time?"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=cli_env(tedchat_home),
+            cwd=str(tedchat_home),
+        )
+        parents: dict[int, int] = {}  # the marked processes seen, with their parent's pid
+        while proc.poll() is None:
+            for pid in pids_with(tag):
+                try:
+                    with open(f"/proc/{pid}/stat") as f:
+                        parents[pid] = int(f.read().rpartition(")")[2].split()[1])
+                except OSError:
+                    pass
+            time.sleep(0.02)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        expected = f"{datetime.now(ZoneInfo('Asia/Tokyo')).date().isoformat()}T08:30:00+05:30"
+        answer = json.loads(out)
+        assert expected in answer["text"]
+        [call] = answer["tool_calls"]
+        assert call["name"] == "convert_time" and call["source"] == "mcp:time"
+        assert call["arguments"] == {
+            "source_timezone": "Asia/Tokyo",
+            "time": "12:00",
+            "target_timezone": "Asia/Kolkata",
+        }
+        assert expected in call["result"] and call["error"] is None
+        # The second request carried the call and its result back to the server.
+        second = server.requests["time_agent"][-1].body["messages"]
+        assert [m["role"] for m in second] == ["user", "assistant", "tool"]
+        assert second[1]["tool_calls"][0]["function"]["name"] == "convert_time"
+        assert second[2]["tool_call_id"] == "call_time" and expected in second[2]["content"]
+        # The MCP server was tedchat's child, seen while it ran, and is gone now.
+        assert proc.pid in parents.values(), parents
+        assert wait_gone(tag) == []
+
+
+def test_plain_ask_with_tools_does_not_import_mcp(tedchat_home: Path) -> None:
+    from tests.tools.test_tools_cli import imported_after
+
+    (tedchat_home / "notes.txt").write_text("x", encoding="utf-8")
+    write_config(tedchat_home, READ_NOTES)
+    # Built-in tools offered and called; no MCP server configured: the SDK stays unloaded.
+    assert "mcp" not in imported_after(tedchat_home, ["ask", "--yes", "read my notes"])
+
+
+def test_ctrl_c_during_a_tool_keeps_the_text_and_the_finished_calls(tedchat_home: Path) -> None:
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import cli_env, default_sigint
+
+    tag = marker()
+    script = [
+        {
+            "text": "First the notes. ",
+            "calls": [{"name": "read_file", "arguments": {"path": "n.txt"}}],
+        },
+        {
+            "text": "Now wait. ",
+            "calls": [{"name": "shell", "arguments": {"command": f"sleep 60 # {tag}"}}],
+        },
+    ]
+    (tedchat_home / "n.txt").write_text("noted", encoding="utf-8")
+    write_config(tedchat_home, script, extra='[tools.approval]\nshell = "auto"\n')
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tedchat", "ask", "--yes", "wait for me"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(tedchat_home),
+        cwd=str(tedchat_home),
+        preexec_fn=default_sigint,
+    )
+    deadline = time.monotonic() + 60
+    while not pids_with(tag) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert pids_with(tag), "the shell tool never started"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert out.startswith("First the notes. Now wait. ")
+    [(content, finish, calls)] = replies(tedchat_home)
+    assert (content, finish) == ("First the notes. Now wait. ", "cancelled")
+    stored = [(c["name"], c["status"], c["result"]) for c in json.loads(calls)]
+    assert stored[0] == ("read_file", "done", "noted")
+    assert stored[1][:2] == ("shell", "cancelled")
+    assert wait_gone(tag) == []  # the sleep was killed with its process group

@@ -59,7 +59,7 @@ STORE_OTHERS = (
     "export_json",
     "export_markdown",
 )
-REPLY_WRITES = ("append", "flush", "finish", "interrupt")
+REPLY_WRITES = ("append", "flush", "finish", "interrupt", "add_tool_call")
 REPLY_OTHERS = ("text", "pending")
 
 FAST_TEXT = "The **answer** is 42.\n\n- one\n- two\n\n```python\nprint('hi')\n```\n\nDone."

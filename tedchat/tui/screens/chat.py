@@ -9,6 +9,10 @@
 - The prompt is usable at once: a prompt sent while the engine loads waits for the load.
 - When the conversation outgrows the engine's context, the oldest exchanges are left out of the
   request and a notice in the log says how many (estimated at characters / 4).
+- An engine that declares ``tools`` is offered the app's tools (``Services.tools``): each call
+  shows as a block in the reply, a call that needs approval asks in a dialog, and a resumed
+  conversation's tool calls are shown and sent again (as the steps they were) to tool engines.
+  Esc cancels a running tool like a running answer.
 """
 
 from __future__ import annotations
@@ -80,6 +84,7 @@ class ChatScreen(Screen[None]):
         Binding("f9", "copy_code", "Copy code block", id="copy-code", show=False),
         Binding("f10", "floorplan", "Floorplan", id="floorplan", show=False),
         Binding("f12", "compare", "Compare engines", id="compare", show=False),
+        Binding("ctrl+t", "toggle_tools", "Expand tool calls", id="toggle-tools", show=False),
     ]
 
     def __init__(self, services: Services, engine_name: str) -> None:
@@ -133,7 +138,7 @@ class ChatScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "cancel":
             return True if (self.busy or self._editing is not None) else None
-        if action in ("regenerate", "copy_reply", "copy_code", "edit_last"):
+        if action in ("regenerate", "copy_reply", "copy_code", "edit_last", "toggle_tools"):
             return True if self.conversation.exchanges else None
         return True
 
@@ -256,14 +261,19 @@ class ChatScreen(Screen[None]):
             return
         index = conv.exchanges.index(exchange) if exchange in conv.exchanges else 0
         context, known = engine_context_tokens(engine, services.settings.ui.context_tokens)
+        takes_tools = capabilities_of(engine).tools
         built = build_messages(
             conv.system,
             history_pairs(conv.exchanges[:index]),
             exchange.prompt,
             context_budget(context, conv.params.max_tokens),
+            tools=takes_tools,
         )
         if built.dropped_exchanges:
             self._context_notice(built.dropped_exchanges, context, known, engine.name, view)
+        if takes_tools and services.tools is not None:
+            for line in await services.tools_ready():  # MCP servers still starting
+                self.log_view.mount(Notice(line), before=view)
         buffer = await history.begin_reply(engine)
         turn = Turn(engine, built.messages, conv.params, clock=services.clock_for(engine))
         self.status.set_engine(engine.name, engine.model)
@@ -277,12 +287,17 @@ class ChatScreen(Screen[None]):
                 figures=self.status,
                 recorder=services.reply_recorder(buffer),
                 gc_pause=services.gc_pause,
+                tools=services.tools,
+                approver=services.approver(self.app, stop=self.action_cancel),
+                max_steps=services.max_steps,
             )
         except asyncio.CancelledError:
             record.text = turn.text
             record.metrics = turn.meter.snapshot()
             record.finish_reason = "cancelled"
+            record.tool_calls = list(turn.tool_calls)
             raise
+        record.tool_calls = result.tool_calls
         record.text = result.text
         record.metrics = result.metrics
         record.finish_reason = result.metrics.finish_reason
@@ -386,6 +401,13 @@ class ChatScreen(Screen[None]):
     def _copy_block(self, blocks: list[str], index: int) -> None:
         self.app.copy_to_clipboard(blocks[index])
         self.notify(f"copied code block {index + 1} ({len(blocks[index].splitlines())} lines)")
+
+    def action_toggle_tools(self) -> None:
+        view = self._selected_reply()
+        if view is None or not view.tool_blocks:
+            self.notify("the reply called no tools")
+            return
+        view.toggle_tool_calls()
 
     def action_switch_engine(self) -> None:
         self.app.push_screen(
@@ -500,7 +522,7 @@ class ChatScreen(Screen[None]):
             widgets.append(user)
             if exchange.reply is not None:
                 r = exchange.reply
-                view = ReplyView(r.engine, r.model, r.text)
+                view = ReplyView(r.engine, r.model, r.text, tool_calls=r.tool_calls)
                 widgets.append(view)
             self._views[id(exchange)] = (user, view)
         if not widgets:

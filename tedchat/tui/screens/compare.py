@@ -7,6 +7,8 @@ they load or run, and restored when the screen closes.
 
 Each pane's answer runs through :func:`tedchat.tui.live.stream_answer` like the chat screen's,
 all drawn on one frame clock. When all have finished, a summary table compares their figures.
+Every pane whose engine declares ``tools`` is offered the app's tools; the panes' approval
+questions queue for the one dialog (:class:`~tedchat.tui.screens.approval.ApprovalDialogs`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 from textual.worker import Worker
 
-from tedchat.engine import Engine, GenerationParams, Message
+from tedchat.engine import Engine, GenerationParams, Message, capabilities_of
 from tedchat.errors import EngineError, HistoryError, TedchatError
 from tedchat.session import Turn, TurnHistory
 from tedchat.tui.live import FrameClock, stream_answer
@@ -197,6 +199,10 @@ class CompareScreen(Screen[None]):
         messages = self._messages(prompt)
         if self.replay:
             ready = await self._prepare_replays(ready, messages)
+        if services.tools is not None and any(capabilities_of(e).tools for _p, _v, e in ready):
+            for line in await services.tools_ready():  # MCP servers still starting
+                self._notice(line)
+        approver = services.approver(self.app, stop=self.action_cancel)
         jobs = []
         for pane, view, engine in ready:
             recorder = services.reply_recorder(await history.begin_reply(engine))
@@ -212,6 +218,9 @@ class CompareScreen(Screen[None]):
                         figures=pane.status,
                         recorder=recorder,
                         gc_pause=services.gc_pause,
+                        tools=services.tools,
+                        approver=approver,
+                        max_steps=services.max_steps,
                     ),
                 )
             )

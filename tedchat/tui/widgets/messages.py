@@ -3,11 +3,16 @@
 A :class:`ReplyView` shows its text as Markdown through one :class:`MarkdownView`. While an
 answer streams, the frame clock hands it everything that arrived since the last frame
 (:meth:`ReplyView.write`); only the answer's last, open, Markdown block is drawn again.
+
+A reply that called tools is drawn as its steps: each step's text (a :class:`MarkdownView`),
+then the calls it ended with (:class:`~tedchat.tui.widgets.tool_call.ToolCallBlock`), then
+the next step's text. A reply without calls is the one view it always was.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from rich.text import Text
@@ -18,7 +23,9 @@ from textual.message import Message
 from textual.widgets import Static
 
 from tedchat.metrics import StreamMetrics, format_metrics_line
+from tedchat.tools.base import ToolCallRecord, reply_steps
 from tedchat.tui.widgets.markdown_view import MarkdownView
+from tedchat.tui.widgets.tool_call import ToolCallBlock
 
 _FENCE_RE = re.compile(
     r"^(?P<fence>`{3,}|~{3,})[^\n]*\n(?P<body>.*?)^(?P=fence)[ \t]*$", re.M | re.S
@@ -106,19 +113,51 @@ class ReplyView(Vertical):
             super().__init__()
             self.view = view
 
-    def __init__(self, engine: str, model: str, text: str = "", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        engine: str,
+        model: str,
+        text: str = "",
+        *,
+        tool_calls: Sequence[ToolCallRecord] = (),
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.engine_name = engine
         self.model_name = model
-        self.body = MarkdownView(text)
+        # The reply's parts in order: step texts and tool call blocks (a stored reply's steps).
+        self._parts: list[MarkdownView | ToolCallBlock] = []
+        self._bodies: list[MarkdownView] = []
+        self._blocks: list[ToolCallBlock] = []
+        self._new_body = False  # the next text starts a new step (a call came in between)
+        steps = reply_steps(text, list(tool_calls)) if tool_calls else [(text, [])]
+        for i, (step_text, calls) in enumerate(steps):
+            if i == 0 or step_text:
+                self._add_body(MarkdownView(step_text))
+            for record in calls:
+                block = ToolCallBlock(record)
+                self._parts.append(block)
+                self._blocks.append(block)
+        self.body = self._bodies[0]
+
+    def _add_body(self, view: MarkdownView) -> None:
+        self._parts.append(view)
+        self._bodies.append(view)
 
     @property
     def text(self) -> str:
         """Everything shown so far (what "copy reply" copies)."""
-        return self.body.source
+        if len(self._bodies) == 1:
+            return self.body.source
+        return "".join(view.source for view in self._bodies)
+
+    @property
+    def tool_blocks(self) -> list[ToolCallBlock]:
+        """The reply's tool call blocks, in call order."""
+        return list(self._blocks)
 
     def compose(self) -> ComposeResult:
-        yield self.body
+        yield from self._parts
         yield Static(
             Text(reply_caption(self.engine_name, self.model_name, None)), classes="caption"
         )
@@ -160,4 +199,33 @@ class ReplyView(Vertical):
 
     def write(self, text: str) -> None:
         """Append ``text`` (everything that arrived since the last frame)."""
-        self.body.append(text)
+        if self._new_body and text:
+            self._new_body = False
+            view = MarkdownView()
+            self._add_body(view)
+            self.mount(view, before=self.caption)
+        self._bodies[-1].append(text)
+
+    def add_tool_call(self, record: ToolCallRecord) -> ToolCallBlock:
+        """Show a tool call that has begun, after the text so far; later text goes below it."""
+        block = ToolCallBlock(record)
+        self._parts.append(block)
+        self._blocks.append(block)
+        self.mount(block, before=self.caption)
+        self._new_body = True
+        return block
+
+    def block_for(self, record: ToolCallRecord) -> ToolCallBlock | None:
+        """The block showing ``record``."""
+        for block in self._blocks:
+            if block.record is record:
+                return block
+        return None
+
+    def toggle_tool_calls(self) -> bool:
+        """Expand every tool call block, or collapse them all if all are expanded; returns
+        whether they are expanded now (False also when there are none)."""
+        expand = not all(block.expanded for block in self._blocks)
+        for block in self._blocks:
+            block.toggle(expand)
+        return expand and bool(self._blocks)

@@ -5,6 +5,9 @@ one definition of TTFT, tokens/s and token counts everywhere (``~`` marks an app
 count). The part after ``|`` is what emulated hardware would take (the wafer virtual clock); it
 is drawn in its own colour and always says ``emulated`` (or ``replay``).
 
+TTFT and tokens/s are the model's alone; the time tools ran is its own figure (``tools 1.20 s
+in 2 steps``), and while a tool runs the line says so (``⚙ running read_file…``).
+
 The sparkline draws the rate at which tokens arrived over the answer, one bar per frame-clock
 sample. It is a picture of the stream's shape (stalls, bursts), not a figure; the number
 beside it is the meter's.
@@ -31,17 +34,24 @@ def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def figures_content(metrics: StreamMetrics | None, *, live: bool = False) -> Content:
-    """The figures, with the emulated part marked off in its own colour."""
+def figures_content(
+    metrics: StreamMetrics | None, *, live: bool = False, activity: str | None = None
+) -> Content:
+    """The figures, with the emulated part marked off in its own colour; ``activity`` (a tool
+    running) after them."""
     if metrics is None:
-        return Content.styled("TTFT - · - tok/s · 0 tokens", "$text-muted")
-    line = format_metrics_line(metrics)
-    measured, sep, emulated = line.partition(" | ")
-    parts: list[str | tuple[str, str]] = [(measured, "$text" if live else "$text-muted")]
-    if sep:
-        parts.append(("  ◆ ", "$accent"))
-        parts.append((emulated, "$accent"))
-    return Content.assemble(*parts)
+        content = Content.styled("TTFT - · - tok/s · 0 tokens", "$text-muted")
+    else:
+        line = format_metrics_line(metrics)
+        measured, sep, emulated = line.partition(" | ")
+        parts: list[str | tuple[str, str]] = [(measured, "$text" if live else "$text-muted")]
+        if sep:
+            parts.append(("  ◆ ", "$accent"))
+            parts.append((emulated, "$accent"))
+        content = Content.assemble(*parts)
+    if activity:
+        content = Content.assemble(content, ("  ⚙ ", "$accent"), (activity, "$accent"))
+    return content
 
 
 def load_content(state: LoadState) -> Content:
@@ -77,6 +87,7 @@ class StatusLine(Horizontal):
         self._model = ""
         self._load: LoadState | None = None
         self._figures: StreamMetrics | None = None
+        self._activity: str | None = None
         self._shown: tuple[object, ...] | None = None
 
     def compose(self) -> ComposeResult:
@@ -104,6 +115,11 @@ class StatusLine(Horizontal):
         self._live = live
         self._redraw()
 
+    def show_activity(self, text: str | None) -> None:
+        """What the answer does besides streaming (``running read_file…``); None: nothing."""
+        self._activity = text
+        self._redraw()
+
     def reset_rates(self) -> None:
         self._samples.clear()
         self.query_one(Sparkline).data = []
@@ -124,7 +140,7 @@ class StatusLine(Horizontal):
         if not self.is_mounted:
             return
         live = getattr(self, "_live", False)
-        key = (self._engine, self._model, self._load, self._figures, live)
+        key = (self._engine, self._model, self._load, self._figures, live, self._activity)
         if key == self._shown:
             return  # nothing changed since the last frame: no repaint
         self._shown = key
@@ -139,4 +155,6 @@ class StatusLine(Horizontal):
         if self._load is not None:
             figures.update(load_content(self._load), layout=False)
         else:
-            figures.update(figures_content(self._figures, live=live), layout=False)
+            figures.update(
+                figures_content(self._figures, live=live, activity=self._activity), layout=False
+            )
