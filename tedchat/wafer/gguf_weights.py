@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from tedchat.errors import ModelFormatError, WaferModelError
+from tedchat.models.memory import mem_available_bytes
 
 # Bytes of float32 output dequantized per step: bounds the transient memory of loading and
 # paces progress reports.
@@ -468,18 +469,6 @@ def read_config(path: Path) -> LlamaConfig:
         raise WaferModelError(message) from e
     shapes = {t.name: t.shape for t in info.tensors}
     return _config_from(info.metadata.get, shapes, path)
-
-
-def mem_available_bytes() -> int | None:
-    """MemAvailable from /proc/meminfo, or None where that cannot be read."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
 
 
 def _gb(n: int) -> str:
