@@ -22,6 +22,7 @@ from typing import Any
 
 from tedchat import paths
 from tedchat.errors import ConfigError
+from tedchat.presets import PRESET_KEYS, Preset, parse_presets
 from tedchat.redact import MCP_SECRET_TABLES, redact_settings, secrets_in
 
 if sys.version_info >= (3, 11):
@@ -100,6 +101,8 @@ class Settings:
     engines: dict[str, dict[str, Any]] = field(default_factory=dict)
     # [mcp.NAME] tables, checked by tedchat.tools.mcp when a server is used.
     mcp: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # [presets.NAME] tables (tedchat.presets), checked when the file is read.
+    presets: dict[str, Preset] = field(default_factory=dict)
     source: Path | None = None
 
     def threads(self) -> int:
@@ -249,6 +252,8 @@ def apply_table(settings: Settings, data: Mapping[str, Any], path: Path) -> None
                 raise ConfigError(f"{path}: [mcp] must hold tables like [mcp.NAME]")
             for name, table in value.items():
                 settings.mcp[name] = dict(table)
+        elif key == "presets":
+            settings.presets.update(parse_presets(value, str(path)))
         elif key == "tools" and isinstance(value, dict) and isinstance(value.get("approval"), dict):
             _apply_tool_approval(settings, value["approval"], path)
             rest = {k: v for k, v in value.items() if k != "approval"}
@@ -301,7 +306,7 @@ def _valid_keys(section: str) -> list[str]:
     for f in dataclasses.fields(Settings):
         if f.name == "source":
             continue
-        if f.name in ("engines", "mcp"):
+        if f.name in ("engines", "mcp", "presets"):
             names.append(f"[{f.name}.NAME]")
         elif f.name == "keymap" or _is_section(f.name):
             names.append(f"[{f.name}]")
@@ -395,6 +400,13 @@ def to_toml(settings: Settings, engines: Mapping[str, Mapping[str, Any]]) -> str
         lines.extend(
             f"{_toml_key(k)} = {_toml_value(v)}" for k, v in redact_settings(table).items()
         )
+        lines.append("")
+    for name, preset in settings.presets.items():
+        lines.append(f"[presets.{_toml_key(name)}]")
+        for key in PRESET_KEYS:
+            value = getattr(preset, key)
+            if value is not None:
+                lines.append(f"{key} = {_toml_value(value)}")
         lines.append("")
     for name, table in settings.mcp.items():
         lines.append(f"[mcp.{_toml_key(name)}]")

@@ -38,6 +38,7 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("prompt", nargs="?", help="the prompt (stdin is appended, or used alone)")
     add_generation_options(p)
+    add_preset_option(p)
     p.add_argument(
         "--json",
         action="store_true",
@@ -111,6 +112,46 @@ def add_generation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, metavar="N", help="random seed for sampling")
 
 
+def add_preset_option(p: argparse.ArgumentParser, *, engine: bool = True) -> None:
+    """``--preset NAME`` (ask, chat, compare)."""
+    sets = (
+        "system prompt, engine, sampling and tools" if engine else "system prompt, sampling, tools"
+    )
+    p.add_argument(
+        "--preset",
+        metavar="NAME",
+        help=f"use [presets.NAME] from the config: its {sets}; options given here win",
+    )
+
+
+def apply_preset(args: argparse.Namespace, settings: Any, *, engine: bool = True) -> Any:
+    """Fill the options not given on the command line from ``--preset``'s table (command line >
+    preset > engine config); its ``tools`` become ``[tools] sources`` unless ``--tools`` is
+    given. ``engine=False`` (compare) leaves the preset's engine out. Returns the preset."""
+    if not getattr(args, "preset", None):
+        return None
+    from tedchat.presets import find_preset
+
+    preset = find_preset(settings.presets, args.preset)
+    for arg, key in (
+        ("system", "system_prompt"),
+        ("temperature", "temperature"),
+        ("top_p", "top_p"),
+        ("max_tokens", "max_tokens"),
+        ("seed", "seed"),
+    ):
+        if getattr(args, arg, None) is None and getattr(preset, key) is not None:
+            setattr(args, arg, getattr(preset, key))
+    if engine and args.engine is None and preset.engine is not None:
+        args.engine = preset.engine
+    if preset.tools is not None and getattr(args, "tools", None) is None:
+        from tedchat.tools.setup import sources_for
+
+        settings.tools.sources = list(preset.tools)
+        sources_for(settings)  # an unknown source is one line now, not at the first turn
+    return preset
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -153,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
     prompt = read_prompt(args.prompt)
     context = load_context(args.config)
     warn_plugin_failures(context)
+    apply_preset(args, context.settings)
     name = args.engine or context.settings.default_engine
     engine = context.engines.get(name)
     history = None

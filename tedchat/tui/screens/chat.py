@@ -50,7 +50,13 @@ from tedchat.tui.screens.compare import CompareScreen
 from tedchat.tui.screens.floorplan import FloorplanScreen
 from tedchat.tui.screens.history import HistoryChoice, HistoryScreen
 from tedchat.tui.screens.params import ParamsScreen
-from tedchat.tui.screens.pickers import CodeBlockPicker, ComparePicker, EnginePicker
+from tedchat.tui.screens.pickers import (
+    CodeBlockPicker,
+    ComparePicker,
+    EngineChoice,
+    EnginePicker,
+    PresetPicker,
+)
 from tedchat.tui.services import Services
 from tedchat.tui.widgets.messages import Notice, ReplyView, UserMessage, code_blocks
 from tedchat.tui.widgets.prompt import PromptInput
@@ -85,6 +91,8 @@ class ChatScreen(Screen[None]):
         Binding("f10", "floorplan", "Floorplan", id="floorplan", show=False),
         Binding("f12", "compare", "Compare engines", id="compare", show=False),
         Binding("ctrl+t", "toggle_tools", "Expand tool calls", id="toggle-tools", show=False),
+        Binding("f11", "presets", "Presets", id="presets", show=False),
+        Binding("ctrl+g", "external_editor", "Edit in $EDITOR", id="external-editor", show=False),
     ]
 
     def __init__(self, services: Services, engine_name: str) -> None:
@@ -428,6 +436,58 @@ class ChatScreen(Screen[None]):
         self.app.push_screen(
             ParamsScreen(self.conversation.system, self.conversation.params), apply
         )
+
+    def action_presets(self) -> None:
+        presets = self.services.settings.presets
+        if not presets:
+            self.notify(
+                "no presets: add [presets.NAME] tables to the config file (README: Presets)",
+                severity="warning",
+            )
+            return
+        choices = [EngineChoice(p.name, p.summary()) for p in presets.values()]
+        self.app.push_screen(
+            PresetPicker(choices, self.preset_name or ""),
+            lambda name: self.use_preset(name) if name else None,
+        )
+
+    preset_name: str | None = None
+
+    def use_preset(self, name: str) -> None:
+        """Apply ``[presets.NAME]`` from the next prompt: what it sets replaces the
+        conversation's system prompt, parameters, engine and tool sources."""
+        from dataclasses import replace
+
+        preset = self.services.settings.presets[name]
+        conv = self.conversation
+        if preset.system_prompt is not None:
+            conv.system = preset.system_prompt
+        changes = {
+            key: getattr(preset, key)
+            for key in ("temperature", "top_p", "max_tokens", "seed")
+            if getattr(preset, key) is not None
+        }
+        conv.params = replace(conv.params, **changes)
+        self.preset_name = name
+        if preset.tools is not None and self.services.use_tool_sources is not None:
+            self.run_worker(self.services.use_tool_sources(list(preset.tools)), group="tools")
+        if preset.engine is not None and preset.engine != self.engine_name:
+            self.set_engine(preset.engine)
+        self.notify(f"preset {name} applies from the next prompt")
+        if conv.id is not None:
+            self.run_worker(self._save_settings(conv), group="history")
+
+    def action_external_editor(self) -> None:
+        from tedchat.tui.editor import EditorError, edit_text
+
+        prompt = self.query_one(PromptInput)
+        try:
+            text = edit_text(self.app, prompt.text)
+        except EditorError as exc:
+            self.notify(exc.message, severity="warning")
+            return
+        prompt.set_text(text)
+        prompt.focus()
 
     async def _save_settings(self, conv: ChatConversation) -> None:
         history = self.services.history

@@ -68,6 +68,8 @@ class EnginePicker(ModalScreen[str | None]):
 
     DEFAULT_CSS = modal_css("EnginePicker")
     BINDINGS = [Binding("escape", "dismiss_none", "Close", id="close-modal")]
+    HEADING = "Switch engine"
+    HINT = "Enter picks · Esc closes · the next prompt goes to it"
 
     def __init__(self, choices: Sequence[EngineChoice], current: str) -> None:
         super().__init__()
@@ -76,7 +78,7 @@ class EnginePicker(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label("Switch engine", classes="title")
+            yield Label(self.HEADING, classes="title")
             options = [
                 Option(
                     Text.assemble(
@@ -89,7 +91,7 @@ class EnginePicker(ModalScreen[str | None]):
                 for c in self.choices
             ]
             yield OptionList(*options)
-            yield Label("Enter picks · Esc closes · the next prompt goes to it", classes="hint")
+            yield Label(self.HINT, classes="hint")
 
     def on_mount(self) -> None:
         options = self.query_one(OptionList)
@@ -103,6 +105,14 @@ class EnginePicker(ModalScreen[str | None]):
 
     def action_dismiss_none(self) -> None:
         self.dismiss(None)
+
+
+class PresetPicker(EnginePicker):
+    """Pick a ``[presets.NAME]`` for the next prompts (the same list as the engine picker)."""
+
+    DEFAULT_CSS = modal_css("PresetPicker")
+    HEADING = "Use a preset"
+    HINT = "Enter picks · Esc closes · it applies from the next prompt"
 
 
 class ComparePicker(ModalScreen[list[str] | None]):
