@@ -255,6 +255,7 @@ async def _ask_with(
     from tedchat.session import ToolCallFinished, ToolCallStarted, Turn, TurnHistory, run_turn
 
     params = generation_params(args)
+    prices = context.engines.prices(engine.name)
     system, pairs, conversation_id = args.system or "", [], None
     if history is not None:
         store = history.store
@@ -325,10 +326,10 @@ async def _ask_with(
         metrics = turn.meter.snapshot()
         if args.json:
             calls = turn.tool_calls if tools is not None else None
-            _print_json(engine, turn.text, metrics, error="cancelled", calls=calls)
+            _print_json(engine, turn.text, metrics, error="cancelled", calls=calls, prices=prices)
         else:
             out.write("\n")
-            _print_metrics_line(engine, metrics)
+            _print_metrics_line(engine, metrics, prices)
         return EXIT_CANCELLED
     await engine.close()
     if args.json:
@@ -338,12 +339,13 @@ async def _ask_with(
             result.metrics,
             error=result.error.message if result.error else None,
             calls=result.tool_calls if tools is not None else None,
+            prices=prices,
         )
     else:
         if result.text and not result.text.endswith("\n"):
             out.write("\n")
         out.flush()
-        _print_metrics_line(engine, result.metrics)
+        _print_metrics_line(engine, result.metrics, prices)
     if result.error is not None:
         print(f"error: {result.error.message}", file=sys.stderr)
         if result.error.hint:
@@ -358,14 +360,20 @@ def _history_not_saved(exc: HistoryError) -> None:
         print(f"hint: {exc.hint}", file=sys.stderr)
 
 
-def _print_metrics_line(engine: Any, metrics: Any) -> None:
+def _print_metrics_line(engine: Any, metrics: Any, prices: Any = None) -> None:
+    from tedchat.gauges import reply_cost
     from tedchat.metrics import format_metrics_line
 
-    print(f"[{engine.name} · {engine.model}] {format_metrics_line(metrics)}", file=sys.stderr)
+    line = f"[{engine.name} · {engine.model}] {format_metrics_line(metrics)}"
+    cost = reply_cost(prices, metrics.prompt_tokens, metrics.output_tokens)
+    if cost is not None:
+        line += f" · {cost.text()}"
+    print(line, file=sys.stderr)
 
 
-def answer_record(engine: Any, text: str, metrics: Any) -> dict[str, Any]:
-    """The JSON shape of one answer, shared by ``ask --json`` and ``bench`` records."""
+def answer_record(engine: Any, text: str, metrics: Any, prices: Any = None) -> dict[str, Any]:
+    """The JSON shape of one answer, shared by ``ask --json`` and ``bench`` records; with the
+    engine's ``prices`` (:class:`tedchat.gauges.Prices`) it holds ``cost_usd``."""
     m = metrics.as_dict()
     record: dict[str, Any] = {
         "engine": engine.name,
@@ -380,6 +388,11 @@ def answer_record(engine: Any, text: str, metrics: Any) -> dict[str, Any]:
         "finish_reason": m["finish_reason"],
         "timings": m["timings"],
     }
+    if prices is not None:
+        from tedchat.gauges import reply_cost
+
+        cost = reply_cost(prices, m["prompt_tokens"], m["output_tokens"])
+        record["cost_usd"] = cost.as_dict() if cost is not None else None
     if m["reasoning_tokens"]:
         record["reasoning_tokens"] = m["reasoning_tokens"]
         record["time_to_first_reasoning_s"] = m["time_to_first_reasoning_s"]
@@ -398,9 +411,15 @@ def answer_record(engine: Any, text: str, metrics: Any) -> dict[str, Any]:
 
 
 def _print_json(
-    engine: Any, text: str, metrics: Any, *, error: str | None, calls: list[Any] | None = None
+    engine: Any,
+    text: str,
+    metrics: Any,
+    *,
+    error: str | None,
+    calls: list[Any] | None = None,
+    prices: Any = None,
 ) -> None:
-    record = answer_record(engine, text, metrics)
+    record = answer_record(engine, text, metrics, prices)
     if calls is not None:
         record["tool_calls"] = [
             {

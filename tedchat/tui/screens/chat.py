@@ -32,6 +32,7 @@ from textual.widgets import Footer, Header, Static
 from textual.worker import Worker, WorkerCancelled, WorkerFailed
 
 from tedchat.conversation import (
+    BuiltMessages,
     ChatConversation,
     Exchange,
     ReplyRecord,
@@ -43,6 +44,7 @@ from tedchat.conversation import (
 )
 from tedchat.engine import Engine, as_floorplan, capabilities_of
 from tedchat.errors import EngineError, HistoryError, TedchatError
+from tedchat.gauges import measure_context, reply_cost
 from tedchat.session import Turn, TurnHistory
 from tedchat.tui.live import FrameClock, stream_answer
 from tedchat.tui.loader import LoadState
@@ -61,6 +63,9 @@ from tedchat.tui.services import Services
 from tedchat.tui.widgets.messages import Notice, ReplyView, UserMessage, code_blocks
 from tedchat.tui.widgets.prompt import PromptInput
 from tedchat.tui.widgets.status_bar import StatusLine
+
+#: A budget nothing outgrows: the whole conversation, for the context gauge.
+UNLIMITED = 1 << 62
 
 WELCOME = "Type a prompt below and press Enter. F1 lists the keys; Ctrl+P opens the commands."
 
@@ -282,6 +287,7 @@ class ChatScreen(Screen[None]):
         if takes_tools and services.tools is not None:
             for line in await services.tools_ready():  # MCP servers still starting
                 self.log_view.mount(Notice(line), before=view)
+        await self._show_context(engine, conv, index, exchange.prompt, built, (context, known))
         buffer = await history.begin_reply(engine)
         turn = Turn(engine, built.messages, conv.params, clock=services.clock_for(engine))
         self.status.set_engine(engine.name, engine.model)
@@ -311,7 +317,41 @@ class ChatScreen(Screen[None]):
         record.finish_reason = result.metrics.finish_reason
         record.error = result.error.message if result.error else None
         record.store_id = buffer.id if buffer is not None else None
+        prices = services.context.engines.prices(engine.name)
+        m = result.metrics
+        self.status.show_cost(reply_cost(prices, m.prompt_tokens, m.output_tokens))
         self._update_title()
+
+    async def _show_context(
+        self,
+        engine: Engine,
+        conv: ChatConversation,
+        index: int,
+        prompt: str,
+        built: BuiltMessages,
+        context: tuple[int, bool],
+    ) -> None:
+        """The status bar's context gauge for this request: the whole conversation's prompt
+        (before trimming), counted by the engine's tokenizer where it has one."""
+        services = self.services
+        takes_tools = capabilities_of(engine).tools
+        whole = build_messages(
+            conv.system,
+            history_pairs(conv.exchanges[:index]),
+            prompt,
+            UNLIMITED,
+            tools=takes_tools,
+        )
+        specs = services.tools.specs() if takes_tools and services.tools is not None else ()
+        gauge = await measure_context(
+            engine,
+            whole.messages,
+            conv.params,
+            context,
+            dropped_exchanges=built.dropped_exchanges,
+            tools=specs,
+        )
+        self.status.show_context(gauge)
 
     def _context_notice(
         self, dropped: int, context: int, known: bool, engine: str, view: ReplyView
