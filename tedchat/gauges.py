@@ -123,11 +123,12 @@ class Cost:
 
 
 def format_usd(amount: float) -> str:
-    if amount == 0:
-        return "$0"
+    """``$1.25``, ``$0.0123``, ``$0.000051``: cents for dollars, more digits below a cent."""
     if amount >= 1:
         return f"${amount:,.2f}"
-    return f"${amount:.2g}" if amount < 0.0001 else f"${amount:.4f}"
+    if amount >= 0.01:
+        return f"${amount:.4f}"
+    return f"${amount:.6f}"
 
 
 def prices_of(settings: Mapping[str, Any]) -> Prices | None:
