@@ -24,6 +24,9 @@ Tools: an engine that supports them (http, llamacpp) is offered the tools of [to
 that needs approval is asked on the terminal (y once, a always, n no); without a terminal it
 is refused and the model is told. --yes approves every tool but the shell tool (which runs
 unasked only with [tools.approval] shell = "auto"). Calls are shown on stderr.
+--preset NAME uses [presets.NAME] (system prompt, engine, sampling, tools); options given
+here win. An engine with price_input_per_mtok / price_output_per_mtok adds the reply's cost to
+the metrics line and "cost_usd" to --json.
 Exit codes: 0 ok, 1 engine error (or an MCP server that fails its handshake), 2 usage or
 config error, 130 cancelled (Ctrl-C)."""
 

@@ -15,7 +15,9 @@ in its own pane with its own live TTFT and tokens/s, and a table compares them w
 done (the winner of each figure marked). Local engines share the machine's thread budget.
 --replay computes every answer first, then plays them from a common start, each token at its
 emulated time (engines without an emulated clock replay as they streamed): the way to see
-emulated hardware that is faster than this machine can make the text."""
+emulated hardware that is faster than this machine can make the text.
+--preset NAME applies [presets.NAME]'s system prompt, sampling and tools (not its engine).
+Engines with prices (price_input_per_mtok, price_output_per_mtok) get a cost column."""
 
 
 def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:

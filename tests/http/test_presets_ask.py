@@ -3,7 +3,10 @@ engine config, and one clear line for an unknown preset or a bad table."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import one_error_line, run_cli
 from tests.http.fault_server import FaultServer, Request
@@ -105,3 +108,31 @@ def test_a_bad_preset_table_is_one_line(tedchat_home: Path, fault_server: FaultS
         assert result.returncode == 2, result.stderr
         assert expected in one_error_line(result.stderr)
     assert not posts(fault_server, "ok~a_bad_preset_table_i")
+
+
+def test_ask_json_cost_only_where_prices_are_set(
+    tedchat_home: Path, fault_server: FaultServer
+) -> None:
+    prices = "price_input_per_mtok = 3.0\nprice_output_per_mtok = 15.0\n"
+    path = tedchat_home / "config.toml"
+    url = fault_server.url("ok", "priced")
+    path.write_text(
+        f'[engines.p]\ntype = "http"\nbase_url = "{url}"\nmax_retries = 0\n{prices}'
+        f'[engines.f]\ntype = "http"\nbase_url = "{url}"\nmax_retries = 0\n'
+    )
+    base = ["--config", str(path), "ask", "--no-history"]
+    result = run_cli(tedchat_home, *base, "--engine", "p", "--json", "hi", timeout=60)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["prompt_tokens"] and record["output_tokens"]
+    inp, out = record["prompt_tokens"] * 3.0 / 1e6, record["output_tokens"] * 15.0 / 1e6
+    assert record["cost_usd"] == {
+        "input": pytest.approx(inp, abs=1e-8),
+        "output": pytest.approx(out, abs=1e-8),
+        "total": pytest.approx(inp + out, abs=1e-8),
+    }
+    line = run_cli(tedchat_home, *base, "--engine", "p", "hi", timeout=60).stderr
+    assert line.strip().endswith("$" + f"{record['cost_usd']['total']:.6f}")
+    plain = run_cli(tedchat_home, *base, "--engine", "f", "--json", "hi", timeout=60)
+    assert "cost_usd" not in json.loads(plain.stdout)
+    assert "$" not in run_cli(tedchat_home, *base, "--engine", "f", "hi", timeout=60).stderr
