@@ -42,11 +42,11 @@ class ContextGauge:
     dropped_exchanges: int = 0  # the oldest exchanges trimming leaves out of the request
 
     def text(self) -> str:
-        """``ctx 1,234/4,096 (30%)``, ``~`` when estimated, plus what trimming drops."""
+        """``ctx 1,234/4,096``, ``~`` when estimated, ``?`` after an assumed size, plus what
+        trimming drops."""
         approx = "" if self.exact else "~"
         size = f"{self.size:,}" + ("" if self.size_known else "?")
-        pct = f" ({self.used * 100 // self.size}%)" if self.size else ""
-        line = f"ctx {approx}{self.used:,}/{size}{pct}"
+        line = f"ctx {approx}{self.used:,}/{size}"
         if self.dropped_exchanges:
             n = self.dropped_exchanges
             line += f" · trims {n} oldest exchange{'s' if n != 1 else ''}"

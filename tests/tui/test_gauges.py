@@ -15,7 +15,7 @@ from tedchat.tui.widgets.status_bar import StatusLine
 from .conftest import answered, send, wait_for
 
 GREEDY = GenerationParams(max_tokens=12, temperature=0.0)
-GAUGE = re.compile(r"ctx (~?)([\d,]+)/([\d,]+)(\??) \((\d+)%\)")
+GAUGE = re.compile(r"ctx (~?)([\d,]+)/([\d,]+)(\??)")
 
 
 def gauge(status: StatusLine) -> tuple[bool, int, int]:

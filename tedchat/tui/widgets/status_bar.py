@@ -8,7 +8,7 @@ is drawn in its own colour and always says ``emulated`` (or ``replay``).
 TTFT and tokens/s are the model's alone; the time tools ran is its own figure (``tools 1.20 s
 in 2 steps``), and while a tool runs the line says so (``⚙ running read_file…``).
 
-After the figures: the context gauge (``ctx 1,234/4,096 (30%)``: the last request's prompt,
+After the figures: the context gauge (``ctx 1,234/4,096``: the last request's prompt,
 before trimming, by the engine's tokenizer, ``~`` when estimated, ``?`` after an assumed
 context size, and what trimming left out) and, for an engine with prices, the last reply's
 cost (``$0.0012``).
@@ -80,9 +80,11 @@ class StatusLine(Horizontal):
         padding: 0 1;
     }
     StatusLine > #engine { width: auto; max-width: 40%; color: $text; text-style: bold; }
-    StatusLine > #figures { width: 1fr; padding: 0 0 0 2; }
+    /* The figures keep their room; on a narrow terminal the sparkline (a picture, not a
+       figure) is what goes past the right edge. */
+    StatusLine > #figures { width: 1fr; min-width: 40; padding: 0 0 0 2; }
     StatusLine > #gauges { width: auto; padding: 0 0 0 2; color: $text-muted; }
-    StatusLine > Sparkline { width: 20; margin: 0 0 0 1; }
+    StatusLine > Sparkline { width: 16; margin: 0 0 0 1; }
     StatusLine > Sparkline > .sparkline--max-color { color: $accent; }
     StatusLine > Sparkline > .sparkline--min-color { color: $accent 30%; }
     """
