@@ -61,13 +61,19 @@ _KINDS: dict[str, tuple[type, str]] = {
 PRESET_KEYS = tuple(f.name for f in fields(Preset) if f.name != "name")
 
 
+def _shown(name: str) -> str:
+    """A name as error lines show it: quoted when it holds a newline or other control."""
+    return name if name.isprintable() and name else repr(name)
+
+
 def parse_preset(name: str, table: Mapping[str, Any], origin: str) -> Preset:
     """A checked :class:`Preset`; an unknown key or ill-typed value is a :class:`ConfigError`."""
     values: dict[str, Any] = {}
+    shown = _shown(name)
     for key, value in table.items():
         if key not in _KINDS:
             raise ConfigError(
-                f"unknown key {key!r} in [presets.{name}] ({origin}); valid keys: "
+                f"unknown key {key!r} in [presets.{shown}] ({origin}); valid keys: "
                 + ", ".join(PRESET_KEYS)
             )
         kind, label = _KINDS[key]
@@ -78,9 +84,9 @@ def parse_preset(name: str, table: Mapping[str, Any], origin: str) -> Preset:
             ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
             value = tuple(value) if ok else value
         if not ok:
-            raise ConfigError(f"presets.{name}.{key} in {origin} must be {label}, got {value!r}")
+            raise ConfigError(f"presets.{shown}.{key} in {origin} must be {label}, got {value!r}")
         if key == "max_tokens" and value < 1:
-            raise ConfigError(f"presets.{name}.max_tokens in {origin} must be at least 1")
+            raise ConfigError(f"presets.{shown}.max_tokens in {origin} must be at least 1")
         values[key] = value
     return Preset(name, **values)
 
@@ -97,6 +103,7 @@ def find_preset(presets: Mapping[str, Preset], name: str) -> Preset:
     if name in presets:
         return presets[name]
     raise UsageError(
-        f"unknown preset {name!r}; configured presets: {', '.join(presets) or 'none'}",
+        f"unknown preset {name!r}; configured presets: "
+        + (", ".join(_shown(p) for p in presets) or "none"),
         hint="presets are [presets.NAME] tables in the config file (tedchat config path)",
     )
