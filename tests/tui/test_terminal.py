@@ -59,7 +59,10 @@ def test_bare_tedchat_streams_an_answer_with_figures(tmp_path: Path) -> None:
     with TmuxSession(100, 30) as tmux:
         start(tmux, home)  # no command: the chat screen
         type_prompt(tmux, "what is the answer?")
-        seen = tmux.wait_for(lambda s: "12 tokens" in s and "Done." in s, 30)
+        # The caption under the reply is drawn when the stream ends: a frame after the status
+        # bar's last live figures, so wait for it too.
+        caption = re.compile(r"fast · script-fast · " + FIGURES.pattern)
+        seen = tmux.wait_for(lambda s: "12 tokens" in s and bool(caption.search(s)), 30)
         assert seen is not None, tmux.capture()
         screen = seen.screen
         assert "what is the answer?" in screen
