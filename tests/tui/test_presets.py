@@ -31,6 +31,20 @@ max_tokens = 64
 seed = 7
 tools = []
 
+[presets.toolless]
+engine = "toolful"
+tools = []
+
+[presets.builtin]
+engine = "toolful"
+tools = ["builtin"]
+
+[engines.toolful]
+type = "scripted"
+model = "script-tools"
+text = "ok"
+tools = true
+
 [presets.nihongo]
 system_prompt = "日本語で答えてください。"
 engine = "nihongo"
@@ -94,7 +108,9 @@ def test_unknown_preset_names_the_valid_ones(preset_home) -> None:
         args = build_parser().parse_args(argv)
         with pytest.raises(UsageError) as err:
             command.app_options(args, load_context(getattr(args, "config", None)))
-        assert err.value.message == "unknown preset 'nope'; configured presets: terse, nihongo"
+        assert err.value.message == (
+            "unknown preset 'nope'; configured presets: terse, toolless, builtin, nihongo"
+        )
         assert err.value.exit_code == 2
 
 
@@ -103,7 +119,7 @@ async def test_the_picker_applies_a_preset_from_the_next_prompt(preset_home) -> 
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f11")
         await wait_for(pilot, lambda: isinstance(app.screen, PresetPicker))
-        await pilot.press("down", "enter")  # terse, then nihongo
+        await pilot.press("down", "down", "down", "enter")  # terse, toolless, builtin, nihongo
         await wait_for(pilot, lambda: not isinstance(app.screen, PresetPicker))
         await send(pilot, "こんにちは")
         await answered(pilot)
@@ -112,3 +128,17 @@ async def test_the_picker_applies_a_preset_from_the_next_prompt(preset_home) -> 
         assert [m.content for m in messages] == ["日本語で答えてください。", "こんにちは"]
         assert engine.params_seen[0].temperature == 0.7
         assert not app.loader.engine("fast").requests
+
+
+async def test_a_preset_picked_in_the_ui_changes_the_tools_offered(preset_home) -> None:
+    app = app_for(chat_command, "chat", "--preset", "toolless")
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, "one")
+        await answered(pilot)
+        engine = app.loader.engine("toolful")
+        assert engine.params_seen[-1].tools == ()  # the preset offers none
+        app.chat_screen().use_preset("builtin")
+        await app.workers.wait_for_complete()
+        await send(pilot, "two")
+        await answered(pilot)
+        assert {s.name for s in engine.params_seen[-1].tools} >= {"read_file", "list_directory"}
