@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tedchat.errors import HistorySchemaError
-from tedchat.history.records import ReplyMetrics
+from tedchat.history.records import ReplyMetrics, StoredAttachment
 from tedchat.history.schema import SCHEMA_VERSION, migrate
 from tedchat.history.store import Store
 from tests.history.conftest import sha256
@@ -60,7 +60,7 @@ def test_v1_database_is_migrated_on_open(db: Path) -> None:
             7,
         )
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
 
@@ -77,6 +77,7 @@ def test_newer_schema_is_refused_and_left_untouched(db: Path) -> None:
 
 
 FIXTURE_V2 = Path(__file__).parent / "fixtures" / "history-v2.db"
+ATTACHED = StoredAttachment("src/a.py", "text", "text/plain", b"print('a')\n")
 
 
 def test_a_file_written_by_the_v2_code_migrates_with_nothing_lost(tmp_path: Path) -> None:
@@ -118,3 +119,12 @@ def test_a_file_written_by_the_v2_code_migrates_with_nothing_lost(tmp_path: Path
         assert conn.execute("SELECT * FROM conversations ORDER BY id").fetchall() == conversations
         calls = conn.execute("SELECT count(*) FROM messages WHERE tool_calls IS NOT NULL")
         assert calls.fetchone()[0] == 0
+        # v4: the attachment tables exist, empty; every message reads back with none.
+        for table in ("attachments", "message_attachments"):
+            assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0
+    with Store.open(db) as store:
+        assert all(not m.attachments for c in (1, 2) for m in store.get_conversation(c).messages)
+        # A migrated file takes attachments like a new one.
+        mid = store.add_user_message(1, "and this file?", attachments=[ATTACHED])
+        (message,) = [m for m in store.get_conversation(1).messages if m.id == mid]
+        assert message.attachments == (ATTACHED,)
