@@ -18,7 +18,8 @@ from __future__ import annotations
 import glob as globlib
 import hashlib
 import os
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -365,3 +366,75 @@ def _walk(folder: Path, ignores: list[_Ignore]) -> Iterator[Path]:
             yield from _walk(path, here)
         elif entry.is_file():
             yield path
+
+
+# --- @path in a typed prompt ---------------------------------------------------------------
+
+#: ``@`` at the start or after a space or an opening bracket, then a path-like word: an e-mail
+#: address (``a@b.c``) or ``x@y`` never starts a mention.
+_MENTION = re.compile(r"(?:(?<=^)|(?<=[\s(\[{]))@([^\s@`'\"<>]+)", re.MULTILINE)
+_TRAILING = ".,;:!?)]}"
+
+
+def mentions(text: str, root: Path, picked: Collection[str] = ()) -> list[str]:
+    """The ``@path`` words of ``text`` that attach a file, in order, each once, as paths
+    relative to ``root``: a path picked from completion (``picked``; a folder too), or an
+    existing file under ``root``. Anything else (``@dataclass``, ``@team``) is only text."""
+    chosen = {p.rstrip("/") for p in picked}
+    out: list[str] = []
+    for match in _MENTION.finditer(text):
+        word = match.group(1).rstrip(_TRAILING).rstrip("/")
+        if not word or word in out:
+            continue
+        path = _under(root, word)
+        if path is None:
+            continue
+        if path.is_file() or (word in chosen and path.is_dir()):
+            out.append(word)
+    return out
+
+
+def _under(root: Path, word: str) -> Path | None:
+    """``root/word`` if it stays inside ``root`` (no ``..`` or absolute escape)."""
+    base = root.resolve()
+    path = (base / word).resolve()
+    if path != base and base not in path.parents:
+        return None
+    return path
+
+
+def complete(prefix: str, root: Path, limit: int = 20) -> list[str]:
+    """Paths under ``root`` starting with ``prefix`` (what follows ``@``), for completion:
+    the entries of the folder ``prefix`` names, folders ending in ``/``, sorted, hidden ones
+    only when ``prefix``'s last part starts with ``.``."""
+    folder_part, _, name_part = prefix.rpartition("/")
+    folder = _under(root, folder_part) if folder_part else root.resolve()
+    if folder is None or not folder.is_dir():
+        return []
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return []
+    out: list[str] = []
+    lead = f"{folder_part}/" if folder_part else ""
+    for entry in entries:
+        if not entry.name.startswith(name_part):
+            continue
+        if entry.name.startswith(".") and not name_part.startswith("."):
+            continue
+        out.append(lead + entry.name + ("/" if entry.is_dir() else ""))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def mention_at(line: str, column: int) -> tuple[int, str] | None:
+    """The ``@word`` being typed at ``column`` of ``line``: (where its ``@`` is, the text after
+    it up to the cursor), or None when the cursor is not in one."""
+    start = column
+    while start > 0 and not line[start - 1].isspace():
+        start -= 1
+    word = line[start:column]
+    if not word.startswith("@") or "@" in word[1:]:
+        return None
+    return start, word[1:]
