@@ -274,6 +274,13 @@ async def _ask_with(
             previous = conversation_from_store(store.get_conversation(conversation_id))
             system = args.system or previous.system
             pairs = history_pairs(previous.exchanges)
+            images = sum(a.kind == "image" for ex in previous.exchanges for a in ex.attachments)
+            if images and not capabilities_of(engine).vision:
+                print(
+                    f"note: {engine.name} does not take images: the conversation's {images} "
+                    "image(s) are left out",
+                    file=sys.stderr,
+                )
     context_tokens, _ = engine_context_tokens(engine, default=8192)
     caps = capabilities_of(engine)
     built = build_messages(

@@ -152,3 +152,22 @@ def test_refused_inputs_are_one_line_exit_2_and_nothing_is_sent(
     # Nothing was saved either.
     listed = run_cli(tedchat_home, "history", "list")
     assert "Review these" not in listed.stdout
+
+
+def test_continuing_on_an_engine_without_vision_says_the_images_are_left_out(
+    tedchat_home: Path, fault_server: FaultServer
+) -> None:
+    files(tedchat_home)
+    url = fault_server.url("ok", "attach-blind")
+    assert ask(tedchat_home, url, "-f", "pic.png", "-f", "notes.txt").returncode == 0
+    again = ask(tedchat_home, url, "--continue", vision=False)
+    assert again.returncode == 0, again.stderr
+    assert "note: f does not take images: the conversation's 1 image(s) are left out" in (
+        again.stderr
+    )
+    _first, second = chat_requests(fault_server, "attach-blind")
+    earlier = second["messages"][0]  # type: ignore[index]
+    assert earlier == {
+        "role": "user",
+        "content": f"{PROMPT}\n\n```notes.txt\nremember the milk\n```",
+    }
