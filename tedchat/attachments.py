@@ -157,7 +157,7 @@ def check_engine(engine_name: str, attachments: Sequence[Attachment], *, vision:
         raise AttachmentError(
             f"engine {engine_name!r} does not take images ({images[0]}"
             + (f" and {len(images) - 1} more" if len(images) > 1 else "")
-            + "); set vision = true in its [engines.NAME] table if its model can see"
+            + "): use an engine that declares vision (an http engine with vision = true)"
         )
 
 

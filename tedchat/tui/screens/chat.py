@@ -123,6 +123,7 @@ class ChatScreen(Screen[None]):
         self._unsubscribe: Callable[[], None] | None = None
         #: Files the attach command added for the next prompt.
         self.attached: list[Attachment] = []
+        self._mention_cache: dict[str, list[Attachment]] = {}
         self.workspace = workspace_root(services.settings.tools.workspace)
         self.limits = Limits.from_settings(services.settings)
 
@@ -221,6 +222,7 @@ class ChatScreen(Screen[None]):
             self._drop_exchange(self._editing)
             self._editing = None
         self.attached = []
+        self._mention_cache.clear()
         self._show_chips([])
         self.send(event.text, attachments)
 
@@ -403,10 +405,14 @@ class ChatScreen(Screen[None]):
         for name in mentions(prompt.text, self.workspace, prompt.picked):
             if name in have:
                 continue
-            try:
-                found = collect([name], limits=self.limits, cwd=self.workspace)
-            except AttachmentError:
-                continue  # said when sending
+            found = self._mention_cache.get(name)
+            if found is None:
+                try:
+                    found = collect([name], limits=self.limits, cwd=self.workspace)
+                except AttachmentError:
+                    found = []  # said when sending
+                # Read once per draft, not at every key: sending reads the files again.
+                self._mention_cache[name] = found
             chips += [self._chip(a, removable=False) for a in found if a.name not in have]
             have.update(a.name for a in found)
         self._show_chips(chips)
