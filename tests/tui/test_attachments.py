@@ -177,3 +177,43 @@ async def test_a_resumed_conversation_shows_and_resends_its_attachments(
         first, _reply, second = last_request(app, "eyes")
         assert first.content == "first @src/a.py\n\n```src/a.py\nprint('a')\n```"
         assert len(first.images) == 1 and second.content == "second"
+
+
+async def test_a_binary_or_too_large_mention_is_refused_and_the_text_kept(
+    make_app, workspace: Path
+) -> None:
+    (workspace / "blob.bin").write_bytes(b"\x00\x01\x02")
+    (workspace / "big.txt").write_text("x" * 5000)
+    app = make_app(config(workspace) + "\n[attachments]\nmax_file_bytes = 4096\n", engine="fast")
+    async with app.run_test(size=SIZE) as pilot:
+        for text, error in (
+            ("read @blob.bin", "blob.bin: a binary file"),
+            ("read @big.txt", "big.txt: larger than [attachments] max_file_bytes"),
+        ):
+            prompt(app).clear()
+            await type_text(pilot, text)
+            await pilot.press("enter")
+            await pilot.pause(0.1)
+            assert prompt(app).text == text
+            notes = [str(n.message) for n in app._notifications]
+            assert any(n.startswith(error) for n in notes), notes
+        assert app.loader.engine("fast").requests == []
+        assert chat(app).conversation.exchanges == []
+
+
+async def test_editing_the_last_prompt_keeps_its_attachments(make_app, workspace: Path) -> None:
+    app = make_app(config(workspace), engine="eyes")
+    async with app.run_test(size=SIZE) as pilot:
+        chat(app).attach("pic.png")
+        await type_text(pilot, "see @notes.txt")
+        await pilot.press("enter")
+        await answered(pilot)
+        await pilot.press("ctrl+l")
+        await pilot.pause(0.05)
+        assert prompt(app).text == "see @notes.txt"
+        assert chips(app) == ["pic.png", "notes.txt"]
+        await pilot.press("enter")
+        await answered(pilot)
+        (user,) = last_request(app, "eyes")
+        assert user.content == "see @notes.txt\n\n```notes.txt\nmilk\n```"
+        assert len(user.images) == 1

@@ -470,6 +470,8 @@ class ChatScreen(Screen[None]):
         if self._editing is not None:
             self._editing = None
             self.query_one(PromptInput).set_text("")
+            self.attached = []
+            self._refresh_chips()
             self.notify("edit abandoned: the conversation is unchanged")
             self.refresh_bindings()
 
@@ -492,7 +494,12 @@ class ChatScreen(Screen[None]):
         if not self.conversation.exchanges:
             return
         self._editing = self.conversation.exchanges[-1]
-        self.query_one(PromptInput).set_text(self._editing.prompt)
+        box = self.query_one(PromptInput)
+        box.set_text(self._editing.prompt)
+        # Its attachments come back as chips (those its @paths name come back with the text).
+        named = set(mentions(self._editing.prompt, self.workspace))
+        self.attached = [a for a in self._editing.attachments if a.name not in named]
+        self._refresh_chips()
         self.notify(
             "editing the last prompt: Enter resends it in place of the old one · Esc keeps it"
         )
