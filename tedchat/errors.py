@@ -25,11 +25,13 @@ what went wrong, and ``hint`` (optional) says what to do about it. The CLI print
     │   └── OutsideWorkspaceError     a file tool's path resolves outside the workspace
     └── EngineError         an engine failed; partial text is kept       exit 1
         ├── ModelNotFoundError    a model file or registry name is missing
+        │   └── ModelNotPulledError   a Hub model that is not downloaded yet        exit 2
         ├── ModelFormatError      a file is not a usable model (truncated, wrong architecture)
         │   ├── WaferModelError   a GGUF the wafer engine cannot run
         │   │   └── ContextFullError  a wafer sequence would outgrow its KV cache
         │   └── GGUFShapeError    a GGUF whose model shape cannot be read (wafer plan)
         ├── EngineUnavailable     the engine cannot run here (dependency, memory, server down)
+        │   └── ModelTooLargeError    the model needs more memory than is available
         ├── EngineConnectionError the connection to a server failed or broke
         ├── AuthError             the server refused the credentials
         └── ServerError           the server answered with an error
@@ -155,6 +157,15 @@ class ModelNotFoundError(EngineError):
     """A model file or model registry name does not exist."""
 
 
+class ModelNotPulledError(ModelNotFoundError):
+    """A model from the Hub that is not downloaded: the hint is the pull command.
+
+    Nothing downloads implicitly, so this is the person's next step, like a usage error.
+    """
+
+    exit_code = EXIT_USAGE
+
+
 class ModelFormatError(EngineError):
     """A file exists but is not a model this engine can run."""
 
@@ -177,6 +188,10 @@ class GGUFShapeError(ModelFormatError, ValueError):
 
 class EngineUnavailable(EngineError):
     """The engine cannot run in this environment."""
+
+
+class ModelTooLargeError(EngineUnavailable):
+    """A model (weights plus its context's KV cache) needs more memory than is available."""
 
 
 class EngineConnectionError(EngineError):

@@ -27,6 +27,9 @@ SETTINGS: dict[str, Any] = {
     # format for the model, else the GGUF's chat template, else "plain"), "chat-template",
     # "plain" (User:/Assistant: turns, for base models) or "plain-ja" (ユーザー:/アシスタント:).
     "prompt_format": "auto",
+    # Load a model even when it needs more memory than is available (tedchat.models.memory):
+    # by default such a model is refused before loading, with one line saying why.
+    "force": False,
 }
 
 

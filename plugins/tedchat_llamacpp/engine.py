@@ -66,7 +66,7 @@ from tedchat.models.prompt_formats import (
     tool_turns_as_text,
 )
 from tedchat.models.registry import apply_model_defaults, model_label, registry_entry, resolve_model
-from tedchat_llamacpp.gguf_header import GGUFInfo, read_gguf_header
+from tedchat_llamacpp.gguf_header import GGUFInfo, check_memory, read_gguf_header
 from tedchat_llamacpp.tool_calls import (
     NAMED,
     NO_TOOLS,
@@ -203,6 +203,8 @@ class LlamaCppEngine:
                 return
             path = resolve_model(self.settings["model"])
             info = check_gguf_header(path)
+            if not self.settings.get("force"):
+                check_memory(info, int(self.settings["n_ctx"]), f"engines.{self.name}")
             fmt = self._choose_format(info)
             if progress:
                 progress(LoadProgress(f"loading {path.name}", None))

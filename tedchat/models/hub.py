@@ -1,4 +1,6 @@
-"""``tedchat models pull``: fetch a model's safetensors from the Hugging Face Hub.
+"""``tedchat models pull``: fetch a model from the Hugging Face Hub: one published GGUF
+(:func:`pull_gguf`, ``hf:ORG/REPO[:QUANT|:FILE]`` or a registry name with a ``gguf``), or a
+checkpoint's safetensors to convert (:func:`pull`).
 
 Downloads go through ``huggingface_hub`` (``hf_hub_download``), which brings what a 33 GB
 download needs: ``HF_TOKEN`` for gated or private repos, ``HF_ENDPOINT`` for mirrors, retries
@@ -32,7 +34,7 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +48,7 @@ from tedchat.errors import (
     UsageError,
 )
 from tedchat.models.convert import DTYPE_BYTES, Log, check_free_space, conversion_bytes, gb
+from tedchat.models.hf_ref import HfRef, choose, is_ref, parse_ref
 from tedchat.models.registry import (
     PULL_IGNORE,
     PULL_MARKER,
@@ -108,6 +111,11 @@ def resolve_source(name: str, revision: str | None = None) -> Source:
     """A registry name with a Hugging Face repo, or a repo id ``org/name``."""
     entry = REGISTRY.get(name)
     if entry is not None:
+        if entry.gguf:
+            raise UsageError(
+                f"model {name!r} is published as a GGUF: nothing to convert",
+                hint=f"get it with: tedchat models pull {name}",
+            )
         if entry.hf_repo is None:
             raise UsageError(
                 f"model {name!r} comes as a GGUF, not from the Hub: nothing to pull or convert"
@@ -176,9 +184,13 @@ def _first_line(exc: BaseException) -> str:
 
 
 def list_files(
-    repo_id: str, revision: str, token: str | None = None
+    repo_id: str,
+    revision: str,
+    token: str | None = None,
+    keep: Callable[[str], bool] = wanted,
 ) -> tuple[str, list[RemoteFile]]:
-    """The commit ``revision`` resolves to, and the repo files ``models pull`` fetches."""
+    """The commit ``revision`` resolves to, and the repo files ``keep`` accepts (by default
+    the ones a safetensors pull fetches)."""
     from huggingface_hub import HfApi
     from huggingface_hub.hf_api import RepoFile
 
@@ -194,7 +206,7 @@ def list_files(
         files = [
             RemoteFile(e.path, e.size, e.blob_id, e.lfs.sha256 if e.lfs else None)
             for e in entries
-            if isinstance(e, RepoFile) and wanted(e.path)
+            if isinstance(e, RepoFile) and keep(e.path)
         ]
     return commit, files
 
@@ -238,6 +250,64 @@ def weights_dtype(folder: Path, default: str) -> str:
     return names.get(str(config.get("torch_dtype") or config.get("dtype")), default)
 
 
+def download(
+    repo_id: str,
+    commit: str,
+    f: RemoteFile,
+    staging: Path,
+    final: Path,
+    *,
+    token: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """Fetch one repo file into ``staging``, check it against the Hub's hash, and only then
+    move it to ``final / f.path``: a file under its final name is always whole and verified.
+
+    ``huggingface_hub`` resumes a connection that breaks mid-file with a Range request; a full
+    disk, a failed transfer and a hash mismatch are one line each (the hint: run it again).
+    """
+    from huggingface_hub import hf_hub_download
+
+    from tedchat import __version__
+
+    url = endpoint()
+    with hub_errors(repo_id, url, f"downloading {f.path}"):
+        try:
+            local = hf_hub_download(
+                repo_id,
+                f.path,
+                revision=commit,
+                local_dir=staging,
+                endpoint=url,
+                token=token,
+                library_name="tedchat",
+                library_version=__version__,
+            )
+        except OSError as exc:
+            if isinstance(exc, FileNotFoundError | ConnectionError) or hasattr(exc, "response"):
+                raise
+            if exc.errno == errno.ENOSPC:
+                raise TedchatError(
+                    f"no space left on the disk while downloading {f.path} into {final}",
+                    hint="free disk space (or point TEDCHAT_HOME elsewhere), then run the "
+                    "same command again: finished files are kept",
+                ) from None
+            raise TedchatError(
+                f"download of {f.path} failed: {_first_line(exc)}",
+                hint="run the same command again: finished files are kept",
+            ) from None
+    if not verify(Path(local), f, progress):
+        Path(local).unlink(missing_ok=True)
+        raise TedchatError(
+            f"{f.path} from {url} does not match the Hub's hash (corrupted in transit?)",
+            hint="run the same command again to fetch it anew",
+        )
+    target = final / f.path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(local, target)
+    return target
+
+
 @private_umask()  # the snapshot, and what huggingface_hub writes in it, are the user's alone
 def pull(
     name: str,
@@ -248,10 +318,6 @@ def pull(
     log: Log = _stderr,
 ) -> PullResult:
     """Download ``name``'s repo files into :func:`tedchat.models.snapshot_dir`."""
-    from huggingface_hub import hf_hub_download
-
-    from tedchat import __version__
-
     started = time.perf_counter()
     source = resolve_source(name, revision)
     repo_id, entry, url = source.repo_id, source.entry, endpoint()
@@ -274,40 +340,7 @@ def pull(
     log(f"downloading {len(todo)} files, {gb(total)}, from {url}/{repo_id} into {final}")
 
     def fetch(f: RemoteFile) -> None:
-        with hub_errors(repo_id, url, f"downloading {f.path}"):
-            try:
-                local = hf_hub_download(
-                    repo_id,
-                    f.path,
-                    revision=commit,
-                    local_dir=staging,
-                    endpoint=url,
-                    token=token,
-                    library_name="tedchat",
-                    library_version=__version__,
-                )
-            except OSError as exc:
-                if isinstance(exc, FileNotFoundError | ConnectionError) or hasattr(exc, "response"):
-                    raise
-                if exc.errno == errno.ENOSPC:
-                    raise TedchatError(
-                        f"no space left on the disk while downloading {f.path} into {final}",
-                        hint="free disk space (or point TEDCHAT_HOME elsewhere), then run the "
-                        "same command again: finished files are kept",
-                    ) from None
-                raise TedchatError(
-                    f"download of {f.path} failed: {_first_line(exc)}",
-                    hint="run the same command again: finished files are kept",
-                ) from None
-        if not verify(Path(local), f, progress):
-            Path(local).unlink(missing_ok=True)
-            raise TedchatError(
-                f"{f.path} from {url} does not match the Hub's hash (corrupted in transit?)",
-                hint="run the same command again to fetch it anew",
-            )
-        target = final / f.path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(local, target)
+        download(repo_id, commit, f, staging, final, token=token, progress=progress)
 
     for f in todo:
         if not is_weights(f.path):
@@ -377,3 +410,77 @@ def pulled_folder(name: str) -> Path:
             hint=f"run: tedchat models pull {name}",
         )
     return folder
+
+
+@dataclass(frozen=True)
+class GGUFPullResult:
+    """What :func:`pull_gguf` left on disk."""
+
+    name: str  # hf:ORG/REPO:FILE, the exact name of what was pulled
+    repo_id: str
+    commit: str
+    paths: tuple[Path, ...]  # every part, the first one first
+    downloaded_bytes: int
+    seconds: float
+
+
+def gguf_ref(name: str) -> tuple[HfRef, ModelEntry | None] | None:
+    """The GGUF a name pulls: an ``hf:`` name, or a registry entry with a published GGUF."""
+    entry = REGISTRY.get(name)
+    if entry is not None and entry.gguf:
+        return parse_ref(entry.gguf), entry
+    if is_ref(name):
+        return parse_ref(name), None
+    return None
+
+
+def is_gguf_file(path: str) -> bool:
+    return path.lower().endswith(".gguf")
+
+
+def _safe_path(path: str) -> bool:
+    """A repo path that stays inside the folder it is written to (no ``..``, not absolute)."""
+    return not path.startswith("/") and all(p not in ("", ".", "..") for p in path.split("/"))
+
+
+@private_umask()  # the files are the user's alone
+def pull_gguf(
+    ref: HfRef,
+    *,
+    entry: ModelEntry | None = None,
+    revision: str | None = None,
+    token: str | None = None,
+    progress: bool = True,
+    log: Log = _stderr,
+) -> GGUFPullResult:
+    """Fetch the one GGUF ``ref`` names (every part of a split one) into
+    :func:`tedchat.models.registry.snapshot_dir`, each file checked against the Hub's sha256.
+
+    The file is chosen from the repo's list (:func:`tedchat.models.hf_ref.choose`); the free
+    disk space is checked before anything is written; parts already there are kept.
+    """
+    started = time.perf_counter()
+    url = endpoint()
+    commit, files = list_files(ref.repo_id, revision or "main", token, keep=is_gguf_file)
+    by_path = {f.path: f for f in files if _safe_path(f.path)}
+    parts = choose(ref, by_path, f"{ref.repo_id} on {url}")
+    chosen = [by_path[p] for p in parts]
+    final = snapshot_dir(ref.repo_id)
+    staging = final.with_name(final.name + ".partial")
+    name = f"hf:{ref.repo_id}:{parts[0]}"
+    paths = tuple(final / p for p in parts)
+    todo = [f for f in chosen if not _present(final / f.path, f)]
+    if not todo:
+        log(f"{name} is already downloaded: {paths[0]}")
+        return GGUFPullResult(name, ref.repo_id, commit, paths, 0, 0.0)
+    if entry is not None:
+        log(f"{entry.name}: {name} — license: {entry.license} {entry.license_url}".rstrip())
+    total = sum(f.size for f in todo)
+    count = f" ({len(todo)} of {len(chosen)} parts)" if len(chosen) > 1 else ""
+    size = gb(total) if total >= 1e8 else f"{total / 1e6:.1f} MB"
+    log(f"downloading {parts[0]}{count}, {size}, from {url}/{ref.repo_id} into {final}")
+    check_free_space(final.parent, total, f"pulling {name}", f"{gb(total)} to download")
+    for f in todo:
+        download(ref.repo_id, commit, f, staging, final, token=token, progress=progress)
+    shutil.rmtree(staging, ignore_errors=True)
+    return GGUFPullResult(name, ref.repo_id, commit, paths, total, time.perf_counter() - started)

@@ -3,10 +3,19 @@
 Entries are data (:data:`REGISTRY`). An engine's ``model`` setting takes a registry name or a
 path to a GGUF file; :func:`resolve_model` turns either into a path or a clear error.
 
-A model that is not bundled comes from a Hugging Face repo: ``tedchat models pull NAME``
-(:mod:`tedchat.models.hub`) downloads its safetensors into ``models/hf/<org>--<repo>/`` in the
-user data dir, and ``tedchat models convert NAME`` (:mod:`tedchat.models.convert`) writes the
-GGUF next to it as ``models/<filename>`` with the quantisation in the name.
+A model that is not bundled comes from a Hugging Face repo, one of two ways:
+
+- a published GGUF (``gguf = "hf:ORG/REPO:FILE"``): ``tedchat models pull NAME`` fetches that
+  one file (all parts of a split one) into ``models/hf/<org>--<repo>/``; any other repo's GGUF
+  is named the same way without a registry entry (``hf:ORG/REPO[:QUANT|:FILE]``,
+  :mod:`tedchat.models.hf_ref`);
+- safetensors to convert (TEDLLM): ``tedchat models pull NAME`` (:mod:`tedchat.models.hub`)
+  downloads them into ``models/hf/<org>--<repo>/`` and ``tedchat models convert NAME``
+  (:mod:`tedchat.models.convert`) writes the GGUF as ``models/<filename>`` with the
+  quantisation in the name.
+
+Nothing is downloaded implicitly: a model that is not there is an error whose hint is the
+pull command.
 """
 
 from __future__ import annotations
@@ -18,7 +27,16 @@ from pathlib import Path
 
 from tedchat import paths
 from tedchat.engine import GenerationParams, Message
-from tedchat.errors import ModelNotFoundError
+from tedchat.errors import ModelNotFoundError, ModelNotPulledError
+from tedchat.models.hf_ref import (
+    Ambiguous,
+    HfRef,
+    NoMatch,
+    choose,
+    is_ref,
+    local_files,
+    parse_ref,
+)
 
 
 @dataclass(frozen=True)
@@ -59,8 +77,19 @@ class ModelEntry:
     # Quantisations `convert` makes, the preferred (and default) first; ``filename`` then holds
     # "{quant}", and the engine runs the first one present.
     quants: tuple[str, ...] = ()
+    # A published GGUF on the Hub, "hf:ORG/REPO:FILE" (exact file): what `models pull` fetches.
+    gguf: str | None = None
+    size_bytes: int | None = None  # of that file, as the Hub lists it (pull checks the sha256)
+    tools: bool = False  # the chat template renders tool definitions (the model calls tools)
+    why: str = ""  # why it is in the registry
+    # Where each claim above comes from: (claim, URL of the model card or file page).
+    sources: tuple[tuple[str, str], ...] = ()
 
 
+# Small instruct GGUFs that run on a laptop CPU (Q4_K_M: 0.4-1.7 GB on disk, about as much
+# memory plus the context). Sizes are the Hub's file sizes as its pages showed them; `pull`
+# checks each file against the Hub's own sha256 at download time.
+_BARTOWSKI = "https://huggingface.co/bartowski"
 REGISTRY: dict[str, ModelEntry] = {
     "smollm2": ModelEntry(
         name="smollm2",
@@ -99,6 +128,85 @@ REGISTRY: dict[str, ModelEntry] = {
         source_dtype="F32",
         download_gb=32.5,
         quants=("Q4_K_M", "Q8_0", "F16"),
+    ),
+    "qwen2.5-0.5b": ModelEntry(
+        name="qwen2.5-0.5b",
+        description="Qwen2.5-0.5B-Instruct, Q4_K_M: the fastest usable chat model here",
+        license="Apache-2.0",
+        license_url="https://huggingface.co/Qwen/Qwen2.5-0.5B-Instruct/blob/main/LICENSE",
+        filename="Qwen2.5-0.5B-Instruct-Q4_K_M.gguf",
+        gguf="hf:bartowski/Qwen2.5-0.5B-Instruct-GGUF:Qwen2.5-0.5B-Instruct-Q4_K_M.gguf",
+        size_bytes=398_000_000,
+        context_length=32_768,
+        tools=True,
+        why="four times SmolLM2's size yet still instant on one core; Qwen's tool-call "
+        "template; a step up for code and arithmetic",
+        sources=(
+            ("file and size", f"{_BARTOWSKI}/Qwen2.5-0.5B-Instruct-GGUF/tree/main"),
+            ("license, context, languages", "https://huggingface.co/Qwen/Qwen2.5-0.5B-Instruct"),
+            ("tool calls", "https://qwen.readthedocs.io/en/latest/framework/function_call.html"),
+        ),
+    ),
+    "qwen2.5-1.5b": ModelEntry(
+        name="qwen2.5-1.5b",
+        description="Qwen2.5-1.5B-Instruct, Q4_K_M: tool calls, Japanese and 27 more languages",
+        license="Apache-2.0",
+        license_url="https://huggingface.co/Qwen/Qwen2.5-1.5B-Instruct/blob/main/LICENSE",
+        filename="Qwen2.5-1.5B-Instruct-Q4_K_M.gguf",
+        gguf="hf:bartowski/Qwen2.5-1.5B-Instruct-GGUF:Qwen2.5-1.5B-Instruct-Q4_K_M.gguf",
+        size_bytes=986_000_000,
+        context_length=32_768,
+        tools=True,
+        why="the best small all-rounder for tools: its template renders tool definitions and it "
+        "was trained for function calling; multilingual including Japanese",
+        sources=(
+            (
+                "file, size and sha256",
+                f"{_BARTOWSKI}/Qwen2.5-1.5B-Instruct-GGUF/blob/main/"
+                "Qwen2.5-1.5B-Instruct-Q4_K_M.gguf",
+            ),
+            ("license, context, languages", "https://huggingface.co/Qwen/Qwen2.5-1.5B-Instruct"),
+            ("tool calls", "https://qwen.readthedocs.io/en/latest/framework/function_call.html"),
+        ),
+    ),
+    "llama3.2-1b": ModelEntry(
+        name="llama3.2-1b",
+        description="Llama-3.2-1B-Instruct, Q4_K_M: Meta's small model, tool calls",
+        license="Llama 3.2 Community License",
+        license_url="https://huggingface.co/meta-llama/Llama-3.2-1B-Instruct/blob/main/LICENSE.txt",
+        filename="Llama-3.2-1B-Instruct-Q4_K_M.gguf",
+        gguf="hf:bartowski/Llama-3.2-1B-Instruct-GGUF:Llama-3.2-1B-Instruct-Q4_K_M.gguf",
+        size_bytes=808_000_000,
+        context_length=131_072,
+        tools=True,
+        why="Meta's on-device model: long context, a chat template with tool calling, "
+        "8 officially supported languages",
+        sources=(
+            ("file and size", f"{_BARTOWSKI}/Llama-3.2-1B-Instruct-GGUF/tree/main"),
+            (
+                "license, context, languages, tool calling",
+                "https://huggingface.co/meta-llama/Llama-3.2-1B-Instruct",
+            ),
+        ),
+    ),
+    "gemma2-2b-jpn": ModelEntry(
+        name="gemma2-2b-jpn",
+        description="gemma-2-2b-jpn-it, Q4_K_M: Google's Gemma 2 2B tuned for Japanese",
+        license="Gemma Terms of Use",
+        license_url="https://ai.google.dev/gemma/terms",
+        filename="gemma-2-2b-jpn-it.Q4_K_M.gguf",
+        gguf="hf:mradermacher/gemma-2-2b-jpn-it-GGUF:gemma-2-2b-jpn-it.Q4_K_M.gguf",
+        size_bytes=1_710_000_000,
+        context_length=8192,
+        why="the Japanese pick: Gemma 2 2B fine-tuned by Google on Japanese text, still "
+        "laptop-sized (no tool calls: its template has none)",
+        sources=(
+            (
+                "file and size",
+                "https://huggingface.co/mradermacher/gemma-2-2b-jpn-it-GGUF/tree/main",
+            ),
+            ("license, Japanese tuning", "https://huggingface.co/google/gemma-2-2b-jpn-it"),
+        ),
     ),
 }
 
@@ -148,6 +256,9 @@ def entry_path(entry: ModelEntry) -> Path:
         folder = package_dir(entry.package)
         if folder is not None:
             return folder / entry.package_file
+    if entry.gguf:
+        ref = parse_ref(entry.gguf)
+        return snapshot_dir(ref.repo_id) / (ref.file or entry.filename)
     if entry.quants:
         for quant in entry.quants:
             path = gguf_path(entry, quant)
@@ -174,6 +285,12 @@ def is_pulled(repo_id: str) -> bool:
 
 def _missing(entry: ModelEntry, path: Path) -> ModelNotFoundError:
     """The error for a registry model whose GGUF is absent, saying how to get it."""
+    if entry.gguf:
+        size = f"{entry.size_bytes / 1e9:.1f} GB, " if entry.size_bytes else ""
+        return ModelNotPulledError(
+            f"model {entry.name!r} is not downloaded yet (expected {path})",
+            hint=f"get it with: tedchat models pull {entry.name} ({size}{entry.license})",
+        )
     if entry.hf_repo is None:
         return ModelNotFoundError(
             f"model {entry.name!r} is not installed (expected {path})",
@@ -192,8 +309,33 @@ def _missing(entry: ModelEntry, path: Path) -> ModelNotFoundError:
     )
 
 
+def pulled_parts(ref: HfRef) -> list[Path]:
+    """Every part of the pulled GGUF ``ref`` names (one path unless split), or the error
+    whose hint is the pull command (:class:`ModelNotPulledError`, exit 2; nothing downloads
+    here)."""
+    folder = snapshot_dir(ref.repo_id)
+    files = local_files(folder)
+    if not files:
+        raise ModelNotPulledError(
+            f"{ref} is not downloaded (nothing pulled from {ref.repo_id} in {folder})",
+            hint=f"get it with: tedchat models pull {ref}",
+        )
+    try:
+        parts = choose(ref, files, f"the files pulled from {ref.repo_id}")
+    except (NoMatch, Ambiguous) as exc:
+        raise ModelNotPulledError(
+            exc.message,
+            hint=f"get it with: tedchat models pull {ref} (pulled: {', '.join(files)})",
+        ) from None
+    return [folder / p for p in parts]
+
+
 def resolve_model(model: str) -> Path:
-    """A registry name or a path -> an existing GGUF path, or :class:`ModelNotFoundError`."""
+    """A registry name, an ``hf:`` name or a path -> an existing GGUF path (a split model's
+    first part), or :class:`ModelNotFoundError` (:class:`ModelNotPulledError` for a Hub model
+    not downloaded yet, with the pull command)."""
+    if is_ref(model):
+        return pulled_parts(parse_ref(model))[0]
     entry = REGISTRY.get(model)
     if entry is not None:
         path = entry_path(entry)
@@ -230,4 +372,6 @@ def apply_model_defaults(
 
 def model_label(model: str) -> str:
     """A short name for display: the registry name, or the file's stem."""
-    return model if model in REGISTRY else Path(model).stem
+    if model in REGISTRY or is_ref(model):
+        return model
+    return Path(model).stem

@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from tedchat.errors import WaferModelError
+from tedchat.errors import ModelFormatError, WaferModelError
+from tedchat.models.memory import mem_available_bytes
 
 # Bytes of float32 output dequantized per step: bounds the transient memory of loading and
 # paces progress reports.
@@ -295,22 +296,23 @@ def _one_line(e: BaseException) -> str:
 
 
 class _Meta:
-    """Typed access to GGUF metadata with errors that name the file and key."""
+    """Typed access to GGUF metadata with errors that name the file and key.
 
-    def __init__(self, reader: Any, path: Path) -> None:
-        self.reader = reader
+    ``lookup(key)`` gives a key's value or None; it may raise on an unreadable value.
+    """
+
+    def __init__(self, lookup: Callable[[str], Any], path: Path) -> None:
+        self.lookup = lookup
         self.path = path
 
     def get(self, key: str, default: Any = None) -> Any:
-        fld = self.reader.fields.get(key)
-        if fld is None:
-            return default
         try:
-            return fld.contents()
+            value = self.lookup(key)
         except Exception as e:
             raise WaferModelError(
                 f"truncated or corrupt GGUF {self.path}: metadata {key!r} unreadable"
             ) from e
+        return default if value is None else value
 
     def require(self, key: str) -> Any:
         value = self.get(key)
@@ -359,8 +361,24 @@ def _scalar_metadata(reader: Any) -> dict[str, Any]:
     return out
 
 
+def _reader_lookup(reader: Any) -> Callable[[str], Any]:
+    def lookup(key: str) -> Any:
+        fld = reader.fields.get(key)
+        return None if fld is None else fld.contents()
+
+    return lookup
+
+
 def _config_from_reader(reader: Any, path: Path) -> LlamaConfig:
-    meta = _Meta(reader, path)
+    shapes = {t.name: tuple(int(d) for d in t.shape) for t in reader.tensors}
+    return _config_from(_reader_lookup(reader), shapes, path)
+
+
+def _config_from(
+    lookup: Callable[[str], Any], tensors: dict[str, tuple[int, ...]], path: Path
+) -> LlamaConfig:
+    """The config from metadata (``lookup``) and tensor shapes (GGUF order, by name)."""
+    meta = _Meta(lookup, path)
     arch = meta.get("general.architecture")
     if arch is None:
         raise WaferModelError(f"GGUF {path} names no architecture (general.architecture)")
@@ -374,7 +392,6 @@ def _config_from_reader(reader: Any, path: Path) -> LlamaConfig:
             f"{path} is a mixture-of-experts Llama: the wafer engine runs dense Llama models"
         )
 
-    tensors = {t.name: t for t in reader.tensors}
     hidden = meta.int("llama.embedding_length")
     n_heads = meta.int("llama.attention.head_count")
     n_kv_heads = meta.int("llama.attention.head_count_kv", n_heads)
@@ -392,7 +409,7 @@ def _config_from_reader(reader: Any, path: Path) -> LlamaConfig:
     embd = tensors.get("token_embd.weight")
     if embd is None:
         raise WaferModelError(f"GGUF {path} has no token_embd.weight tensor")
-    vocab = int(embd.shape[1]) if len(embd.shape) == 2 else meta.int("llama.vocab_size")
+    vocab = int(embd[1]) if len(embd) == 2 else meta.int("llama.vocab_size")
 
     scaling = str(meta.get("llama.rope.scaling.type", "none"))
     factor = meta.float("llama.rope.scaling.factor", 1.0)
@@ -428,24 +445,30 @@ def _config_from_reader(reader: Any, path: Path) -> LlamaConfig:
 
 
 def read_config(path: Path) -> LlamaConfig:
-    """The model's :class:`LlamaConfig`, from metadata only (nothing is dequantized).
+    """The model's :class:`LlamaConfig`, from the header only (nothing is dequantized).
 
+    Read by tedchat's header reader (:mod:`tedchat.models.gguf_header`), which steps over the
+    vocabulary instead of parsing it: `tedchat engines` and `wafer plan` need only the shape.
     Raises :class:`WaferModelError` for a missing, truncated, corrupt or non-Llama file.
     """
+    from tedchat.models.gguf_header import read_gguf_header
+
     path = Path(path)
-    return _config_from_reader(open_gguf(path), path)
-
-
-def mem_available_bytes() -> int | None:
-    """MemAvailable from /proc/meminfo, or None where that cannot be read."""
+    if not path.exists():
+        raise WaferModelError(f"model file not found: {path}")
+    if not path.is_file():
+        raise WaferModelError(f"not a file: {path}")
     try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+        info = read_gguf_header(path)
+    except ModelFormatError as e:
+        message = e.message
+        if message.startswith("not a GGUF model file"):
+            message = f"not a GGUF file (bad magic): {path}"
+        elif "general.architecture" in message:
+            message = f"GGUF {path} names no architecture (general.architecture)"
+        raise WaferModelError(message) from e
+    shapes = {t.name: t.shape for t in info.tensors}
+    return _config_from(info.metadata.get, shapes, path)
 
 
 def _gb(n: int) -> str:

@@ -13,7 +13,9 @@ It answers exactly the requests ``huggingface_hub`` 2.x makes for ``model_info``
   401 without ``Authorization: Bearer <token>``.
 
 Faults for tests: ``drop_once[path] = fraction`` makes the first GET of that file send only
-that fraction of its bytes and then close the connection. Every request is recorded.
+that fraction of its bytes and then close the connection; ``corrupt_once`` (a set of paths)
+makes the first GET of each send the file with one byte changed (same length, same ETag: what
+the Hub's sha256 catches). Every request is recorded.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class FakeHub:
 
     repos: dict[str, Repo] = field(default_factory=dict)
     drop_once: dict[str, float] = field(default_factory=dict)
+    corrupt_once: set[str] = field(default_factory=set)
     requests: list[Request] = field(default_factory=list)
     _hashes: dict[Path, tuple[str, str]] = field(default_factory=dict)
     url: str = ""
@@ -91,7 +94,10 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             if self.command != "HEAD":
-                self.wfile.write(body)
+                try:
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True  # the client hung up (a failed download)
 
         def _json(self, data: Any, headers: dict[str, str] | None = None) -> None:
             body = json.dumps(data).encode()
@@ -184,6 +190,10 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                     status = 206
                     headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
                 body = data[start:]
+                if self.command == "GET" and name in hub.corrupt_once and body:
+                    hub.corrupt_once.discard(name)
+                    middle = len(body) // 2
+                    body = body[:middle] + bytes([body[middle] ^ 0xFF]) + body[middle + 1 :]
                 fraction = hub.drop_once.pop(name, None) if self.command == "GET" else None
                 if fraction is not None:
                     # Promise the whole body, send part of it, hang up.

@@ -227,7 +227,7 @@ def test_bad_gguf_files_get_one_line(tedchat_home: Path, kind: str) -> None:
     else:
         bad = tedchat_home / "cut.gguf"
         bad.write_bytes(resolve_model("smollm2").read_bytes()[: 3 << 20])
-        expected = "truncated or corrupt GGUF"
+        expected = "truncated GGUF file"  # the header reader says where it ends
     config = tedchat_home / "config" / "config.toml"
     config.parent.mkdir(parents=True)
     config.write_text(f'[engines.bad]\ntype = "wafer"\nmodel = "{bad}"\n')
