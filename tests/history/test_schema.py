@@ -128,3 +128,40 @@ def test_a_file_written_by_the_v2_code_migrates_with_nothing_lost(tmp_path: Path
         mid = store.add_user_message(1, "and this file?", attachments=[ATTACHED])
         (message,) = [m for m in store.get_conversation(1).messages if m.id == mid]
         assert message.attachments == (ATTACHED,)
+
+
+FIXTURE_V3 = Path(__file__).parent / "fixtures" / "history-v3.db"
+
+
+def test_a_file_written_by_the_v3_code_migrates_with_nothing_lost(tmp_path: Path) -> None:
+    """tests/history/fixtures/history-v3.db was written by tedchat's main at commit 5b53926
+    (schema v3, before attachments): a reply with a tool call and its regenerated sibling,
+    Japanese text, a reply cut by ``length`` and an interrupted one."""
+    db = tmp_path / "history.db"
+    shutil.copy(FIXTURE_V3, db)
+    columns = (
+        "id, conversation_id, parent_id, role, content, engine, model, created, finish_reason,"
+        " ttft_s, output_tokens_per_s, prompt_tokens, output_tokens, extra_json, tool_calls"
+    )
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        before = conn.execute(f"SELECT {columns} FROM messages ORDER BY id").fetchall()
+        conversations = conn.execute("SELECT * FROM conversations ORDER BY id").fetchall()
+    assert len(before) == 7 and len(conversations) == 2
+    with Store.open(db) as store:
+        first = store.get_conversation(1)
+        (call,) = first.messages[0].replies[0].tool_calls
+        assert call["name"] == "get_time" and call["result"] == "2026-12-05T17:00:00+09:00"
+        assert store.search("天気")[0].message_id == first.messages[1].id
+        assert all(not m.attachments for m in first.messages)
+        mid = store.add_user_message(1, "and this file?", attachments=[ATTACHED])
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        after = conn.execute(
+            f"SELECT {columns} FROM messages WHERE id != ? ORDER BY id", (mid,)
+        ).fetchall()
+        assert after == before
+        assert (
+            conn.execute("SELECT * FROM conversations ORDER BY id").fetchall()[1:]
+            == (conversations[1:])
+        )
