@@ -172,6 +172,8 @@ def run(args: argparse.Namespace) -> int:
     if "-" in files:
         if args.prompt is None:
             raise UsageError("-f - attaches stdin: give the prompt as an argument")
+        if sys.stdin is None or sys.stdin.isatty():
+            raise UsageError("-f - attaches stdin, but nothing is piped in")
         prompt = args.prompt
     else:
         prompt = read_prompt(args.prompt)
