@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from tedchat.conversation import MESSAGE_OVERHEAD_TOKENS, estimate_tokens
+from tedchat.conversation import IMAGE_TOKENS_ESTIMATE, MESSAGE_OVERHEAD_TOKENS, estimate_tokens
 from tedchat.engine import (
     Engine,
     GenerationParams,
@@ -25,7 +25,6 @@ from tedchat.engine import (
     as_prompt_token_counter,
     capabilities_of,
 )
-from tedchat.errors import TedchatError
 
 #: The per-engine price settings every engine type takes, USD per million tokens (0: none).
 PRICE_SETTINGS: dict[str, float] = {"price_input_per_mtok": 0.0, "price_output_per_mtok": 0.0}
@@ -58,6 +57,7 @@ def estimated_prompt_tokens(messages: Sequence[Message]) -> int:
     return sum(
         estimate_tokens(m.content)
         + sum(estimate_tokens(c.name + c.arguments) for c in m.tool_calls)
+        + len(m.images) * IMAGE_TOKENS_ESTIMATE
         + MESSAGE_OVERHEAD_TOKENS
         for m in messages
     )
@@ -82,8 +82,8 @@ async def measure_context(
             used = await as_prompt_token_counter(engine).count_prompt_tokens(
                 untrimmed, replace(params, tools=tuple(tools))
             )
-        except TedchatError:
-            used = None  # the estimate below; the request itself will say what is wrong
+        except Exception:  # a gauge never stops a request: it estimates instead
+            used = None  # the request itself will say what is wrong, if anything is
     exact = used is not None
     if used is None:
         used = estimated_prompt_tokens(untrimmed)
