@@ -257,6 +257,9 @@ def apply_table(settings: Settings, data: Mapping[str, Any], path: Path) -> None
             if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
                 raise ConfigError(f"{path}: [engines] must hold tables like [engines.NAME]")
             for name, table in value.items():
+                if not name.isprintable() or not name.strip():
+                    # Names appear in every line about the engine: one line each, readable.
+                    raise ConfigError(f"{path}: engine name {name!r} is not a printable name")
                 settings.engines[name] = dict(table)
         elif key == "mcp":
             if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
