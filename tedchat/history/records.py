@@ -109,6 +109,9 @@ class StoredMessage:
     engine: str | None = None
     model: str | None = None
     replies: tuple[Reply, ...] = ()
+    #: The message this prompt was sent after (a reply, or a prompt that had none); None for a
+    #: first prompt. See :mod:`tedchat.history.tree`.
+    follows_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,8 @@ class ConversationSummary:
 
 @dataclass(frozen=True)
 class Conversation:
-    """A whole conversation: its settings and its messages in order, each with its replies."""
+    """A whole conversation: its settings and every message (all branches) in creation order,
+    each with its replies; :func:`tedchat.history.tree.active_path` picks the path shown."""
 
     id: int
     title: str | None
@@ -133,6 +137,8 @@ class Conversation:
     system: str | None
     params: dict[str, Any]
     messages: tuple[StoredMessage, ...] = ()
+    #: The message the active path goes through (see :mod:`tedchat.history.tree`).
+    active_id: int | None = None
 
 
 @dataclass(frozen=True)
