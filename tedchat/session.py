@@ -39,6 +39,7 @@ from tedchat.engine import (
     capabilities_of,
 )
 from tedchat.errors import EngineError, HistoryError
+from tedchat.history.tree import ACTIVE_END
 from tedchat.metrics import Clock, StreamMeter, StreamMetrics
 from tedchat.tools.base import Approver, ToolCallRecord
 
@@ -387,6 +388,9 @@ class TurnHistory:
     callers need no second path. A conversation id of None means a new conversation, created
     with ``system`` and ``params`` when the prompt is saved; a message id already set (a
     regenerated answer) means the prompt is stored and the reply becomes a sibling.
+    ``follows`` is the stored message the prompt is sent after: the end of the active path
+    (:data:`~tedchat.history.tree.ACTIVE_END`), a message id (an edited prompt: a new branch)
+    or None (a first prompt).
     """
 
     writer: HistoryWriter | None
@@ -394,6 +398,7 @@ class TurnHistory:
     system: str = ""
     params: GenerationParams = field(default_factory=GenerationParams)
     message_id: int | None = None
+    follows: int | None | str = ACTIVE_END
 
     async def save_prompt(self, prompt: str, *, engine: Engine | None = None) -> None:
         """Create the conversation if needed and commit ``prompt``: call it before the request
@@ -404,13 +409,14 @@ class TurnHistory:
         store = self.writer.store
         name, model = (engine.name, engine.model) if engine is not None else (None, None)
         system, params = self.system or None, params_to_dict(self.params)
+        follows = self.follows
 
         def save() -> None:
             # Kept as each step lands: a new conversation is not made twice if the prompt failed.
             if self.conversation_id is None:
                 self.conversation_id = store.new_conversation(None, system, params)
             self.message_id = store.add_user_message(
-                self.conversation_id, prompt, engine=name, model=model
+                self.conversation_id, prompt, engine=name, model=model, follows=follows
             )
 
         await self.writer.run(save)

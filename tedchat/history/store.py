@@ -56,7 +56,7 @@ from tedchat.history.records import (
 )
 from tedchat.history.schema import SCHEMA_VERSION, migrate, newer_schema_error
 from tedchat.history.search import fts_query, index_text, snippet
-from tedchat.history.tree import Node, Tree, branch_leaf
+from tedchat.history.tree import ACTIVE_END, Node, Tree, branch_leaf
 from tedchat.history.writer import FLUSH_INTERVAL_S, ReplyWriter
 from tedchat.metrics import Clock
 
@@ -67,9 +67,6 @@ _MESSAGE_COLUMNS = (
     " ttft_s, output_tokens_per_s, prompt_tokens, output_tokens, extra_json, tool_calls,"
     " follows_id"
 )
-
-#: ``follows`` for :meth:`Store.add_user_message`: after the end of the active path.
-ACTIVE_END = "active"
 
 SEARCH_SQL = (
     "SELECT m.id, m.conversation_id, m.role, m.created, m.content, c.title"

@@ -30,6 +30,10 @@ from dataclasses import dataclass
 from tedchat.errors import BranchNotFoundError
 from tedchat.history.records import Conversation, Reply, StoredMessage
 
+#: ``follows`` for :meth:`tedchat.history.store.Store.add_user_message`: after the end of the
+#: active path (continuing the conversation as it is shown).
+ACTIVE_END = "active"
+
 
 @dataclass(frozen=True)
 class Node:
