@@ -32,7 +32,7 @@ from tedchat.engine import (
     capabilities_of,
 )
 from tedchat.history.records import Conversation
-from tedchat.history.tree import active_path, path_steps
+from tedchat.history.tree import ACTIVE_END, active_path, path_steps
 from tedchat.metrics import StreamMetrics
 from tedchat.tools.base import ToolCallRecord, reply_steps
 
@@ -70,6 +70,9 @@ class Exchange:
     message_id: int | None = None  # the user message's id in the history store
     #: (position, count) among the prompts sent at this point (edits), 1-based.
     branch: tuple[int, int] = (1, 1)
+    #: What the prompt is stored after, when it is saved: the end of the active path, a stored
+    #: message id (an edit: a new branch), or None (a first prompt).
+    follows: int | None | str = ACTIVE_END
 
     @property
     def end_id(self) -> int | None:

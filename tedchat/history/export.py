@@ -86,7 +86,11 @@ def to_markdown(conv: Conversation, leaf: int | None = None) -> str:
     shown = active if leaf is None else leaf
     leaves = tree.leaves()
     if len(leaves) > 1 and shown in leaves:
-        which = "the active branch" if shown == active else f"active: {leaves.index(active) + 1}"
+        which = (
+            "the active branch"
+            if shown == active or active is None
+            else f"the active one is {leaves.index(active) + 1}"
+        )
         out += [
             f"*Branch {leaves.index(shown) + 1} of {len(leaves)} ({which});"
             " `history show ID --branch N` shows branch N*",
