@@ -374,6 +374,19 @@ class HistoryWriter:
             lambda: store.set_settings(conversation_id, system or None, params_to_dict(params))
         )
 
+    async def set_active(
+        self, conversation_id: int, message_id: int | None = None, *, branch: int | None = None
+    ) -> None:
+        """Make the path through ``message_id``, or branch number ``branch``, the
+        conversation's active path (see :mod:`tedchat.history.tree`)."""
+        store = self.store
+        if branch is not None:
+            number = branch
+            await self.run(lambda: store.set_active_branch(conversation_id, number))
+        elif message_id is not None:
+            node = message_id
+            await self.run(lambda: store.set_active(conversation_id, node))
+
     def close(self) -> None:
         """Finish the queued writes, then close the store (open replies end ``interrupted``)."""
         self._executor.shutdown(wait=True)

@@ -159,8 +159,10 @@ def run(args: argparse.Namespace) -> int:
     from tedchat.engines import load_context
 
     if args.branch is not None and not (args.continue_ or args.conversation):
-        raise UsageError("--branch N picks a branch of the conversation --continue or"
-                         " --conversation ID continues")
+        raise UsageError(
+            "--branch N picks a branch of the conversation --continue or"
+            " --conversation ID continues"
+        )
     prompt = read_prompt(args.prompt)
     context = load_context(args.config)
     warn_plugin_failures(context)
@@ -235,7 +237,7 @@ async def _ask_with(
             conversation_id = args.conversation
         if conversation_id is not None:
             if args.branch is not None:
-                store.set_active_branch(conversation_id, args.branch)
+                await history.set_active(conversation_id, branch=args.branch)
             previous = conversation_from_store(store.get_conversation(conversation_id))
             system = args.system or previous.system
             pairs = history_pairs(previous.exchanges)

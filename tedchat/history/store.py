@@ -614,7 +614,9 @@ class Store:
     def set_active_branch(self, conversation_id: int, branch: int) -> None:
         """Make branch ``branch`` (1-based, leaves in creation order) the active path;
         :class:`~tedchat.errors.BranchNotFoundError` names the branches there are."""
-        self.set_active(conversation_id, branch_leaf(self.get_conversation(conversation_id), branch))
+        self.set_active(
+            conversation_id, branch_leaf(self.get_conversation(conversation_id), branch)
+        )
 
     # -- internals
 
@@ -678,9 +680,7 @@ def _build_conversation(row: Sequence[Any], rows: Iterable[Sequence[Any]]) -> Co
         for mid, cid, role, content, created, engine, model, follows in tops
     )
     cid, title, created, updated, system, params, active = row
-    return Conversation(
-        cid, title, created, updated, system, json_object(params), messages, active
-    )
+    return Conversation(cid, title, created, updated, system, json_object(params), messages, active)
 
 
 def _title_from(content: str) -> str | None:

@@ -80,11 +80,7 @@ class Tree:
 
     def leaves(self) -> list[int]:
         """Every branch's last node, in creation order: branch N is ``leaves()[N - 1]``."""
-        return [
-            i
-            for i in sorted(self.nodes)
-            if not self._children.get(i) and self._reachable(i)
-        ]
+        return [i for i in sorted(self.nodes) if not self._children.get(i) and self._reachable(i)]
 
     def _reachable(self, node: int) -> bool:
         n = self.nodes[node]
@@ -145,7 +141,9 @@ def path_steps(conv: Conversation, leaf: int | None) -> list[PathStep]:
             steps.append(PathStep(messages[node], None, _place(tree, node), (0, 0)))
         elif node in replies and steps:
             last = steps[-1]
-            steps[-1] = PathStep(last.message, replies[node], last.prompt_branch, _place(tree, node))
+            steps[-1] = PathStep(
+                last.message, replies[node], last.prompt_branch, _place(tree, node)
+            )
     return steps
 
 

@@ -17,7 +17,8 @@ def without_ids(doc: dict) -> str:
     """An export document with its ids (and the ids pointing at them: ``follows``, ``active``)
     made ranks and its export time blanked, for comparing two exports."""
     ids = sorted(
-        [m["id"] for m in doc["messages"]] + [r["id"] for m in doc["messages"] for r in m["replies"]]
+        [m["id"] for m in doc["messages"]]
+        + [r["id"] for m in doc["messages"] for r in m["replies"]]
     )
     rank = {old: i for i, old in enumerate(ids)}
 

@@ -501,17 +501,16 @@ class ChatScreen(Screen[None]):
         if node is None or count <= 1:
             self.notify(f"this {item[1]} has no other versions")
             return
-        store = await self.services.history.open()
-        if store is None:
+        writer = await self.services.history.writer()
+        if writer is None:
             self.notify(self.services.history.unavailable(), severity="warning")
             return
         try:
-            stored = store.get_conversation(conv.id)
-            tree = Tree.of(stored)
-            siblings = tree.siblings(node)
+            stored = writer.store.get_conversation(conv.id)
+            siblings = Tree.of(stored).siblings(node)
             target = siblings[(siblings.index(node) + step) % len(siblings)]
-            store.set_active(conv.id, target)
-            shown = conversation_from_store(store.get_conversation(conv.id))
+            await writer.set_active(conv.id, target)
+            shown = conversation_from_store(writer.store.get_conversation(conv.id))
         except (HistoryError, KeyError, ValueError) as exc:
             self.notify(getattr(exc, "message", str(exc)), severity="error")
             return
