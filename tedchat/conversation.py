@@ -72,7 +72,7 @@ class Exchange:
     branch: tuple[int, int] = (1, 1)
     #: What the prompt is stored after, when it is saved: the end of the active path, a stored
     #: message id (an edit: a new branch), or None (a first prompt).
-    follows: int | None | str = ACTIVE_END
+    follows: int | str | None = ACTIVE_END
 
     @property
     def end_id(self) -> int | None:

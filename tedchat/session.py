@@ -411,7 +411,7 @@ class TurnHistory:
     system: str = ""
     params: GenerationParams = field(default_factory=GenerationParams)
     message_id: int | None = None
-    follows: int | None | str = ACTIVE_END
+    follows: int | str | None = ACTIVE_END
 
     async def save_prompt(self, prompt: str, *, engine: Engine | None = None) -> None:
         """Create the conversation if needed and commit ``prompt``: call it before the request

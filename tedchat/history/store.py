@@ -276,7 +276,7 @@ class Store:
         *,
         engine: str | None = None,
         model: str | None = None,
-        follows: int | None | str = ACTIVE_END,
+        follows: int | str | None = ACTIVE_END,
     ) -> int:
         """Commit a user message (call it before sending the request) and return its id.
         ``engine``/``model`` say where it was addressed, when there is one target.

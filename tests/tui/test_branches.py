@@ -42,7 +42,7 @@ def path(*prompts: str) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for p in prompts[:-1]:
         out += [("user", p), ("assistant", ANSWER)]
-    return out + [("user", prompts[-1])]
+    return [*out, ("user", prompts[-1])]
 
 
 async def select_prompt(pilot: Any, app: Any, index: int) -> None:

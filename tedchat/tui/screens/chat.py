@@ -230,7 +230,7 @@ class ChatScreen(Screen[None]):
         self,
         prompt: str,
         *,
-        follows: int | None | str = ACTIVE_END,
+        follows: int | str | None = ACTIVE_END,
         branch: tuple[int, int] = (1, 1),
     ) -> Exchange:
         """Add ``prompt`` to the conversation and start its answer. ``follows``: the stored
@@ -494,10 +494,10 @@ class ChatScreen(Screen[None]):
         assert item is not None
         exchange = conv.exchanges[item[0]]
         if item[1] == "prompt":
-            node, (index, count) = exchange.message_id, exchange.branch
+            node, count = exchange.message_id, exchange.branch[1]
         else:
             reply = exchange.reply
-            node, (index, count) = (reply.store_id, reply.branch) if reply else (None, (1, 1))
+            node, count = (reply.store_id, reply.branch[1]) if reply else (None, 1)
         if node is None or count <= 1:
             self.notify(f"this {item[1]} has no other versions")
             return
