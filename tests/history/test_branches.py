@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tedchat.conversation import build_messages, conversation_from_store, history_pairs
 from tedchat.errors import BranchNotFoundError, HistoryImportError
 from tedchat.history.records import Conversation, ReplyMetrics
 from tedchat.history.store import Store
@@ -179,3 +180,38 @@ def test_a_tree_that_does_not_hold_together_is_refused(
         with pytest.raises(HistoryImportError, match=error):
             store.import_json(json.dumps({**doc, "messages": messages}))
         assert store.list_conversations() == []
+
+
+def test_the_model_is_sent_the_active_path_with_its_tool_calls(db: Path) -> None:
+    head = [
+        ("system", "be brief"),
+        ("user", "one"),
+        ("assistant", ""),  # the first reply called two tools before its text
+        ("tool", "contents 0"),
+        ("tool", "contents 1"),
+        ("assistant", "ONE"),
+    ]
+    with Store.open(db) as store:
+        cid, ids = branched(store)
+        for active, tail in (
+            (
+                ids["p3"],  # the path through prompt three goes on to its reply
+                [("user", "two"), ("assistant", "TWO"), ("user", "three"), ("assistant", "THREE")],
+            ),
+            (
+                ids["r2c"],
+                [
+                    ("user", "two, edited"),
+                    ("assistant", ""),
+                    ("tool", "contents 0"),
+                    ("assistant", "TWO C"),
+                ],
+            ),
+        ):
+            store.set_active(cid, active)
+            conv = conversation_from_store(store.get_conversation(cid))
+            pairs = history_pairs(conv.exchanges)
+            built = build_messages(conv.system, pairs, "next", 10_000, tools=True)
+            sent = [(m.role, m.content) for m in built.messages]
+            assert sent == [*head, *tail, ("user", "next")]
+            assert [c.id for c in built.messages[2].tool_calls] == ["call_0", "call_1"]
