@@ -82,6 +82,16 @@ class ToolSettings:
     tool_approval: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass
+class AttachmentSettings:
+    """``[attachments]``: files given with ``ask -f`` or ``@path`` in the chat."""
+
+    # One file larger than this is refused (not cut).
+    max_file_bytes: int = 256 * 1024
+    # All the attachments of one message together.
+    max_total_bytes: int = 1024 * 1024
+
+
 #: Keys of a settings section that the file does not set directly.
 _INTERNAL_KEYS = {"tools": ("tool_approval",)}
 
@@ -96,6 +106,7 @@ class Settings:
     plugins: PluginSettings = field(default_factory=PluginSettings)
     history: HistorySettings = field(default_factory=HistorySettings)
     tools: ToolSettings = field(default_factory=ToolSettings)
+    attachments: AttachmentSettings = field(default_factory=AttachmentSettings)
     keymap: dict[str, str] = field(default_factory=dict)
     engines: dict[str, dict[str, Any]] = field(default_factory=dict)
     # [mcp.NAME] tables, checked by tedchat.tools.mcp when a server is used.
@@ -372,7 +383,7 @@ _NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a s
 def to_toml(settings: Settings, engines: Mapping[str, Mapping[str, Any]]) -> str:
     """The effective settings as TOML (secrets redacted), for ``tedchat config show``."""
     lines = [f"default_engine = {_toml_value(settings.default_engine)}", ""]
-    for section in ("runtime", "ui", "plugins", "history", "tools"):
+    for section in ("runtime", "ui", "plugins", "history", "tools", "attachments"):
         lines.append(f"[{section}]")
         for f in dataclasses.fields(getattr(settings, section)):
             if f.name in _INTERNAL_KEYS.get(section, ()):

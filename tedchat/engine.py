@@ -65,18 +65,29 @@ class ToolSpec:
 
 
 @dataclass(frozen=True)
+class ImagePart:
+    """An image attached to a user message: its bytes and MIME type (``image/png``, ...)."""
+
+    mime: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
 class Message:
     """One message of a conversation.
 
     An assistant message may carry the ``tool_calls`` it made (its ``content`` is then the text
     written before them, often empty); a ``tool`` message is one call's result, ``tool_call_id``
-    naming the call. Engines that do not declare ``tools`` never receive either.
+    naming the call. Engines that do not declare ``tools`` never receive either. A user message
+    may carry ``images`` after its text; engines that do not declare ``vision`` never receive
+    any (attached text files are part of ``content``).
     """
 
     role: Role
     content: str
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
+    images: tuple[ImagePart, ...] = ()
 
 
 DEFAULT_TEMPERATURE = 0.7
@@ -244,6 +255,7 @@ class Capabilities:
     #: The engine reads ``GenerationParams.tools`` / ``tool_choice`` and ``Message.tool_calls``
     #: / ``tool`` messages, and streams :class:`ToolCallDelta` events.
     tools: bool = False
+    #: The engine reads ``Message.images`` (user messages only).
     vision: bool = False
     #: :class:`Recorder`: ``record()`` computes a whole answer with each event's own time
     #: (an emulated clock), used for replays.

@@ -32,6 +32,7 @@ its query, after the endpoint's path.
 from __future__ import annotations
 
 import asyncio
+import base64
 import codecs
 import email.utils
 import ipaddress
@@ -173,7 +174,23 @@ def message_json(message: Message) -> dict[str, Any]:
                 for call in message.tool_calls
             ],
         }
+    if message.images:
+        return {"role": message.role, "content": content_parts(message)}
     return {"role": message.role, "content": message.content}
+
+
+def content_parts(message: Message) -> list[dict[str, Any]]:
+    """A message with images as OpenAI content parts: its text, then each image as an
+    ``image_url`` data URL."""
+    parts: list[dict[str, Any]] = []
+    if message.content:
+        parts.append({"type": "text", "text": message.content})
+    for image in message.images:
+        encoded = base64.b64encode(image.data).decode("ascii")
+        parts.append(
+            {"type": "image_url", "image_url": {"url": f"data:{image.mime};base64,{encoded}"}}
+        )
+    return parts
 
 
 def tool_json(tool: ToolSpec) -> dict[str, Any]:
@@ -224,7 +241,9 @@ class HttpEngine:
         self._model_id: str | None = settings["model"] or None
         self.model = model_display(self._model_id) if self._model_id else "(server default)"
         # The server's context window is not part of the OpenAI API: unknown here.
-        self.capabilities = Capabilities(list_models=True, tools=True)
+        self.capabilities = Capabilities(
+            list_models=True, tools=True, vision=bool(settings.get("vision", False))
+        )
         self._discovery_tried = False
         self._include_usage = True  # cleared when the server rejects stream_options
         self._client: httpx.AsyncClient | None = None

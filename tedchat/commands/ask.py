@@ -11,6 +11,7 @@ from tedchat.commands.history import add_history_option
 from tedchat.errors import EXIT_CANCELLED, EXIT_ENGINE, HistoryError, UsageError
 
 if TYPE_CHECKING:
+    from tedchat.attachments import Attachment
     from tedchat.session import HistoryWriter
     from tedchat.tools.setup import OpenTools
 
@@ -18,6 +19,14 @@ DESCRIPTION = """\
 Ask one question and stream the answer to stdout; one metrics line (TTFT, output tokens/s,
 tokens) goes to stderr. The prompt is the argument; text piped on stdin is appended to it
 (git diff | tedchat ask "review this"); with no argument the prompt is stdin.
+
+Attachments: -f PATH (repeatable) attaches a file, a glob ('src/*.py', quoted) or a folder
+(recursed, skipping hidden, .gitignored and binary files); -f - attaches stdin. Text goes to
+the model as fenced blocks named by path; images (PNG, JPEG, GIF, WebP) only to engines that
+declare vision (http engines: vision = true). Each file's size and estimated tokens go to
+stderr before sending; a binary file named directly, one over [attachments] max_file_bytes,
+all over max_total_bytes, or an image for an engine without vision is refused (exit 2) before
+anything is sent or saved.
 
 Tools: an engine that supports them (http, llamacpp) is offered the tools of [tools] sources
 (built-in file tools and shell, plugins, MCP servers); --mcp and --tools choose others. A call
@@ -37,6 +46,15 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("prompt", nargs="?", help="the prompt (stdin is appended, or used alone)")
+    p.add_argument(
+        "-f",
+        "--file",
+        dest="files",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="attach a file, glob or folder (repeatable); - attaches stdin",
+    )
     add_generation_options(p)
     p.add_argument(
         "--json",
@@ -163,11 +181,20 @@ def run(args: argparse.Namespace) -> int:
             "--branch N picks a branch of the conversation --continue or"
             " --conversation ID continues"
         )
-    prompt = read_prompt(args.prompt)
+    files = list(getattr(args, "files", None) or [])
+    if "-" in files:
+        if args.prompt is None:
+            raise UsageError("-f - attaches stdin: give the prompt as an argument")
+        if sys.stdin is None or sys.stdin.isatty():
+            raise UsageError("-f - attaches stdin, but nothing is piped in")
+        prompt = args.prompt
+    else:
+        prompt = read_prompt(args.prompt)
     context = load_context(args.config)
     warn_plugin_failures(context)
     name = args.engine or context.settings.default_engine
     engine = context.engines.get(name)
+    attachments = read_attachments(files, engine, context.settings)
     history = None
     if not args.no_history and context.settings.history.enabled:
         from tedchat.history.files import open_history
@@ -180,12 +207,32 @@ def run(args: argparse.Namespace) -> int:
     elif args.continue_ or args.conversation:
         raise UsageError("--continue and --conversation need the history, which is turned off")
     try:
-        return asyncio.run(_ask(engine, prompt, args, history, context))
+        return asyncio.run(_ask(engine, prompt, args, history, context, attachments))
     except KeyboardInterrupt:
         return EXIT_CANCELLED
     finally:
         if history is not None:
             history.close()
+
+
+def read_attachments(files: list[str], engine: Any, settings: Any) -> list[Attachment]:
+    """The attachments ``-f`` names, checked against the caps and the engine, each described
+    on stderr (size, estimated tokens); refusals raise before anything is sent."""
+    if not files:
+        return []
+    from tedchat.attachments import Limits, check_engine, collect, describe, human_size
+    from tedchat.conversation import attachment_tokens
+    from tedchat.engine import capabilities_of
+
+    attachments = collect(files, limits=Limits.from_settings(settings))
+    check_engine(engine.name, attachments, vision=capabilities_of(engine).vision)
+    tokens = [attachment_tokens(a) for a in attachments]
+    for attachment, count in zip(attachments, tokens, strict=True):
+        print(f"attached {describe(attachment, count)}", file=sys.stderr)
+    if len(attachments) > 1:
+        total = human_size(sum(a.size for a in attachments))
+        print(f"attached {len(attachments)} files, {total}, ~{sum(tokens)} tokens", file=sys.stderr)
+    return attachments
 
 
 async def _ask(
@@ -194,12 +241,13 @@ async def _ask(
     args: argparse.Namespace,
     history: HistoryWriter | None,
     context: Any,
+    attachments: list[Attachment] | None = None,
 ) -> int:
     """The question's turn. MCP servers start first and come up while the engine loads; the
     prompt is saved before anything is sent."""
     tools = _open_tools(engine, args, context)
     try:
-        return await _ask_with(engine, prompt, args, history, context, tools)
+        return await _ask_with(engine, prompt, args, history, context, tools, attachments or [])
     finally:
         if tools is not None:
             await tools.aclose()
@@ -212,9 +260,11 @@ async def _ask_with(
     history: HistoryWriter | None,
     context: Any,
     tools: OpenTools | None,
+    attachments: list[Attachment],
 ) -> int:
     import asyncio
 
+    from tedchat.attachments import user_message
     from tedchat.conversation import (
         build_messages,
         context_budget,
@@ -241,13 +291,22 @@ async def _ask_with(
             previous = conversation_from_store(store.get_conversation(conversation_id))
             system = args.system or previous.system
             pairs = history_pairs(previous.exchanges)
+            images = sum(a.kind == "image" for ex in previous.exchanges for a in ex.attachments)
+            if images and not capabilities_of(engine).vision:
+                print(
+                    f"note: {engine.name} does not take images: the conversation's {images} "
+                    "image(s) are left out",
+                    file=sys.stderr,
+                )
     context_tokens, _ = engine_context_tokens(engine, default=8192)
+    caps = capabilities_of(engine)
     built = build_messages(
         system,
         pairs,
-        prompt,
+        user_message(prompt, attachments, vision=caps.vision),
         context_budget(context_tokens, params.max_tokens),
-        tools=capabilities_of(engine).tools,
+        tools=caps.tools,
+        vision=caps.vision,
     )
     if built.dropped_exchanges:
         print(
@@ -257,7 +316,8 @@ async def _ask_with(
         )
     record = TurnHistory(history, conversation_id, system=args.system or "", params=params)
     try:
-        await record.save_prompt(prompt, engine=engine)  # before it is sent: nothing typed is lost
+        # before it is sent: nothing typed (or attached) is lost
+        await record.save_prompt(prompt, engine=engine, attachments=attachments)
     except HistoryError as exc:
         _history_not_saved(exc)  # the question is still worth an answer
     await engine.load()

@@ -2,15 +2,20 @@
 
 The JSON export (format ``tedchat-conversation``, :data:`EXPORT_VERSION`) carries everything
 :meth:`tedchat.history.store.Store.import_json` needs to bring a conversation back under new
-ids: settings, messages, replies with their finish reasons, metrics and tool calls, and the
-tree (version 2: each message's ``follows``, the exported id of the message it was sent after,
-and the conversation's ``active`` message; a version 1 export is one branch, as it was shown).
+ids: settings, messages, replies with their finish reasons, metrics and tool calls,
+attachments (version 2: each message lists its files, name, kind, MIME type and SHA-256, and
+the document's ``attachments`` table holds each content once, base64 under its hash) and the
+tree (version 3: each message's ``follows``, the exported id of the message it was sent after,
+and the conversation's ``active`` message; an older export is one branch, as it was shown).
 The Markdown export is for reading only: one path through the tree (the active one unless
 another leaf is asked for), its branches marked.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import json
 import math
 from collections.abc import Mapping
@@ -20,17 +25,22 @@ from typing import Any
 
 from tedchat.engine import FINISH_REASONS
 from tedchat.errors import HistoryImportError
-from tedchat.history.records import Conversation, Reply, compact_json
+from tedchat.history.records import Conversation, Reply, StoredAttachment, compact_json
 from tedchat.history.schema import SCHEMA_VERSION
 from tedchat.history.tree import Tree, path_steps
 from tedchat.tools.base import ToolCallRecord, reply_steps
 
 EXPORT_FORMAT = "tedchat-conversation"
-EXPORT_VERSION = 2
+EXPORT_VERSION = 3
 
 
 def to_json(conv: Conversation, exported: float) -> str:
     """``conv`` as JSON text with everything needed to import it again (``exported``: when)."""
+    contents = {
+        a.sha256: base64.b64encode(a.data).decode("ascii")
+        for msg in conv.messages
+        for a in msg.attachments
+    }
     doc = {
         "format": EXPORT_FORMAT,
         "version": EXPORT_VERSION,
@@ -54,6 +64,10 @@ def to_json(conv: Conversation, exported: float) -> str:
                 "model": msg.model,
                 "created": msg.created,
                 "follows": msg.follows_id,
+                "attachments": [
+                    {"name": a.name, "kind": a.kind, "mime": a.mime, "sha256": a.sha256}
+                    for a in msg.attachments
+                ],
                 "replies": [
                     {
                         "id": rep.id,
@@ -70,6 +84,7 @@ def to_json(conv: Conversation, exported: float) -> str:
             }
             for msg in conv.messages
         ],
+        "attachments": contents,
     }
     return json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
 
@@ -106,6 +121,9 @@ def to_markdown(conv: Conversation, leaf: int | None = None) -> str:
         heading = f"## {msg.role.capitalize()} · {_fmt_time(msg.created)}"
         heading += f" · to {target}" if target else ""
         out += [heading + _place(step.prompt_branch, "prompt "), "", msg.content, ""]
+        out += [f"*attached:* {attachment_label(a)}  " for a in msg.attachments]
+        if msg.attachments:
+            out.append("")
         rep = step.reply
         if rep is None:
             continue
@@ -138,11 +156,11 @@ class TreeRow:
 
 def tree_rows(doc: Mapping[str, Any]) -> list[TreeRow]:
     """The rows of a parsed export in the order to write them (exported ids ascending, so
-    the new ids keep the old order and branch numbers), keyed by exported id. A version 1
+    the new ids keep the old order and branch numbers), keyed by exported id. A version 1 or 2
     export (no tree) is one branch: each prompt follows the newest reply of the one before.
     :class:`~tedchat.errors.HistoryImportError` for a tree that does not hold together."""
     messages: list[Mapping[str, Any]] = list(doc["messages"])
-    if doc.get("version", 1) < 2:
+    if doc.get("version", 1) < 3:  # before the tree
         rows: list[TreeRow] = []
         previous: object | None = None
         for i, msg in enumerate(messages):
@@ -180,8 +198,58 @@ def tree_rows(doc: Mapping[str, Any]) -> list[TreeRow]:
 def _export_id(item: Mapping[str, Any], where: str) -> int:
     value = item.get("id")
     if isinstance(value, bool) or not isinstance(value, int):
-        raise HistoryImportError(f"conversation export: {where} has no id (version 2 needs one)")
+        raise HistoryImportError(f"conversation export: {where} has no id (version 3 needs one)")
     return value
+
+
+def attachment_label(a: StoredAttachment) -> str:
+    """``src/x.py (text, 1.2 KB)``: how history shows an attachment."""
+    size = a.size
+    shown = f"{size} B" if size < 1024 else f"{size / 1024:.1f} KB"
+    if size >= 1024 * 1024:
+        shown = f"{size / (1024 * 1024):.1f} MB"
+    return f"`{a.name}` ({a.kind}, {shown})"
+
+
+def message_attachments(doc: Mapping[str, Any], msg: Mapping[str, Any]) -> list[StoredAttachment]:
+    """The attachments of an exported message (a document checked by :func:`parse`)."""
+    contents = doc.get("attachments") or {}
+    return [
+        StoredAttachment(
+            a["name"], a["kind"], a["mime"], base64.b64decode(contents[a["sha256"]]), a["sha256"]
+        )
+        for a in msg.get("attachments") or ()
+    ]
+
+
+def _check_attachments(data: Mapping[str, Any], messages: list[Any]) -> None:
+    contents = data.get("attachments") or {}
+    if not isinstance(contents, Mapping):
+        raise HistoryImportError("conversation export: 'attachments' is not a table")
+    for i, msg in enumerate(messages):
+        for k, a in enumerate(msg.get("attachments") or ()):
+            where = f"attachment {k} of message {i}"
+            if not isinstance(a, Mapping) or not all(
+                isinstance(a.get(key), str) for key in ("name", "kind", "mime", "sha256")
+            ):
+                raise HistoryImportError(
+                    f"conversation export: {where} needs name, kind, mime and sha256"
+                )
+            if a["kind"] not in ("text", "image"):
+                raise HistoryImportError(f"conversation export: {where} has kind {a['kind']!r}")
+            encoded = contents.get(a["sha256"])
+            if not isinstance(encoded, str):
+                raise HistoryImportError(f"conversation export: {where} has no content")
+            try:
+                raw = base64.b64decode(encoded, validate=True)
+            except (binascii.Error, ValueError):
+                raise HistoryImportError(
+                    f"conversation export: the content of {where} is not base64"
+                ) from None
+            if hashlib.sha256(raw).hexdigest() != a["sha256"]:
+                raise HistoryImportError(
+                    f"conversation export: the content of {where} does not match its sha256"
+                )
 
 
 def parse(data: str | bytes | Mapping[str, Any]) -> dict[str, Any]:
@@ -231,6 +299,7 @@ def parse(data: str | bytes | Mapping[str, Any]) -> dict[str, Any]:
                 if not isinstance(call, Mapping):
                     raise HistoryImportError(f"conversation export: {where} is not a table")
                 _check_fields(where, call, _TOOL_CALL_FIELDS)
+    _check_attachments(data, messages)
     return dict(data)
 
 
@@ -251,6 +320,7 @@ _MESSAGE_FIELDS = {
     "created": _NUMBER,
     "replies": _LIST,
     "follows": _COUNT,
+    "attachments": _LIST,
 }
 _REPLY_FIELDS = {
     "engine": _TEXT,

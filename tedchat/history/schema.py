@@ -16,10 +16,12 @@ Schema versions
 ``PRAGMA user_version`` holds the schema version; :data:`MIGRATIONS` lists the forward steps
 (v1: the basic tables; v2: reply metrics, the writer liveness columns and the search index,
 backfilled from existing rows; v3: a reply's tool calls, a JSON list in ``tool_calls`` in the
-shape of :meth:`tedchat.tools.base.ToolCallRecord.as_dict`; v4: the message tree, a user
-message's ``follows_id`` (the message it was sent after) and a conversation's ``active_id``,
-backfilled so an old conversation is one branch through the newest reply of each prompt, as
-it was shown). Opening a store runs the missing steps in one transaction.
+shape of :meth:`tedchat.tools.base.ToolCallRecord.as_dict`; v4: attachments, stored once by
+content hash in ``attachments`` and linked to user messages by ``message_attachments``; v5: the
+message tree, a user message's ``follows_id`` (the message it was sent after) and a
+conversation's ``active_id``, backfilled so an old conversation is one branch through the
+newest reply of each prompt, as it was shown). Opening a store runs the missing steps in one
+transaction.
 """
 
 from __future__ import annotations
@@ -133,6 +135,27 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, ("ALTER TABLE messages ADD COLUMN tool_calls TEXT",)),
     Migration(
         4,
+        (
+            # One row per content, however many messages attach it.
+            """CREATE TABLE attachments (
+                sha256 TEXT PRIMARY KEY,
+                kind TEXT NOT NULL,
+                mime TEXT NOT NULL,
+                size INTEGER NOT NULL,
+                data BLOB NOT NULL
+            )""",
+            """CREATE TABLE message_attachments (
+                message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+                position INTEGER NOT NULL,
+                sha256 TEXT NOT NULL REFERENCES attachments(sha256),
+                name TEXT NOT NULL,
+                PRIMARY KEY (message_id, position)
+            )""",
+            "CREATE INDEX message_attachments_by_hash ON message_attachments(sha256)",
+        ),
+    ),
+    Migration(
+        5,
         (
             "ALTER TABLE messages ADD COLUMN follows_id INTEGER"
             " REFERENCES messages(id) ON DELETE CASCADE",

@@ -308,6 +308,11 @@ class TedchatApp(App[int]):
             chat.action_branch_next,
         )
         yield SystemCommand(
+            "Attach files",
+            "Attach a file, glob or folder to the next prompt (Ctrl+F; or type @path)",
+            chat.action_attach,
+        )
+        yield SystemCommand(
             "Copy reply", "Copy the last reply to the clipboard (F8)", chat.action_copy_reply
         )
         yield SystemCommand(

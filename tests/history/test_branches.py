@@ -11,10 +11,14 @@ import pytest
 
 from tedchat.conversation import build_messages, conversation_from_store, history_pairs
 from tedchat.errors import BranchNotFoundError, HistoryImportError
-from tedchat.history.records import Conversation, ReplyMetrics
+from tedchat.history.export import EXPORT_VERSION
+from tedchat.history.records import Conversation, ReplyMetrics, StoredAttachment
 from tedchat.history.store import Store
 from tedchat.history.tree import Tree, active_path, branch_leaf, path_steps
 from tedchat.tools.base import ToolCallRecord
+
+NOTES = StoredAttachment("notes.md", "text", "text/markdown", "# ノート\n".encode())
+PIXEL = StoredAttachment("dot.png", "image", "image/png", b"\x89PNG\r\n\x1a\n" + bytes(range(40)))
 
 
 def answer(store: Store, cid: int, mid: int, text: str, calls: int = 0) -> int:
@@ -48,7 +52,9 @@ def branched(store: Store) -> tuple[int, dict[str, int]]:
     ids["r2"] = answer(store, cid, ids["p2"], "TWO")
     ids["p3"] = store.add_user_message(cid, "three")
     ids["r3"] = answer(store, cid, ids["p3"], "THREE")
-    ids["p2b"] = store.add_user_message(cid, "two, edited", follows=ids["r1"])
+    ids["p2b"] = store.add_user_message(
+        cid, "two, edited", follows=ids["r1"], attachments=[NOTES, PIXEL]
+    )
     ids["r2b"] = answer(store, cid, ids["p2b"], "TWO B")
     ids["r2c"] = answer(store, cid, ids["p2b"], "TWO C", calls=1)
     return cid, ids
@@ -109,6 +115,7 @@ def tree_shape(conv: Conversation) -> Any:
             m = messages[i]
             body: dict[str, Any] = {
                 "prompt": (m.role, m.content, m.engine, m.model, m.created),
+                "attachments": [(a.name, a.kind, a.mime, a.data, a.sha256) for a in m.attachments],
             }
         else:
             r = replies[i]
@@ -133,7 +140,9 @@ def test_export_import_of_a_branched_conversation_is_lossless(db: Path) -> None:
         new_id = store.import_json(store.export_json(cid))
         new = store.get_conversation(new_id)
         assert tree_shape(new) == tree_shape(old)
-        assert json.dumps(tree_shape(old)).count('"tool_calls": [{') == 2  # calls were compared
+        shape = repr(tree_shape(old))
+        assert shape.count("'tool_calls': [{") == 2  # calls were compared
+        assert "dot.png" in shape and "notes.md" in shape  # and attachments
         assert Tree.of(new).leaves() and len(Tree.of(new).leaves()) == len(Tree.of(old).leaves())
         assert texts(new) == texts(old)
         # Branch numbers survive the round trip.
@@ -175,7 +184,7 @@ def test_a_version_1_export_imports_as_one_branch(db: Path) -> None:
 def test_a_tree_that_does_not_hold_together_is_refused(
     db: Path, messages: list[dict[str, Any]], error: str
 ) -> None:
-    doc = {"format": "tedchat-conversation", "version": 2, "conversation": {}}
+    doc = {"format": "tedchat-conversation", "version": EXPORT_VERSION, "conversation": {}}
     with Store.open(db) as store:
         with pytest.raises(HistoryImportError, match=error):
             store.import_json(json.dumps({**doc, "messages": messages}))
@@ -212,6 +221,7 @@ def test_the_model_is_sent_the_active_path_with_its_tool_calls(db: Path) -> None
             conv = conversation_from_store(store.get_conversation(cid))
             pairs = history_pairs(conv.exchanges)
             built = build_messages(conv.system, pairs, "next", 10_000, tools=True)
-            sent = [(m.role, m.content) for m in built.messages]
+            # (the edited prompt's attachments follow its first line)
+            sent = [(m.role, m.content.split("\n")[0]) for m in built.messages]
             assert sent == [*head, *tail, ("user", "next")]
             assert [c.id for c in built.messages[2].tool_calls] == ["call_0", "call_1"]

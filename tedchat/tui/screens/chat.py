@@ -19,6 +19,11 @@
   sibling; Alt+←/→ step the selected (or last) message to its previous/next sibling, and the
   conversation below follows that branch. Messages with siblings show ``‹ 2/3 ›``. What is
   shown is the active path, and it is what the model is sent.
+- Attachments: ``@path`` in the prompt completes paths under the workspace (Tab takes the first)
+  and attaches when picked from completion or naming an existing file there; Ctrl+F (the attach
+  command) adds a file, glob or folder. Chips above the prompt show each with its size and
+  estimated tokens before sending; a refusal (binary, too large, an image for an engine
+  without vision) is one notification and the prompt keeps its text.
 """
 
 from __future__ import annotations
@@ -37,10 +42,19 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 from textual.worker import Worker, WorkerCancelled, WorkerFailed
 
+from tedchat.attachments import (
+    Attachment,
+    Limits,
+    check_engine,
+    collect,
+    mentions,
+    user_message,
+)
 from tedchat.conversation import (
     ChatConversation,
     Exchange,
     ReplyRecord,
+    attachment_tokens,
     build_messages,
     context_budget,
     conversation_from_store,
@@ -48,17 +62,25 @@ from tedchat.conversation import (
     history_pairs,
 )
 from tedchat.engine import Engine, as_floorplan, capabilities_of
-from tedchat.errors import EngineError, HistoryError, TedchatError
+from tedchat.errors import AttachmentError, EngineError, HistoryError, TedchatError
 from tedchat.history.tree import ACTIVE_END, Tree
 from tedchat.session import Turn, TurnHistory
+from tedchat.tools.workspace import workspace_root
 from tedchat.tui.live import FrameClock, stream_answer
 from tedchat.tui.loader import LoadState
 from tedchat.tui.screens.compare import CompareScreen
 from tedchat.tui.screens.floorplan import FloorplanScreen
 from tedchat.tui.screens.history import HistoryChoice, HistoryScreen
 from tedchat.tui.screens.params import ParamsScreen
-from tedchat.tui.screens.pickers import CodeBlockPicker, ComparePicker, EnginePicker
+from tedchat.tui.screens.pickers import CodeBlockPicker, ComparePicker, EnginePicker, TextPrompt
 from tedchat.tui.services import Services
+from tedchat.tui.widgets.attachments import (
+    AttachmentChips,
+    Chip,
+    ChipInfo,
+    CompletionList,
+    PathSuggester,
+)
 from tedchat.tui.widgets.messages import Notice, ReplyView, UserMessage, code_blocks
 from tedchat.tui.widgets.prompt import PromptInput
 from tedchat.tui.widgets.status_bar import StatusLine
@@ -98,6 +120,7 @@ class ChatScreen(Screen[None]):
         Binding("f10", "floorplan", "Floorplan", id="floorplan", show=False),
         Binding("f12", "compare", "Compare engines", id="compare", show=False),
         Binding("ctrl+t", "toggle_tools", "Expand tool calls", id="toggle-tools", show=False),
+        Binding("ctrl+f", "attach", "Attach", id="attach", show=False),
     ]
 
     def __init__(self, services: Services, engine_name: str) -> None:
@@ -113,6 +136,11 @@ class ChatScreen(Screen[None]):
         self._chosen_reply: ReplyView | None = None  # clicked: what F8 / F9 copy
         self.frame_clock = FrameClock(self)
         self._unsubscribe: Callable[[], None] | None = None
+        #: Files the attach command added for the next prompt.
+        self.attached: list[Attachment] = []
+        self._mention_cache: dict[str, list[Attachment]] = {}
+        self.workspace = workspace_root(services.settings.tools.workspace)
+        self.limits = Limits.from_settings(services.settings)
 
     # --- layout ------------------------------------------------------------------------------
 
@@ -121,6 +149,8 @@ class ChatScreen(Screen[None]):
         with VerticalScroll(id="log"):
             yield Static(Text(WELCOME), id="welcome")
         yield StatusLine()
+        yield CompletionList(id="completions")
+        yield AttachmentChips(id="chips")
         yield PromptInput(id="prompt")
         yield Footer()
 
@@ -131,7 +161,9 @@ class ChatScreen(Screen[None]):
         self.query_one("#log", VerticalScroll).anchor()
         self._unsubscribe = services.loader.subscribe(self._load_changed)
         self._show_engine()
-        self.query_one(PromptInput).focus()
+        prompt = self.query_one(PromptInput)
+        prompt.mention_root = self.workspace
+        prompt.focus()
         self._update_title()
 
     def on_unmount(self) -> None:
@@ -204,14 +236,24 @@ class ChatScreen(Screen[None]):
             event.prompt.set_text(event.text)
             self.notify("an answer is still streaming: Esc stops it", severity="warning")
             return
+        try:
+            attachments = self._attachments_for(event.text, event.picked)
+        except AttachmentError as exc:
+            event.prompt.set_text(event.text)
+            event.prompt.picked.update(event.picked)
+            self.notify(exc.message, severity="error")
+            return
+        self.attached = []
+        self._mention_cache.clear()
+        self._show_chips([])
         edited = self._editing
         if edited is not None:
             self._editing = None
-            self._resend(edited, event.text)
+            self._resend(edited, event.text, attachments)
             return
-        self.send(event.text)
+        self.send(event.text, attachments)
 
-    def _resend(self, edited: Exchange, prompt: str) -> None:
+    def _resend(self, edited: Exchange, prompt: str, attachments: list[Attachment]) -> None:
         """Send an edited prompt as a new branch at ``edited``'s point: the exchanges from
         there on leave the view (the history keeps them as another branch)."""
         exchanges = self.conversation.exchanges
@@ -222,27 +264,30 @@ class ChatScreen(Screen[None]):
             self._drop_exchange(later)
         branch = (edited.branch[1] + 1, edited.branch[1] + 1) if stored else (1, 1)
         if index > 0 and follows is None:  # the point is not stored: continue as before
-            self.send(prompt)
+            self.send(prompt, attachments)
             return
-        self.send(prompt, follows=follows, branch=branch)
+        self.send(prompt, attachments, follows=follows, branch=branch)
 
     def send(
         self,
         prompt: str,
+        attachments: list[Attachment] | None = None,
         *,
         follows: int | str | None = ACTIVE_END,
         branch: tuple[int, int] = (1, 1),
     ) -> Exchange:
-        """Add ``prompt`` to the conversation and start its answer. ``follows``: the stored
-        message it is sent after (by default the end of what is shown; an edited prompt
-        names its point, making a new branch)."""
+        """Add ``prompt`` (with its attachments) to the conversation and start its answer.
+        ``follows``: the stored message it is sent after (by default the end of what is shown;
+        an edited prompt names its point, making a new branch)."""
         if follows == ACTIVE_END and self.conversation.exchanges:
             end = self.conversation.exchanges[-1].end_id
             follows = end if end is not None else ACTIVE_END
-        exchange = Exchange(prompt, branch=branch, follows=follows)
+        exchange = Exchange(
+            prompt, attachments=tuple(attachments or ()), branch=branch, follows=follows
+        )
         self._select(None)
         self.conversation.exchanges.append(exchange)
-        user = UserMessage(prompt, branch)
+        user = UserMessage(prompt, exchange.attachments, branch)
         self._mount_in_log(user)
         self._views[id(exchange)] = (user, None)
         self._start_answer(exchange)
@@ -300,7 +345,9 @@ class ChatScreen(Screen[None]):
             follows=exchange.follows,
         )
         try:
-            await history.save_prompt(exchange.prompt, engine=engine)
+            await history.save_prompt(
+                exchange.prompt, engine=engine, attachments=exchange.attachments
+            )
         except HistoryError as exc:
             services.history.failed(exc)
             history.writer = None
@@ -316,13 +363,15 @@ class ChatScreen(Screen[None]):
             return
         index = conv.exchanges.index(exchange) if exchange in conv.exchanges else 0
         context, known = engine_context_tokens(engine, services.settings.ui.context_tokens)
-        takes_tools = capabilities_of(engine).tools
+        caps = capabilities_of(engine)
+        takes_tools = caps.tools
         built = build_messages(
             conv.system,
             history_pairs(conv.exchanges[:index]),
-            exchange.prompt,
+            user_message(exchange.prompt, exchange.attachments, vision=caps.vision),
             context_budget(context, conv.params.max_tokens),
             tools=takes_tools,
+            vision=caps.vision,
         )
         if built.dropped_exchanges:
             self._context_notice(built.dropped_exchanges, context, known, engine.name, view)
@@ -377,6 +426,105 @@ class ChatScreen(Screen[None]):
         )
         self.log_view.mount(Notice(text), before=view)
 
+    # --- attachments -------------------------------------------------------------------------
+
+    def _attachments_for(self, text: str, picked: frozenset[str] | set[str]) -> list[Attachment]:
+        """What the prompt ``text`` carries: the attach command's files, then its ``@paths``;
+        checked against the caps and the engine (raises :class:`AttachmentError`)."""
+        named = mentions(text, self.workspace, picked)
+        found = collect(named, limits=self.limits, cwd=self.workspace) if named else []
+        have = {a.name for a in self.attached}
+        attachments = [*self.attached, *(a for a in found if a.name not in have)]
+        total = sum(a.size for a in attachments)
+        if total > self.limits.max_total_bytes:
+            raise AttachmentError(
+                f"attachments total {total:,} bytes, over [attachments] max_total_bytes"
+            )
+        if attachments:
+            try:
+                engine = self.services.loader.engine(self.engine_name)
+            except TedchatError:
+                return attachments  # the send itself says what is wrong with the engine
+            check_engine(engine.name, attachments, vision=capabilities_of(engine).vision)
+        return attachments
+
+    @on(PromptInput.CompletionsChanged)
+    def _completions_changed(self, event: PromptInput.CompletionsChanged) -> None:
+        self.query_one(CompletionList).show(event.candidates)
+
+    @on(CompletionList.OptionSelected)
+    def _completion_chosen(self, event: CompletionList.OptionSelected) -> None:
+        prompt = self.query_one(PromptInput)
+        prompt.focus()
+        prompt.accept_completion(str(event.option.id))
+
+    @on(PromptInput.Changed)
+    def _prompt_changed(self, event: PromptInput.Changed) -> None:
+        self._refresh_chips()
+
+    def _refresh_chips(self) -> None:
+        prompt = self.query_one(PromptInput)
+        chips = [self._chip(a, removable=True) for a in self.attached]
+        have = {a.name for a in self.attached}
+        for name in mentions(prompt.text, self.workspace, prompt.picked):
+            if name in have:
+                continue
+            found = self._mention_cache.get(name)
+            if found is None:
+                try:
+                    found = collect([name], limits=self.limits, cwd=self.workspace)
+                except AttachmentError:
+                    found = []  # said when sending
+                # Read once per draft, not at every key: sending reads the files again.
+                self._mention_cache[name] = found
+            chips += [self._chip(a, removable=False) for a in found if a.name not in have]
+            have.update(a.name for a in found)
+        self._show_chips(chips)
+
+    def _show_chips(self, chips: list[ChipInfo]) -> None:
+        self.query_one(AttachmentChips).show(chips)
+
+    @staticmethod
+    def _chip(attachment: Attachment, *, removable: bool) -> ChipInfo:
+        return ChipInfo(
+            attachment.name,
+            attachment.kind,
+            attachment.size,
+            attachment_tokens(attachment),
+            removable,
+        )
+
+    @on(Chip.Removed)
+    def _chip_removed(self, event: Chip.Removed) -> None:
+        self.attached = [a for a in self.attached if a.name != event.name]
+        self._refresh_chips()
+
+    def action_attach(self) -> None:
+        self.app.push_screen(
+            TextPrompt(
+                "Attach a file, glob or folder",
+                placeholder="src/*.py",
+                suggester=PathSuggester(self.workspace),
+                hint=f"under {self.workspace} · → takes the suggestion · Enter attaches · "
+                "Esc closes",
+            ),
+            self.attach,
+        )
+
+    def attach(self, spec: str | None) -> None:
+        """Add the files ``spec`` names to the next prompt (a notification if refused)."""
+        if not spec or not spec.strip():
+            return
+        try:
+            found = collect([spec.strip()], limits=self.limits, cwd=self.workspace)
+        except AttachmentError as exc:
+            self.notify(exc.message, severity="error")
+            return
+        have = {a.name for a in self.attached}
+        self.attached += [a for a in found if a.name not in have]
+        self._refresh_chips()
+        self.query_one(PromptInput).focus()
+
     # --- actions -----------------------------------------------------------------------------
 
     def action_cancel(self) -> None:
@@ -386,6 +534,8 @@ class ChatScreen(Screen[None]):
         if self._editing is not None:
             self._editing = None
             self.query_one(PromptInput).set_text("")
+            self.attached = []
+            self._refresh_chips()
             self.notify("edit abandoned: the conversation is unchanged")
             self.refresh_bindings()
 
@@ -415,7 +565,12 @@ class ChatScreen(Screen[None]):
             return
         index = self._cursor[0] if self._cursor is not None else len(exchanges) - 1
         self._editing = exchanges[index]
-        self.query_one(PromptInput).set_text(self._editing.prompt)
+        box = self.query_one(PromptInput)
+        box.set_text(self._editing.prompt)
+        # Its attachments come back as chips (those its @paths name come back with the text).
+        named = set(mentions(self._editing.prompt, self.workspace))
+        self.attached = [a for a in self._editing.attachments if a.name not in named]
+        self._refresh_chips()
         which = "the last prompt" if index == len(exchanges) - 1 else f"prompt {index + 1}"
         self.notify(
             f"editing {which}: Enter sends it as a new branch from there (Alt+←/→ steps back)"
@@ -685,7 +840,7 @@ class ChatScreen(Screen[None]):
         await log.remove_children()
         widgets: list[Any] = []
         for exchange in conv.exchanges:
-            user = UserMessage(exchange.prompt, exchange.branch)
+            user = UserMessage(exchange.prompt, exchange.attachments, exchange.branch)
             view = None
             widgets.append(user)
             if exchange.reply is not None:

@@ -15,6 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
+from textual.suggester import Suggester
 from textual.widgets import Button, Input, Label, OptionList, SelectionList
 from textual.widgets.option_list import Option
 
@@ -179,22 +180,32 @@ class CodeBlockPicker(ModalScreen[int | None]):
 
 
 class TextPrompt(ModalScreen[str | None]):
-    """Ask for one line of text (a conversation's new title)."""
+    """Ask for one line of text (a conversation's new title, a path to attach)."""
 
     DEFAULT_CSS = modal_css("TextPrompt")
     BINDINGS = [Binding("escape", "dismiss_none", "Close", id="close-modal")]
 
-    def __init__(self, title: str, value: str = "", placeholder: str = "") -> None:
+    def __init__(
+        self,
+        title: str,
+        value: str = "",
+        placeholder: str = "",
+        *,
+        suggester: Suggester | None = None,
+        hint: str = "Enter saves · Esc closes",
+    ) -> None:
         super().__init__()
         self.title_text = title
         self.value = value
         self.placeholder = placeholder
+        self.suggester = suggester
+        self.hint = hint
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(self.title_text, classes="title", markup=False)
-            yield Input(self.value, placeholder=self.placeholder)
-            yield Label("Enter saves · Esc closes", classes="hint")
+            yield Input(self.value, placeholder=self.placeholder, suggester=self.suggester)
+            yield Label(self.hint, classes="hint")
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:

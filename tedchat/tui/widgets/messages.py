@@ -22,6 +22,7 @@ from textual.events import Click
 from textual.message import Message
 from textual.widgets import Static
 
+from tedchat.attachments import Attachment, human_size
 from tedchat.metrics import StreamMetrics, format_metrics_line
 from tedchat.tools.base import ToolCallRecord, reply_steps
 from tedchat.tui.widgets.markdown_view import MarkdownView
@@ -60,15 +61,29 @@ class UserMessage(Static):
     UserMessage.-selected { border-left: thick $warning; }
     """
 
-    def __init__(self, prompt: str, branch: tuple[int, int] = (1, 1), **kwargs: Any) -> None:
-        super().__init__(prompt_text(prompt, branch), **kwargs)
+    def __init__(
+        self,
+        prompt: str,
+        attachments: Sequence[Attachment] = (),
+        branch: tuple[int, int] = (1, 1),
+        **kwargs: Any,
+    ) -> None:
         self.prompt = prompt
+        self.attachments = tuple(attachments)
         self.branch = branch
+        super().__init__(self._text(), **kwargs)
+
+    def _text(self) -> Text:
+        text = prompt_text(self.prompt, self.branch)
+        for a in self.attachments:
+            text.append(f"\n{'▣' if a.kind == 'image' else '≡'} {a.name}", style="dim")
+            text.append(f" · {a.kind} · {human_size(a.size)}", style="dim")
+        return text
 
     def set_branch(self, branch: tuple[int, int]) -> None:
         """Show where this prompt stands among the prompts sent at its point (``2/3``)."""
         self.branch = branch
-        self.update(prompt_text(self.prompt, branch))
+        self.update(self._text())
 
     @property
     def branch_label(self) -> str:
