@@ -107,8 +107,9 @@ class Tree:
 
     def active_leaf(self, active: int | None) -> int | None:
         """The leaf of the active path (see the module doc)."""
-        start = active if active in self.nodes and self._reachable(active or 0) else None
-        return self.leaf_below(start)
+        if active is None or active not in self.nodes or not self._reachable(active):
+            return self.leaf_below(None)
+        return self.leaf_below(active)
 
     def branch_of(self, leaf: int) -> int:
         """The branch number (1-based) of ``leaf``."""
