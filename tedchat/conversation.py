@@ -5,7 +5,9 @@ Used by the chat screen and by ``tedchat ask --continue``.
 Pure data and functions (no Textual), so the rules are unit-tested on their own:
 
 - an :class:`Exchange` is one user prompt and the reply currently shown for it (a regenerated
-  reply replaces the shown one; the history store keeps every reply);
+  reply replaces the shown one; the history store keeps every reply, and every edited prompt,
+  as branches of a tree: :mod:`tedchat.history.tree`); a conversation's exchanges are the
+  tree's *active path*, and each knows where it stands among its siblings (``2/3``);
 - :func:`build_messages` turns the conversation into the messages of the next request and drops
   the oldest exchanges when they would outgrow the engine's context. Token counts here are
   *estimates* (characters / 4): the engine's own count is only known after the request, and the
@@ -30,6 +32,8 @@ from tedchat.engine import (
     ToolCall,
     capabilities_of,
 )
+from tedchat.history.records import Conversation
+from tedchat.history.tree import ACTIVE_END, active_path, path_steps
 from tedchat.metrics import StreamMetrics
 from tedchat.tools.base import ToolCallRecord, reply_steps
 
@@ -57,6 +61,8 @@ class ReplyRecord:
     store_id: int | None = None
     #: The tool calls the reply made, in order (their results, errors and times included).
     tool_calls: list[ToolCallRecord] = field(default_factory=list)
+    #: (position, count) among the replies to its prompt (regenerations), 1-based.
+    branch: tuple[int, int] = (1, 1)
 
 
 @dataclass
@@ -68,6 +74,19 @@ class Exchange:
     message_id: int | None = None  # the user message's id in the history store
     #: Files attached to the prompt (text is sent as fenced blocks after it, images as parts).
     attachments: tuple[Attachment, ...] = ()
+    #: (position, count) among the prompts sent at this point (edits), 1-based.
+    branch: tuple[int, int] = (1, 1)
+    #: What the prompt is stored after, when it is saved: the end of the active path, a stored
+    #: message id (an edit: a new branch), or None (a first prompt).
+    follows: int | str | None = ACTIVE_END
+
+    @property
+    def end_id(self) -> int | None:
+        """The stored message a prompt sent after this exchange follows: its reply, else its
+        prompt (None when neither is stored)."""
+        if self.reply is not None and self.reply.store_id is not None:
+            return self.reply.store_id
+        return self.message_id
 
 
 @dataclass
@@ -285,21 +304,24 @@ def _number(value: Any, default: float) -> float:
     return default
 
 
-def conversation_from_store(stored: Any) -> ChatConversation:
-    """A :class:`ChatConversation` from :meth:`tedchat.history.store.Store.get_conversation`; each
-    exchange shows the newest reply to its prompt."""
+def conversation_from_store(stored: Conversation, leaf: int | None = None) -> ChatConversation:
+    """A :class:`ChatConversation` from :meth:`tedchat.history.store.Store.get_conversation`: the
+    exchanges of its active path (or of the path to ``leaf``), each with the reply on that path
+    and where prompt and reply stand among their siblings."""
     conv = ChatConversation(
         id=stored.id,
         title=stored.title,
         system=stored.system or "",
         params=params_from_dict(stored.params),
     )
-    for message in stored.messages:
+    steps = active_path(stored) if leaf is None else path_steps(stored, leaf)
+    for step in steps:
+        message = step.message
         if message.role != "user":
             continue
         reply = None
-        if message.replies:
-            last = message.replies[-1]
+        if step.reply is not None:
+            last = step.reply
             reply = ReplyRecord(
                 engine=last.engine or "?",
                 model=last.model or "?",
@@ -308,7 +330,13 @@ def conversation_from_store(stored: Any) -> ChatConversation:
                 finish_reason=last.finish_reason,
                 store_id=last.id,
                 tool_calls=[ToolCallRecord.from_dict(c) for c in last.tool_calls],
+                branch=step.reply_branch,
             )
-        attachments = tuple(Attachment(a.name, a.kind, a.mime, a.data) for a in message.attachments)
-        conv.exchanges.append(Exchange(message.content, reply, message.id, attachments))
+        attachments = tuple(
+            Attachment(a.name, "image" if a.kind == "image" else "text", a.mime, a.data)
+            for a in message.attachments
+        )
+        conv.exchanges.append(
+            Exchange(message.content, reply, message.id, attachments, branch=step.prompt_branch)
+        )
     return conv

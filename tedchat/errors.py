@@ -136,6 +136,12 @@ class HistoryImportError(HistoryError):
     """A conversation export could not be imported (bad JSON, unknown format or version)."""
 
 
+class BranchNotFoundError(HistoryError):
+    """A conversation has no branch (or message) with the given number (a usage error)."""
+
+    exit_code = EXIT_USAGE
+
+
 # --- tools (tedchat.tools) -------------------------------------------------------------------
 
 

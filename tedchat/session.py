@@ -39,6 +39,7 @@ from tedchat.engine import (
     capabilities_of,
 )
 from tedchat.errors import EngineError, HistoryError
+from tedchat.history.tree import ACTIVE_END
 from tedchat.metrics import Clock, StreamMeter, StreamMetrics
 from tedchat.tools.base import Approver, ToolCallRecord
 
@@ -374,6 +375,19 @@ class HistoryWriter:
             lambda: store.set_settings(conversation_id, system or None, params_to_dict(params))
         )
 
+    async def set_active(
+        self, conversation_id: int, message_id: int | None = None, *, branch: int | None = None
+    ) -> None:
+        """Make the path through ``message_id``, or branch number ``branch``, the
+        conversation's active path (see :mod:`tedchat.history.tree`)."""
+        store = self.store
+        if branch is not None:
+            number = branch
+            await self.run(lambda: store.set_active_branch(conversation_id, number))
+        elif message_id is not None:
+            node = message_id
+            await self.run(lambda: store.set_active(conversation_id, node))
+
     def close(self) -> None:
         """Finish the queued writes, then close the store (open replies end ``interrupted``)."""
         self._executor.shutdown(wait=True)
@@ -388,6 +402,9 @@ class TurnHistory:
     callers need no second path. A conversation id of None means a new conversation, created
     with ``system`` and ``params`` when the prompt is saved; a message id already set (a
     regenerated answer) means the prompt is stored and the reply becomes a sibling.
+    ``follows`` is the stored message the prompt is sent after: the end of the active path
+    (:data:`~tedchat.history.tree.ACTIVE_END`), a message id (an edited prompt: a new branch)
+    or None (a first prompt).
     """
 
     writer: HistoryWriter | None
@@ -395,6 +412,7 @@ class TurnHistory:
     system: str = ""
     params: GenerationParams = field(default_factory=GenerationParams)
     message_id: int | None = None
+    follows: int | str | None = ACTIVE_END
 
     async def save_prompt(
         self,
@@ -412,6 +430,7 @@ class TurnHistory:
         store = self.writer.store
         name, model = (engine.name, engine.model) if engine is not None else (None, None)
         system, params = self.system or None, params_to_dict(self.params)
+        follows = self.follows
         from tedchat.history.records import StoredAttachment
 
         stored = [StoredAttachment(a.name, a.kind, a.mime, a.data) for a in attachments]
@@ -421,7 +440,12 @@ class TurnHistory:
             if self.conversation_id is None:
                 self.conversation_id = store.new_conversation(None, system, params)
             self.message_id = store.add_user_message(
-                self.conversation_id, prompt, engine=name, model=model, attachments=stored
+                self.conversation_id,
+                prompt,
+                engine=name,
+                model=model,
+                attachments=stored,
+                follows=follows,
             )
 
         await self.writer.run(save)

@@ -76,6 +76,14 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     hist.add_argument(
         "--conversation", type=int, metavar="ID", help="continue conversation ID (history list)"
     )
+    p.add_argument(
+        "--branch",
+        type=int,
+        metavar="N",
+        help="with --continue/--conversation: continue branch N (the conversation's leaves"
+        " numbered 1, 2, ... in creation order, as 'history show' lists them) and make it the"
+        " active one; without it the active path is continued",
+    )
     add_history_option(p)
     p.add_argument(
         "--replay",
@@ -212,6 +220,11 @@ def run(args: argparse.Namespace) -> int:
     from tedchat.cli import warn_plugin_failures
     from tedchat.engines import load_context
 
+    if args.branch is not None and not (args.continue_ or args.conversation):
+        raise UsageError(
+            "--branch N picks a branch of the conversation --continue or"
+            " --conversation ID continues"
+        )
     files = list(getattr(args, "files", None) or [])
     if "-" in files:
         if args.prompt is None:
@@ -319,6 +332,8 @@ async def _ask_with(
         elif args.conversation:
             conversation_id = args.conversation
         if conversation_id is not None:
+            if args.branch is not None:
+                await history.set_active(conversation_id, branch=args.branch)
             previous = conversation_from_store(store.get_conversation(conversation_id))
             system = args.system or previous.system
             pairs = history_pairs(previous.exchanges)

@@ -40,9 +40,23 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     ls = action("list", "list conversations, most recently updated first", run_list)
     ls.add_argument("--limit", type=int, default=50, metavar="N")
     ls.add_argument("--json", action="store_true", help="print JSON")
-    show = action("show", "print one conversation with every reply and its figures", run_show)
+    show = action(
+        "show",
+        "print a conversation's active path (or another branch) with its figures; prompts and"
+        " replies with siblings say which they are (2 of 3)",
+        run_show,
+    )
     show.add_argument("id", type=int)
-    show.add_argument("--json", action="store_true", help="print JSON (the export format)")
+    show.add_argument(
+        "--branch",
+        type=int,
+        metavar="N",
+        help="print branch N instead: branches are the conversation's leaves numbered 1, 2, ..."
+        " in the order they were created (the header line says how many there are)",
+    )
+    show.add_argument(
+        "--json", action="store_true", help="print JSON (the export format: the whole tree)"
+    )
     search = action("search", "full-text search (Japanese words of any length too)", run_search)
     search.add_argument("query")
     search.add_argument("--limit", type=int, default=50, metavar="N")
@@ -84,8 +98,14 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
+    if args.json and args.branch is not None:
+        raise UsageError("--json prints the whole tree: leave out --branch")
     with _store(args) as store:
-        text = store.export_json(args.id) if args.json else store.export_markdown(args.id)
+        text = (
+            store.export_json(args.id)
+            if args.json
+            else store.export_markdown(args.id, branch=args.branch)
+        )
     print(text)
     return 0
 

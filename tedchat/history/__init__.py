@@ -4,6 +4,7 @@
 - ``store``: the :class:`~tedchat.history.store.Store`, its transactions, reads and writes;
 - ``writer``: the :class:`~tedchat.history.writer.ReplyWriter` saving a reply as it streams;
 - ``records``: the value objects reads give back;
+- ``tree``: a conversation's messages as a tree: branches, siblings, the active path;
 - ``schema``: the tables and the migrations between schema versions;
 - ``search``: the CJK-aware text of the FTS5 search index;
 - ``liveness``: whether the process writing a reply still runs;

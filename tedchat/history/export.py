@@ -2,10 +2,13 @@
 
 The JSON export (format ``tedchat-conversation``, :data:`EXPORT_VERSION`) carries everything
 :meth:`tedchat.history.store.Store.import_json` needs to bring a conversation back under new
-ids: settings, messages, replies with their finish reasons, metrics and tool calls, and
-attachments: each message lists its files (name, kind, MIME type, SHA-256) and the document's
-``attachments`` table holds each content once, base64 under its hash (version 2; version 1
-documents, which have none, still import). The Markdown export is for reading only.
+ids: settings, messages, replies with their finish reasons, metrics and tool calls,
+attachments (version 2: each message lists its files, name, kind, MIME type and SHA-256, and
+the document's ``attachments`` table holds each content once, base64 under its hash) and the
+tree (version 3: each message's ``follows``, the exported id of the message it was sent after,
+and the conversation's ``active`` message; an older export is one branch, as it was shown).
+The Markdown export is for reading only: one path through the tree (the active one unless
+another leaf is asked for), its branches marked.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -23,10 +27,11 @@ from tedchat.engine import FINISH_REASONS
 from tedchat.errors import HistoryImportError
 from tedchat.history.records import Conversation, Reply, StoredAttachment, compact_json
 from tedchat.history.schema import SCHEMA_VERSION
+from tedchat.history.tree import Tree, path_steps
 from tedchat.tools.base import ToolCallRecord, reply_steps
 
 EXPORT_FORMAT = "tedchat-conversation"
-EXPORT_VERSION = 2
+EXPORT_VERSION = 3
 
 
 def to_json(conv: Conversation, exported: float) -> str:
@@ -48,6 +53,7 @@ def to_json(conv: Conversation, exported: float) -> str:
             "updated": conv.updated,
             "system": conv.system,
             "params": conv.params,
+            "active": conv.active_id,
         },
         "messages": [
             {
@@ -57,6 +63,7 @@ def to_json(conv: Conversation, exported: float) -> str:
                 "engine": msg.engine,
                 "model": msg.model,
                 "created": msg.created,
+                "follows": msg.follows_id,
                 "attachments": [
                     {"name": a.name, "kind": a.kind, "mime": a.mime, "sha256": a.sha256}
                     for a in msg.attachments
@@ -82,33 +89,117 @@ def to_json(conv: Conversation, exported: float) -> str:
     return json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
 
 
-def to_markdown(conv: Conversation) -> str:
-    """``conv`` as a Markdown document (for reading, not for re-import)."""
+def to_markdown(conv: Conversation, leaf: int | None = None) -> str:
+    """``conv`` as a Markdown document (for reading, not for re-import): the path to ``leaf``
+    (None: the active path). A prompt or reply with siblings says which it is (``2 of 3``);
+    with several branches a line says which branch this is."""
     out = [f"# {conv.title or f'Conversation {conv.id}'}", ""]
     out.append(f"*Created {_fmt_time(conv.created)} · updated {_fmt_time(conv.updated)}*")
     out.append("")
+    tree = Tree.of(conv)
+    active = tree.active_leaf(conv.active_id)
+    shown = active if leaf is None else leaf
+    leaves = tree.leaves()
+    if len(leaves) > 1 and shown in leaves:
+        which = (
+            "the active branch"
+            if shown == active or active is None
+            else f"the active one is {leaves.index(active) + 1}"
+        )
+        out += [
+            f"*Branch {leaves.index(shown) + 1} of {len(leaves)} ({which});"
+            " `history show ID --branch N` shows branch N*",
+            "",
+        ]
     if conv.params:
         out += ["Parameters: `" + compact_json(conv.params) + "`", ""]
     if conv.system:
         out += ["## System", "", conv.system, ""]
-    for msg in conv.messages:
+    for step in path_steps(conv, shown):
+        msg = step.message
         target = " · ".join(x for x in (msg.engine, msg.model) if x)
         heading = f"## {msg.role.capitalize()} · {_fmt_time(msg.created)}"
-        out += [heading + (f" · to {target}" if target else ""), "", msg.content, ""]
+        heading += f" · to {target}" if target else ""
+        out += [heading + _place(step.prompt_branch, "prompt "), "", msg.content, ""]
         out += [f"*attached:* {attachment_label(a)}  " for a in msg.attachments]
         if msg.attachments:
             out.append("")
-        for i, rep in enumerate(msg.replies, 1):
-            label = " · ".join(x for x in (rep.engine, rep.model) if x) or "reply"
-            count = f" ({i} of {len(msg.replies)})" if len(msg.replies) > 1 else ""
-            out += [f"### {label}{count}", "", f"*{_metrics_line(rep)}*", ""]
-            calls = [ToolCallRecord.from_dict(c) for c in rep.tool_calls]
-            for text, step_calls in reply_steps(rep.content, calls):
-                if text:
-                    out += [text, ""]
-                for call in step_calls:
-                    out += _tool_call_markdown(call)
+        rep = step.reply
+        if rep is None:
+            continue
+        label = " · ".join(x for x in (rep.engine, rep.model) if x) or "reply"
+        out += [f"### {label}{_place(step.reply_branch, '')}", "", f"*{_metrics_line(rep)}*", ""]
+        calls = [ToolCallRecord.from_dict(c) for c in rep.tool_calls]
+        for text, step_calls in reply_steps(rep.content, calls):
+            if text:
+                out += [text, ""]
+            for call in step_calls:
+                out += _tool_call_markdown(call)
     return "\n".join(out).rstrip() + "\n"
+
+
+def _place(place: tuple[int, int], what: str) -> str:
+    index, count = place
+    return f" ({what}{index} of {count})" if count > 1 else ""
+
+
+@dataclass(frozen=True)
+class TreeRow:
+    """One row an import writes, in write order: a prompt (``parent`` None, ``follows`` the
+    key of the row it follows) or a reply (``parent`` its prompt's key)."""
+
+    key: object
+    parent: object | None
+    follows: object | None
+    item: Mapping[str, Any]
+
+
+def tree_rows(doc: Mapping[str, Any]) -> list[TreeRow]:
+    """The rows of a parsed export in the order to write them (exported ids ascending, so
+    the new ids keep the old order and branch numbers), keyed by exported id. A version 1 or 2
+    export (no tree) is one branch: each prompt follows the newest reply of the one before.
+    :class:`~tedchat.errors.HistoryImportError` for a tree that does not hold together."""
+    messages: list[Mapping[str, Any]] = list(doc["messages"])
+    if doc.get("version", 1) < 3:  # before the tree
+        rows: list[TreeRow] = []
+        previous: object | None = None
+        for i, msg in enumerate(messages):
+            replies = list(msg.get("replies") or ())
+            rows.append(TreeRow(("m", i), None, previous, msg))
+            rows += [TreeRow(("r", i, j), ("m", i), None, r) for j, r in enumerate(replies)]
+            previous = ("r", i, len(replies) - 1) if replies else ("m", i)
+        return rows
+    keyed: list[tuple[int, TreeRow]] = []
+    for i, msg in enumerate(messages):
+        key = _export_id(msg, f"message {i}")
+        keyed.append((key, TreeRow(key, None, msg.get("follows"), msg)))
+        for j, rep in enumerate(msg.get("replies") or ()):
+            rid = _export_id(rep, f"reply {j} of message {i}")
+            keyed.append((rid, TreeRow(rid, key, None, rep)))
+    keyed.sort(key=lambda pair: pair[0])
+    rows = [row for _key, row in keyed]
+    seen: set[object] = set()
+    for row in rows:
+        if row.key in seen:
+            raise HistoryImportError(f"conversation export: two messages have id {row.key}")
+        if row.parent is not None and row.parent not in seen:
+            raise HistoryImportError(
+                f"conversation export: reply {row.key} has a larger id than its prompt"
+            )
+        if row.follows is not None and row.follows not in seen:
+            raise HistoryImportError(
+                f"conversation export: message {row.key} follows {row.follows!r},"
+                " which is not an earlier message of the export"
+            )
+        seen.add(row.key)
+    return rows
+
+
+def _export_id(item: Mapping[str, Any], where: str) -> int:
+    value = item.get("id")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise HistoryImportError(f"conversation export: {where} has no id (version 3 needs one)")
+    return value
 
 
 def attachment_label(a: StoredAttachment) -> str:
@@ -216,6 +307,7 @@ def parse(data: str | bytes | Mapping[str, Any]) -> dict[str, Any]:
 # anything is written, so a bad file is one error and no partial conversation.
 _TEXT, _NUMBER, _COUNT, _TABLE, _LIST = "text", "a number", "a count", "a table", "a list"
 _CONVERSATION_FIELDS = {
+    "active": _COUNT,
     "title": _TEXT,
     "system": _TEXT,
     "created": _NUMBER,
@@ -227,6 +319,7 @@ _MESSAGE_FIELDS = {
     "model": _TEXT,
     "created": _NUMBER,
     "replies": _LIST,
+    "follows": _COUNT,
     "attachments": _LIST,
 }
 _REPLY_FIELDS = {

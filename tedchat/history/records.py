@@ -132,6 +132,9 @@ class StoredMessage:
     model: str | None = None
     replies: tuple[Reply, ...] = ()
     attachments: tuple[StoredAttachment, ...] = ()
+    #: The message this prompt was sent after (a reply, or a prompt that had none); None for a
+    #: first prompt. See :mod:`tedchat.history.tree`.
+    follows_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -147,7 +150,8 @@ class ConversationSummary:
 
 @dataclass(frozen=True)
 class Conversation:
-    """A whole conversation: its settings and its messages in order, each with its replies."""
+    """A whole conversation: its settings and every message (all branches) in creation order,
+    each with its replies; :func:`tedchat.history.tree.active_path` picks the path shown."""
 
     id: int
     title: str | None
@@ -156,6 +160,8 @@ class Conversation:
     system: str | None
     params: dict[str, Any]
     messages: tuple[StoredMessage, ...] = ()
+    #: The message the active path goes through (see :mod:`tedchat.history.tree`).
+    active_id: int | None = None
 
 
 @dataclass(frozen=True)

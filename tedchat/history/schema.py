@@ -17,8 +17,11 @@ Schema versions
 (v1: the basic tables; v2: reply metrics, the writer liveness columns and the search index,
 backfilled from existing rows; v3: a reply's tool calls, a JSON list in ``tool_calls`` in the
 shape of :meth:`tedchat.tools.base.ToolCallRecord.as_dict`; v4: attachments, stored once by
-content hash in ``attachments`` and linked to user messages by ``message_attachments``).
-Opening a store runs the missing steps in one transaction.
+content hash in ``attachments`` and linked to user messages by ``message_attachments``; v5: the
+message tree, a user message's ``follows_id`` (the message it was sent after) and a
+conversation's ``active_id``, backfilled so an old conversation is one branch through the
+newest reply of each prompt, as it was shown). Opening a store runs the missing steps in one
+transaction.
 """
 
 from __future__ import annotations
@@ -51,6 +54,28 @@ def _backfill_search_index(conn: sqlite3.Connection) -> None:
         "INSERT INTO message_fts(rowid, body) VALUES (?, ?)",
         ((mid, index_text(content)) for mid, content in rows.fetchall()),
     )
+
+
+def _backfill_follows(conn: sqlite3.Connection) -> None:
+    """Before v4 a conversation was a line of prompts, each showing its newest reply: each
+    prompt follows the newest reply of the prompt before it (or that prompt, if unanswered)."""
+    rows = conn.execute(
+        "SELECT id, conversation_id, parent_id FROM messages ORDER BY conversation_id, id"
+    ).fetchall()
+    newest_reply: dict[int, int] = {}
+    for mid, _cid, parent in rows:
+        if parent is not None:
+            newest_reply[parent] = max(mid, newest_reply.get(parent, mid))
+    updates: list[tuple[int, int]] = []
+    previous: dict[int, int] = {}  # conversation -> its previous prompt
+    for mid, cid, parent in rows:
+        if parent is not None:
+            continue
+        before = previous.get(cid)
+        if before is not None:
+            updates.append((newest_reply.get(before, before), mid))
+        previous[cid] = mid
+    conn.executemany("UPDATE messages SET follows_id = ? WHERE id = ?", updates)
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -128,6 +153,17 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
             "CREATE INDEX message_attachments_by_hash ON message_attachments(sha256)",
         ),
+    ),
+    Migration(
+        5,
+        (
+            "ALTER TABLE messages ADD COLUMN follows_id INTEGER"
+            " REFERENCES messages(id) ON DELETE CASCADE",
+            "CREATE INDEX messages_by_follows ON messages(follows_id)",
+            # No foreign key: a stale id is ignored when read (the newest path is shown).
+            "ALTER TABLE conversations ADD COLUMN active_id INTEGER",
+        ),
+        _backfill_follows,
     ),
 )
 

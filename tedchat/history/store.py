@@ -57,6 +57,7 @@ from tedchat.history.records import (
 )
 from tedchat.history.schema import SCHEMA_VERSION, migrate, newer_schema_error
 from tedchat.history.search import fts_query, index_text, snippet
+from tedchat.history.tree import ACTIVE_END, Node, Tree, branch_leaf
 from tedchat.history.writer import FLUSH_INTERVAL_S, ReplyWriter
 from tedchat.metrics import Clock
 
@@ -64,7 +65,8 @@ T = TypeVar("T")
 
 _MESSAGE_COLUMNS = (
     "id, conversation_id, parent_id, role, content, engine, model, created, finish_reason,"
-    " ttft_s, output_tokens_per_s, prompt_tokens, output_tokens, extra_json, tool_calls"
+    " ttft_s, output_tokens_per_s, prompt_tokens, output_tokens, extra_json, tool_calls,"
+    " follows_id"
 )
 
 SEARCH_SQL = (
@@ -276,26 +278,39 @@ class Store:
         engine: str | None = None,
         model: str | None = None,
         attachments: Sequence[StoredAttachment] = (),
+        follows: int | str | None = ACTIVE_END,
     ) -> int:
         """Commit a user message (call it before sending the request) and return its id.
         ``engine``/``model`` say where it was addressed, when there is one target;
-        ``attachments`` are linked to it, each content stored once."""
+        ``attachments`` are linked to it, each content stored once.
+
+        ``follows`` is the message it is sent after: :data:`ACTIVE_END` (the end of the active
+        path: continuing the conversation), a message id of this conversation (an edited
+        prompt follows what the original followed: a new branch), or None (a first prompt).
+        The new message becomes the active one."""
         now = self._now()
         indexed = index_text(content)
 
         def run(conn: sqlite3.Connection) -> int:
-            self._require_conversation(conn, conversation_id)
+            active = self._require_conversation(conn, conversation_id)
+            if follows == ACTIVE_END:
+                after = _tree(conn, conversation_id).end_for_next_prompt(active)
+            else:
+                after = None if follows is None else int(follows)
+                if after is not None:
+                    self._require_message(conn, conversation_id, after)
             cur = conn.execute(
-                "INSERT INTO messages(conversation_id, role, content, engine, model, created)"
-                " VALUES (?, 'user', ?, ?, ?, ?)",
-                (conversation_id, content, engine, model, now),
+                "INSERT INTO messages(conversation_id, role, content, engine, model, created,"
+                " follows_id) VALUES (?, 'user', ?, ?, ?, ?, ?)",
+                (conversation_id, content, engine, model, now, after),
             )
             mid = int(cur.lastrowid or 0)
             conn.execute("INSERT INTO message_fts(rowid, body) VALUES (?, ?)", (mid, indexed))
             _link_attachments(conn, mid, attachments)
             conn.execute(
-                "UPDATE conversations SET updated = ?, title = coalesce(title, ?) WHERE id = ?",
-                (now, _title_from(content), conversation_id),
+                "UPDATE conversations SET updated = ?, title = coalesce(title, ?), active_id = ?"
+                " WHERE id = ?",
+                (now, _title_from(content), mid, conversation_id),
             )
             return mid
 
@@ -330,10 +345,12 @@ class Store:
                 " VALUES (?, ?, 'assistant', '', ?, ?, ?, ?, ?)",
                 (conversation_id, parent_id, engine, model, now, pid, start),
             )
+            rid = int(cur.lastrowid or 0)
             conn.execute(
-                "UPDATE conversations SET updated = ? WHERE id = ?", (now, conversation_id)
+                "UPDATE conversations SET updated = ?, active_id = ? WHERE id = ?",
+                (now, rid, conversation_id),
             )
-            return int(cur.lastrowid or 0)
+            return rid
 
         reply_id = self._transaction(run)
         writer = ReplyWriter(
@@ -346,6 +363,20 @@ class Store:
         )
         self._writers.add(writer)
         return writer
+
+    def set_active(self, conversation_id: int, message_id: int) -> None:
+        """Make the active path go through ``message_id`` (a prompt or a reply of this
+        conversation) and on to the newest leaf below it; see :mod:`tedchat.history.tree`."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            self._require_conversation(conn, conversation_id)
+            self._require_message(conn, conversation_id, message_id)
+            conn.execute(
+                "UPDATE conversations SET active_id = ? WHERE id = ?",
+                (message_id, conversation_id),
+            )
+
+        self._transaction(run)
 
     def rename(self, conversation_id: int, title: str | None) -> None:
         """Set a conversation's title."""
@@ -431,11 +462,13 @@ class Store:
 
     def import_json(self, data: str | bytes | Mapping[str, Any]) -> int:
         """Import a conversation exported by :meth:`export_json` (as text or parsed) under new
-        ids and return the new conversation id. Replies exported mid-stream come back as
-        ``interrupted``."""
+        ids and return the new conversation id: the whole tree (every branch) and its active
+        path. Replies exported mid-stream come back as ``interrupted``. Rows are written in the
+        order of their exported ids, so branch numbers stay the same."""
         doc = export.parse(data)
         conv = doc["conversation"]
         now = self._now()
+        rows = export.tree_rows(doc)
 
         def run(conn: sqlite3.Connection) -> int:
             created = float(conv.get("created") or now)
@@ -451,25 +484,27 @@ class Store:
                 ),
             )
             cid = int(cur.lastrowid or 0)
+            new_ids: dict[Any, int] = {}
             fts_rows: list[tuple[int, str]] = []
-            for msg in doc["messages"]:
-                cur = conn.execute(
-                    "INSERT INTO messages(conversation_id, role, content, engine, model, created)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        cid,
-                        msg["role"],
-                        msg["content"],
-                        msg.get("engine"),
-                        msg.get("model"),
-                        float(msg.get("created") or created),
-                    ),
-                )
-                mid = int(cur.lastrowid or 0)
-                fts_rows.append((mid, msg["content"]))
-                _link_attachments(conn, mid, export.message_attachments(doc, msg))
-                for rep in msg.get("replies") or ():
-                    m = ReplyMetrics.from_any(rep.get("metrics") or {})
+            for row in rows:
+                item = row.item
+                if row.parent is None:
+                    cur = conn.execute(
+                        "INSERT INTO messages(conversation_id, role, content, engine, model,"
+                        " created, follows_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            cid,
+                            item["role"],
+                            item["content"],
+                            item.get("engine"),
+                            item.get("model"),
+                            float(item.get("created") or created),
+                            None if row.follows is None else new_ids[row.follows],
+                        ),
+                    )
+                else:
+                    m = ReplyMetrics.from_any(item.get("metrics") or {})
+                    calls = item.get("tool_calls")
                     cur = conn.execute(
                         "INSERT INTO messages(conversation_id, parent_id, role, content, engine,"
                         " model, created, finish_reason, ttft_s, output_tokens_per_s,"
@@ -477,25 +512,31 @@ class Store:
                         " VALUES (?, ?, 'assistant', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             cid,
-                            mid,
-                            rep["content"],
-                            rep.get("engine"),
-                            rep.get("model"),
-                            float(rep.get("created") or created),
-                            rep.get("finish_reason") or "interrupted",
+                            new_ids[row.parent],
+                            item["content"],
+                            item.get("engine"),
+                            item.get("model"),
+                            float(item.get("created") or created),
+                            item.get("finish_reason") or "interrupted",
                             m.ttft_s,
                             m.output_tokens_per_s,
                             m.prompt_tokens,
                             m.output_tokens,
                             compact_json(m.extra) if m.extra else None,
-                            compact_json(rep["tool_calls"]) if rep.get("tool_calls") else None,
+                            compact_json(calls) if calls else None,
                         ),
                     )
-                    fts_rows.append((int(cur.lastrowid or 0), rep["content"]))
+                new_id = int(cur.lastrowid or 0)
+                new_ids[row.key] = new_id
+                fts_rows.append((new_id, item["content"]))
+                if row.parent is None:
+                    _link_attachments(conn, new_id, export.message_attachments(doc, item))
             conn.executemany(
                 "INSERT INTO message_fts(rowid, body) VALUES (?, ?)",
                 ((rid, index_text(text)) for rid, text in fts_rows),
             )
+            active = new_ids.get(conv.get("active")) if conv.get("active") is not None else None
+            conn.execute("UPDATE conversations SET active_id = ? WHERE id = ?", (active, cid))
             return cid
 
         return self._transaction(run)
@@ -532,7 +573,7 @@ class Store:
 
         def run(conn: sqlite3.Connection) -> Conversation:
             row = conn.execute(
-                "SELECT id, title, created, updated, system, params FROM conversations"
+                "SELECT id, title, created, updated, system, params, active_id FROM conversations"
                 " WHERE id = ?",
                 (conversation_id,),
             ).fetchone()
@@ -590,17 +631,50 @@ class Store:
         """The conversation as JSON text with everything needed to import it again."""
         return export.to_json(self.get_conversation(conversation_id), self._now())
 
-    def export_markdown(self, conversation_id: int) -> str:
-        """The conversation as a Markdown document (for reading, not for re-import)."""
-        return export.to_markdown(self.get_conversation(conversation_id))
+    def export_markdown(self, conversation_id: int, *, branch: int | None = None) -> str:
+        """The conversation as a Markdown document (for reading, not for re-import): its
+        active path, or branch ``branch`` (numbered as :mod:`tedchat.history.tree` says)."""
+        conv = self.get_conversation(conversation_id)
+        leaf = None if branch is None else branch_leaf(conv, branch)
+        return export.to_markdown(conv, leaf)
+
+    def set_active_branch(self, conversation_id: int, branch: int) -> None:
+        """Make branch ``branch`` (1-based, leaves in creation order) the active path;
+        :class:`~tedchat.errors.BranchNotFoundError` names the branches there are."""
+        self.set_active(
+            conversation_id, branch_leaf(self.get_conversation(conversation_id), branch)
+        )
 
     # -- internals
 
     @staticmethod
-    def _require_conversation(conn: sqlite3.Connection, conversation_id: int) -> None:
-        if conn.execute("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)).fetchone():
-            return
+    def _require_conversation(conn: sqlite3.Connection, conversation_id: int) -> int | None:
+        """Check the conversation exists; return its active message id."""
+        row = conn.execute(
+            "SELECT active_id FROM conversations WHERE id = ?", (conversation_id,)
+        ).fetchone()
+        if row is not None:
+            return None if row[0] is None else int(row[0])
         raise ConversationNotFoundError(f"no conversation {conversation_id} in history")
+
+    @staticmethod
+    def _require_message(conn: sqlite3.Connection, conversation_id: int, message_id: int) -> None:
+        row = conn.execute(
+            "SELECT conversation_id FROM messages WHERE id = ?", (message_id,)
+        ).fetchone()
+        if row is None or row[0] != conversation_id:
+            raise HistoryError(f"message {message_id} is not in conversation {conversation_id}")
+
+
+def _tree(conn: sqlite3.Connection, conversation_id: int) -> Tree:
+    rows = conn.execute(
+        "SELECT id, parent_id, follows_id FROM messages WHERE conversation_id = ?",
+        (conversation_id,),
+    ).fetchall()
+    return Tree(
+        Node(mid, parent if parent is not None else follows, parent is not None)
+        for mid, parent, follows in rows
+    )
 
 
 def _link_attachments(
@@ -629,9 +703,9 @@ def _build_conversation(
     for r in rows:
         (mid, cid, parent, role, content, engine, model, created, finish) = r[:9]
         if parent is None:
-            tops.append((mid, cid, role, content, created, engine, model))
+            tops.append((mid, cid, role, content, created, engine, model, r[15]))
             continue
-        ttft, tps, ptok, otok, extra, calls = r[9:]
+        ttft, tps, ptok, otok, extra, calls = r[9:15]
         metrics = ReplyMetrics(ttft, tps, ptok, otok, json_object(extra))
         replies.setdefault(parent, []).append(
             Reply(
@@ -658,11 +732,12 @@ def _build_conversation(
             model,
             tuple(replies.get(mid, ())),
             tuple(files.get(mid, ())),
+            follows,
         )
-        for mid, cid, role, content, created, engine, model in tops
+        for mid, cid, role, content, created, engine, model, follows in tops
     )
-    cid, title, created, updated, system, params = row
-    return Conversation(cid, title, created, updated, system, json_object(params), messages)
+    cid, title, created, updated, system, params, active = row
+    return Conversation(cid, title, created, updated, system, json_object(params), messages, active)
 
 
 def _title_from(content: str) -> str | None:

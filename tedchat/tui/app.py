@@ -289,10 +289,24 @@ class TedchatApp(App[int]):
             chat.action_conversations,
         )
         yield SystemCommand(
-            "Regenerate", "Answer the last prompt again (Ctrl+R)", chat.action_regenerate
+            "Regenerate",
+            "Answer the selected (else the last) prompt again: a sibling reply (Ctrl+R)",
+            chat.action_regenerate,
         )
         yield SystemCommand(
-            "Edit last prompt", "Edit the last prompt and resend it (Ctrl+L)", chat.action_edit_last
+            "Edit prompt",
+            "Edit the selected (else the last) prompt and send it as a new branch (Ctrl+L)",
+            chat.action_edit_last,
+        )
+        yield SystemCommand(
+            "Previous version",
+            "Step the selected message (else the last reply) to its previous version (Alt+←)",
+            chat.action_branch_previous,
+        )
+        yield SystemCommand(
+            "Next version",
+            "Step the selected message (else the last reply) to its next version (Alt+→)",
+            chat.action_branch_next,
         )
         yield SystemCommand(
             "Attach files",

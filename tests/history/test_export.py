@@ -15,13 +15,32 @@ from tedchat.metrics import StreamMeter
 
 
 def without_ids(doc: dict) -> str:
-    """An export document with its ids and export time blanked, for comparing two exports."""
+    """An export document with its ids (and the ids pointing at them: ``follows``, ``active``)
+    made ranks and its export time blanked, for comparing two exports."""
+    ids = sorted(
+        [m["id"] for m in doc["messages"]]
+        + [r["id"] for m in doc["messages"] for r in m["replies"]]
+    )
+    rank = {old: i for i, old in enumerate(ids)}
+
+    def ranked(value: int | None) -> int | None:
+        return None if value is None else rank[value]
+
     blanked = {
         **doc,
         "exported": 0,
-        "conversation": {**doc["conversation"], "id": 0},
+        "conversation": {
+            **doc["conversation"],
+            "id": 0,
+            "active": ranked(doc["conversation"]["active"]),
+        },
         "messages": [
-            {**m, "id": 0, "replies": [{**r, "id": 0} for r in m["replies"]]}
+            {
+                **m,
+                "id": rank[m["id"]],
+                "follows": ranked(m["follows"]),
+                "replies": [{**r, "id": rank[r["id"]]} for r in m["replies"]],
+            }
             for m in doc["messages"]
         ],
     }
@@ -53,9 +72,15 @@ def test_export_markdown_json_and_import_round_trip(db: Path) -> None:
 
         md = store.export_markdown(cid)
         assert md.startswith("# Scientists\n")
-        for text in ("Answer briefly.", "Give me 10 great", "Turing, Hopper", "Knuth", "東京で"):
+        # The active path: the regenerated reply (the second of two), which the next prompt
+        # followed; the first reply is another branch.
+        for text in ("Answer briefly.", "Give me 10 great", "Knuth", "東京で"):
             assert text in md
-        assert "wafer · smollm2 (1 of 2)" in md and "cancelled" in md and "TTFT 50 ms" in md
+        assert "Turing, Hopper" not in md
+        assert "http · gpu-model (2 of 2)" in md and "cancelled" in md and "TTFT 900 ms" in md
+        assert "Branch 2 of 2 (the active branch)" in md
+        first = store.export_markdown(cid, branch=1)
+        assert "Turing, Hopper" in first and "TTFT 50 ms" in first and "東京で" not in first
 
         exported = store.export_json(cid)
         doc = json.loads(exported)

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from tedchat.engine import FINISH_REASONS
 from tedchat.errors import HistoryImportError
-from tedchat.history.export import EXPORT_FORMAT
+from tedchat.history.export import EXPORT_FORMAT, EXPORT_VERSION
 from tedchat.history.store import Store
 
 
@@ -149,7 +149,7 @@ def test_an_export_with_any_values_imports_whole_or_not_at_all(
     | st.text(max_size=60)
     | st.binary(max_size=60)
     | EXPORTS.map(lambda d: json.dumps(d)[: len(json.dumps(d)) // 2])  # a file cut short
-    | EXPORTS.map(lambda d: json.dumps({**d, "version": 2}))  # a newer tedchat's export
+    | EXPORTS.map(lambda d: json.dumps({**d, "version": EXPORT_VERSION + 1}))  # a newer one
     | EXPORTS.map(lambda d: json.dumps({**d, "format": "other"}))
     | EXPORTS.map(lambda d: json.dumps({**d, "version": "1"}))
 )

@@ -12,6 +12,7 @@ from tedchat.errors import HistorySchemaError
 from tedchat.history.records import ReplyMetrics, StoredAttachment
 from tedchat.history.schema import SCHEMA_VERSION, migrate
 from tedchat.history.store import Store
+from tedchat.history.tree import Tree, active_path
 from tests.history.conftest import sha256
 
 
@@ -116,7 +117,10 @@ def test_a_file_written_by_the_v2_code_migrates_with_nothing_lost(tmp_path: Path
             " extra_json FROM messages ORDER BY id"
         ).fetchall()
         assert after == before
-        assert conn.execute("SELECT * FROM conversations ORDER BY id").fetchall() == conversations
+        # The columns the fixture had are unchanged; v4 added active_id (None: the newest).
+        rows = conn.execute("SELECT * FROM conversations ORDER BY id").fetchall()
+        assert [r[: len(conversations[0])] for r in rows] == conversations
+        assert [r[-1] for r in rows] == [None, None]
         calls = conn.execute("SELECT count(*) FROM messages WHERE tool_calls IS NOT NULL")
         assert calls.fetchone()[0] == 0
         # v4: the attachment tables exist, empty; every message reads back with none.
@@ -154,6 +158,13 @@ def test_a_file_written_by_the_v3_code_migrates_with_nothing_lost(tmp_path: Path
         assert call["name"] == "get_time" and call["result"] == "2026-12-05T17:00:00+09:00"
         assert store.search("天気")[0].message_id == first.messages[1].id
         assert all(not m.attachments for m in first.messages)
+        # v5: one line of prompts, each after the newest reply of the one before.
+        assert first.messages[0].follows_id is None
+        assert first.messages[1].follows_id == first.messages[0].replies[-1].id
+        path = active_path(first)
+        assert [s.reply.id if s.reply else None for s in path] == [
+            m.replies[-1].id if m.replies else None for m in first.messages
+        ]
         mid = store.add_user_message(1, "and this file?", attachments=[ATTACHED])
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
@@ -161,7 +172,33 @@ def test_a_file_written_by_the_v3_code_migrates_with_nothing_lost(tmp_path: Path
             f"SELECT {columns} FROM messages WHERE id != ? ORDER BY id", (mid,)
         ).fetchall()
         assert after == before
-        assert (
-            conn.execute("SELECT * FROM conversations ORDER BY id").fetchall()[1:]
-            == (conversations[1:])
-        )
+        rows = conn.execute("SELECT * FROM conversations ORDER BY id").fetchall()
+        assert [r[: len(conversations[0])] for r in rows[1:]] == conversations[1:]
+
+
+def test_the_v2_file_becomes_one_branch_per_regenerated_reply_shown_as_before(
+    tmp_path: Path,
+) -> None:
+    """v5 (the message tree): an old conversation is a line of prompts, each after the newest
+    reply of the one before (the reply it showed); older sibling replies are branches of their
+    own; the active path is what the old code showed and sent."""
+    db = tmp_path / "history.db"
+    shutil.copy(FIXTURE_V2, db)
+    with Store.open(db) as store:
+        first = store.get_conversation(1)
+        one, two = first.messages
+        assert one.follows_id is None and two.follows_id == one.replies[-1].id
+        path = active_path(first)
+        assert [(s.message.id, s.reply.id if s.reply else None) for s in path] == [
+            (one.id, one.replies[-1].id),
+            (two.id, two.replies[-1].id),
+        ]
+        assert [s.reply_branch for s in path] == [(2, 2), (1, 1)]
+        # Branches: the first reply (a leaf), then the end of the line.
+        assert Tree.of(first).leaves() == [one.replies[0].id, two.replies[-1].id]
+        compare = store.get_conversation(2)
+        assert len(Tree.of(compare).leaves()) == len(compare.messages[0].replies) == 3
+        # A new prompt continues the active path.
+        new = store.add_user_message(1, "続き")
+        assert store.get_conversation(1).messages[-1].follows_id == two.replies[-1].id
+        assert active_path(store.get_conversation(1))[-1].message.id == new

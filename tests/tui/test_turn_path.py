@@ -47,6 +47,8 @@ STORE_WRITES = (
     "delete",
     "mark_interrupted",
     "import_json",
+    "set_active",
+    "set_active_branch",
     "close",  # finishes replies still open as interrupted
 )
 STORE_OTHERS = (

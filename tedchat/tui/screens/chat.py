@@ -13,6 +13,12 @@
   shows as a block in the reply, a call that needs approval asks in a dialog, and a resumed
   conversation's tool calls are shown and sent again (as the steps they were) to tool engines.
   Esc cancels a running tool like a running answer.
+- Branches (the history keeps a tree: :mod:`tedchat.history.tree`): Alt+↑/↓ select a prompt or
+  reply, Ctrl+L edits the selected prompt (the last one when none is selected) and Enter sends
+  it as a new branch from that point; Ctrl+R regenerates the selected (or last) reply as a
+  sibling; Alt+←/→ step the selected (or last) message to its previous/next sibling, and the
+  conversation below follows that branch. Messages with siblings show ``‹ 2/3 ›``. What is
+  shown is the active path, and it is what the model is sent.
 - Attachments: ``@path`` in the prompt completes paths under the workspace (Tab takes the first)
   and attaches when picked from completion or naming an existing file there; Ctrl+F (the attach
   command) adds a file, glob or folder. Chips above the prompt show each with its size and
@@ -59,6 +65,7 @@ from tedchat.conversation import (
 from tedchat.engine import Engine, Message, as_floorplan, capabilities_of
 from tedchat.errors import AttachmentError, EngineError, HistoryError, TedchatError
 from tedchat.gauges import measure_context, reply_cost
+from tedchat.history.tree import ACTIVE_END, Tree
 from tedchat.session import Turn, TurnHistory
 from tedchat.tools.workspace import workspace_root
 from tedchat.tui.live import FrameClock, stream_answer
@@ -112,7 +119,13 @@ class ChatScreen(Screen[None]):
         Binding("f3", "switch_engine", "Engine", id="switch-engine"),
         Binding("ctrl+o,f2", "conversations", "Conversations", id="conversations"),
         Binding("ctrl+n", "new_conversation", "New", id="new-conversation"),
-        Binding("ctrl+l", "edit_last", "Edit last prompt", id="edit-last", show=False),
+        Binding("ctrl+l", "edit_last", "Edit prompt", id="edit-last", show=False),
+        Binding("alt+up", "select_previous", "Select message above", id="select-up", show=False),
+        Binding("alt+down", "select_next", "Select message below", id="select-down", show=False),
+        Binding(
+            "alt+left", "branch_previous", "Previous version", id="branch-previous", show=False
+        ),
+        Binding("alt+right", "branch_next", "Next version", id="branch-next", show=False),
         Binding("f4", "settings", "Settings", id="settings", show=False),
         Binding("f8", "copy_reply", "Copy reply", id="copy-reply", show=False),
         Binding("f9", "copy_code", "Copy code block", id="copy-code", show=False),
@@ -132,6 +145,8 @@ class ChatScreen(Screen[None]):
         self._answer: Worker[Any] | None = None
         self._views: dict[int, tuple[UserMessage, ReplyView | None]] = {}  # id(exchange) ->
         self._editing: Exchange | None = None
+        #: The selected message: (exchange index, "prompt" or "reply"); None: none.
+        self._cursor: tuple[int, str] | None = None
         self._chosen_reply: ReplyView | None = None  # clicked: what F8 / F9 copy
         self.frame_clock = FrameClock(self)
         self._unsubscribe: Callable[[], None] | None = None
@@ -184,7 +199,17 @@ class ChatScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "cancel":
             return True if (self.busy or self._editing is not None) else None
-        if action in ("regenerate", "copy_reply", "copy_code", "edit_last", "toggle_tools"):
+        if action in (
+            "regenerate",
+            "copy_reply",
+            "copy_code",
+            "edit_last",
+            "toggle_tools",
+            "select_previous",
+            "select_next",
+            "branch_previous",
+            "branch_next",
+        ):
             return True if self.conversation.exchanges else None
         return True
 
@@ -232,19 +257,51 @@ class ChatScreen(Screen[None]):
             event.prompt.picked.update(event.picked)
             self.notify(exc.message, severity="error")
             return
-        if self._editing is not None:
-            self._drop_exchange(self._editing)
-            self._editing = None
         self.attached = []
         self._mention_cache.clear()
         self._show_chips([])
+        edited = self._editing
+        if edited is not None:
+            self._editing = None
+            self._resend(edited, event.text, attachments)
+            return
         self.send(event.text, attachments)
 
-    def send(self, prompt: str, attachments: list[Attachment] | None = None) -> Exchange:
-        """Add ``prompt`` (with its attachments) to the conversation and start its answer."""
-        exchange = Exchange(prompt, attachments=tuple(attachments or ()))
+    def _resend(self, edited: Exchange, prompt: str, attachments: list[Attachment]) -> None:
+        """Send an edited prompt as a new branch at ``edited``'s point: the exchanges from
+        there on leave the view (the history keeps them as another branch)."""
+        exchanges = self.conversation.exchanges
+        index = exchanges.index(edited) if edited in exchanges else len(exchanges)
+        follows = exchanges[index - 1].end_id if index > 0 else None
+        stored = edited.message_id is not None
+        for later in exchanges[index:]:
+            self._drop_exchange(later)
+        branch = (edited.branch[1] + 1, edited.branch[1] + 1) if stored else (1, 1)
+        if index > 0 and follows is None:  # the point is not stored: continue as before
+            self.send(prompt, attachments)
+            return
+        self.send(prompt, attachments, follows=follows, branch=branch)
+
+    def send(
+        self,
+        prompt: str,
+        attachments: list[Attachment] | None = None,
+        *,
+        follows: int | str | None = ACTIVE_END,
+        branch: tuple[int, int] = (1, 1),
+    ) -> Exchange:
+        """Add ``prompt`` (with its attachments) to the conversation and start its answer.
+        ``follows``: the stored message it is sent after (by default the end of what is shown;
+        an edited prompt names its point, making a new branch)."""
+        if follows == ACTIVE_END and self.conversation.exchanges:
+            end = self.conversation.exchanges[-1].end_id
+            follows = end if end is not None else ACTIVE_END
+        exchange = Exchange(
+            prompt, attachments=tuple(attachments or ()), branch=branch, follows=follows
+        )
+        self._select(None)
         self.conversation.exchanges.append(exchange)
-        user = UserMessage(prompt, exchange.attachments)
+        user = UserMessage(prompt, exchange.attachments, branch)
         self._mount_in_log(user)
         self._views[id(exchange)] = (user, None)
         self._start_answer(exchange)
@@ -299,6 +356,7 @@ class ChatScreen(Screen[None]):
             system=conv.system,
             params=conv.params,
             message_id=exchange.message_id,
+            follows=exchange.follows,
         )
         try:
             await history.save_prompt(
@@ -340,6 +398,12 @@ class ChatScreen(Screen[None]):
         turn = Turn(engine, built.messages, conv.params, clock=services.clock_for(engine))
         self.status.set_engine(engine.name, engine.model)
         record = ReplyRecord(engine.name, engine.model)
+        if buffer is not None:
+            record.store_id = buffer.id  # kept however the answer ends (a cancel too)
+            old = exchange.reply
+            if old is not None and old.store_id is not None:  # a regenerated reply: a sibling
+                record.branch = (old.branch[1] + 1, old.branch[1] + 1)
+                view.set_branch(record.branch)
         exchange.reply = record
         try:
             result = await stream_answer(
@@ -531,9 +595,14 @@ class ChatScreen(Screen[None]):
         if self.busy:
             self.notify("an answer is still streaming: Esc stops it first", severity="warning")
             return
-        if not self.conversation.exchanges:
+        exchanges = self.conversation.exchanges
+        if not exchanges:
             return
-        exchange = self.conversation.exchanges[-1]
+        index = self._cursor[0] if self._cursor is not None else len(exchanges) - 1
+        exchange = exchanges[index]
+        for later in exchanges[index + 1 :]:  # a new reply here starts a new branch
+            self._drop_exchange(later)
+        self._select(None)
         _user, view = self._views.get(id(exchange), (None, None))
         if view is not None:
             view.remove()
@@ -543,19 +612,120 @@ class ChatScreen(Screen[None]):
         if self.busy:
             self.notify("an answer is still streaming: Esc stops it first", severity="warning")
             return
-        if not self.conversation.exchanges:
+        exchanges = self.conversation.exchanges
+        if not exchanges:
             return
-        self._editing = self.conversation.exchanges[-1]
+        index = self._cursor[0] if self._cursor is not None else len(exchanges) - 1
+        self._editing = exchanges[index]
         box = self.query_one(PromptInput)
         box.set_text(self._editing.prompt)
         # Its attachments come back as chips (those its @paths name come back with the text).
         named = set(mentions(self._editing.prompt, self.workspace))
         self.attached = [a for a in self._editing.attachments if a.name not in named]
         self._refresh_chips()
+        which = "the last prompt" if index == len(exchanges) - 1 else f"prompt {index + 1}"
         self.notify(
-            "editing the last prompt: Enter resends it in place of the old one · Esc keeps it"
+            f"editing {which}: Enter sends it as a new branch from there (Alt+←/→ steps back)"
+            " · Esc keeps the conversation as it is"
         )
         self.refresh_bindings()
+
+    # --- branches ----------------------------------------------------------------------------
+
+    def _items(self) -> list[tuple[int, str]]:
+        """The selectable messages in order: each prompt, then its reply if shown."""
+        items: list[tuple[int, str]] = []
+        for i, exchange in enumerate(self.conversation.exchanges):
+            items.append((i, "prompt"))
+            if self._views.get(id(exchange), (None, None))[1] is not None:
+                items.append((i, "reply"))
+        return items
+
+    def _select(self, item: tuple[int, str] | None) -> None:
+        """Move the selection to ``item`` (None: no selection) and show it."""
+        for user, _view in self._views.values():
+            user.remove_class("-selected")
+        self._cursor = item
+        if item is None:
+            return
+        exchange = self.conversation.exchanges[item[0]]
+        shown = self._views.get(id(exchange))
+        widget: Any = None if shown is None else shown[0 if item[1] == "prompt" else 1]
+        if widget is None:
+            return
+        if item[1] == "prompt":
+            widget.add_class("-selected")
+        else:  # a selected reply is also the one the copy keys work on
+            old = self._chosen_reply
+            if old is not None and old is not widget and old.is_mounted:
+                old.mark_chosen(False)
+            self._chosen_reply = widget
+            widget.mark_chosen(True)
+        widget.scroll_visible(animate=False)
+
+    def action_select_previous(self) -> None:
+        items = self._items()
+        if not items:
+            return
+        if self._cursor is None or self._cursor not in items:
+            self._select(items[-1])
+        else:
+            self._select(items[max(0, items.index(self._cursor) - 1)])
+
+    def action_select_next(self) -> None:
+        items = self._items()
+        if self._cursor is None or self._cursor not in items:
+            return
+        at = items.index(self._cursor)
+        self._select(items[at + 1] if at + 1 < len(items) else None)
+
+    def action_branch_previous(self) -> None:
+        self._step_branch(-1)
+
+    def action_branch_next(self) -> None:
+        self._step_branch(1)
+
+    @work(exclusive=True, group="branch")
+    async def _step_branch(self, step: int) -> None:
+        """Show the previous/next sibling of the selected message (else of the last reply, or
+        prompt) and the branch below it; the history remembers it as the active path."""
+        if self.busy:
+            self.notify("an answer is still streaming: Esc stops it first", severity="warning")
+            return
+        items = self._items()
+        conv = self.conversation
+        if not items or conv.id is None:
+            self.notify("no branches here yet")
+            return
+        item = self._cursor if self._cursor in items else items[-1]
+        assert item is not None
+        exchange = conv.exchanges[item[0]]
+        if item[1] == "prompt":
+            node, count = exchange.message_id, exchange.branch[1]
+        else:
+            reply = exchange.reply
+            node, count = (reply.store_id, reply.branch[1]) if reply else (None, 1)
+        if node is None or count <= 1:
+            self.notify(f"this {item[1]} has no other versions")
+            return
+        writer = await self.services.history.writer()
+        if writer is None:
+            self.notify(self.services.history.unavailable(), severity="warning")
+            return
+        try:
+            stored = writer.store.get_conversation(conv.id)
+            siblings = Tree.of(stored).siblings(node)
+            target = siblings[(siblings.index(node) + step) % len(siblings)]
+            await writer.set_active(conv.id, target)
+            shown = conversation_from_store(writer.store.get_conversation(conv.id))
+        except (HistoryError, KeyError, ValueError) as exc:
+            self.notify(getattr(exc, "message", str(exc)), severity="error")
+            return
+        shown.system, shown.params = conv.system, conv.params  # unsaved settings stay
+        await self._reset(shown)
+        if item in self._items():
+            self._select(item)
+        self.notify(f"{item[1]} {siblings.index(target) + 1} of {len(siblings)}")
 
     def _drop_exchange(self, exchange: Exchange) -> None:
         """Take an exchange out of the view and of what is sent (the history keeps it)."""
@@ -769,16 +939,19 @@ class ChatScreen(Screen[None]):
         self.conversation = conv
         self._views.clear()
         self._editing = None
+        self._cursor = None
         log = self.log_view
         await log.remove_children()
         widgets: list[Any] = []
         for exchange in conv.exchanges:
-            user = UserMessage(exchange.prompt, exchange.attachments)
+            user = UserMessage(exchange.prompt, exchange.attachments, exchange.branch)
             view = None
             widgets.append(user)
             if exchange.reply is not None:
                 r = exchange.reply
-                view = ReplyView(r.engine, r.model, r.text, tool_calls=r.tool_calls)
+                view = ReplyView(
+                    r.engine, r.model, r.text, tool_calls=r.tool_calls, branch=r.branch
+                )
                 widgets.append(view)
             self._views[id(exchange)] = (user, view)
         if not widgets:

@@ -58,16 +58,51 @@ class UserMessage(Static):
         border-left: thick $primary;
         color: $text;
     }
+    UserMessage.-selected { border-left: thick $warning; }
     """
 
-    def __init__(self, prompt: str, attachments: Sequence[Attachment] = (), **kwargs: Any) -> None:
-        text = Text(prompt)
-        for a in attachments:
-            text.append(f"\n{'▣' if a.kind == 'image' else '≡'} {a.name}", style="dim")
-            text.append(f" · {a.kind} · {human_size(a.size)}", style="dim")
-        super().__init__(text, **kwargs)
+    def __init__(
+        self,
+        prompt: str,
+        attachments: Sequence[Attachment] = (),
+        branch: tuple[int, int] = (1, 1),
+        **kwargs: Any,
+    ) -> None:
         self.prompt = prompt
         self.attachments = tuple(attachments)
+        self.branch = branch
+        super().__init__(self._text(), **kwargs)
+
+    def _text(self) -> Text:
+        text = prompt_text(self.prompt, self.branch)
+        for a in self.attachments:
+            text.append(f"\n{'▣' if a.kind == 'image' else '≡'} {a.name}", style="dim")
+            text.append(f" · {a.kind} · {human_size(a.size)}", style="dim")
+        return text
+
+    def set_branch(self, branch: tuple[int, int]) -> None:
+        """Show where this prompt stands among the prompts sent at its point (``2/3``)."""
+        self.branch = branch
+        self.update(self._text())
+
+    @property
+    def branch_label(self) -> str:
+        """``‹ 2/3 ›`` when the prompt has siblings (edits), else empty."""
+        return branch_label(self.branch)
+
+
+def branch_label(branch: tuple[int, int]) -> str:
+    """Where a message stands among its siblings, as shown: ``‹ 2/3 ›`` (empty for one)."""
+    index, count = branch
+    return f"‹ {index}/{count} ›" if count > 1 else ""
+
+
+def prompt_text(prompt: str, branch: tuple[int, int]) -> Text:
+    """A prompt as shown, its branch label (if any) on a line of its own above it."""
+    label = branch_label(branch)
+    if not label:
+        return Text(prompt)
+    return Text.assemble((label + "  Alt+←/→ other versions", "dim"), "\n", prompt)
 
 
 class Notice(Static):
@@ -126,11 +161,13 @@ class ReplyView(Vertical):
         text: str = "",
         *,
         tool_calls: Sequence[ToolCallRecord] = (),
+        branch: tuple[int, int] = (1, 1),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.engine_name = engine
         self.model_name = model
+        self.branch = branch
         # The reply's parts in order: step texts and tool call blocks (a stored reply's steps).
         self._parts: list[MarkdownView | ToolCallBlock] = []
         self._bodies: list[MarkdownView] = []
@@ -165,8 +202,20 @@ class ReplyView(Vertical):
     def compose(self) -> ComposeResult:
         yield from self._parts
         yield Static(
-            Text(reply_caption(self.engine_name, self.model_name, None)), classes="caption"
+            Text(self._with_branch(reply_caption(self.engine_name, self.model_name, None))),
+            classes="caption",
         )
+
+    def _with_branch(self, caption: str) -> str:
+        label = branch_label(self.branch)
+        if not label:
+            return caption
+        first, sep, rest = caption.partition("\n")
+        return f"{first} · reply {label}{sep}{rest}"
+
+    def set_branch(self, branch: tuple[int, int]) -> None:
+        """Show where this reply stands among the replies to its prompt (regenerations)."""
+        self.branch = branch  # shown from the next caption on
 
     def add_notice(self, text: str) -> None:
         """Show something the engine said about this answer (context trimmed, pacing lags)."""
@@ -177,7 +226,7 @@ class ReplyView(Vertical):
         return self.query_one(".caption", Static)
 
     def set_caption(self, text: str) -> None:
-        self.caption.update(Text(text))
+        self.caption.update(Text(self._with_branch(text)))
 
     def set_result(self, metrics: StreamMetrics | None, error: str | None = None) -> None:
         """Show the final figures (and the error, if the engine failed)."""
@@ -196,7 +245,8 @@ class ReplyView(Vertical):
             self.post_message(self.Chosen(self))
 
     def mark_chosen(self, chosen: bool) -> None:
-        self.caption.set_class(chosen, "-chosen")
+        for caption in self.query(".caption"):  # none once the view has been taken away
+            caption.set_class(chosen, "-chosen")
 
     def begin_stream(self) -> None:
         """Mark the reply as streaming (its text then arrives through :meth:`write`)."""
