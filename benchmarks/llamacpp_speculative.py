@@ -100,7 +100,8 @@ async def main() -> int:
         await engines[name].load()
         if variant is not None:
             ngram, backoff = variant
-            counter = DraftCounter(PromptLookup(settings["draft_tokens"], ngram, backoff))
+            policy = PromptLookup(settings["draft_tokens"], ngram, backoff)
+            counter = DraftCounter(policy, settings["n_ctx"])
             engines[name]._counter = counter
             engines[name]._llm.draft_model = counter
     checker = Llama(

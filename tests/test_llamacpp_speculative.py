@@ -43,13 +43,36 @@ async def reply(e: LlamaCppEngine, text: str) -> tuple[str, dict[str, float]]:
     return "".join(out), figures
 
 
+def generated(e: LlamaCppEngine) -> list[int]:
+    llm = e._llm
+    return [int(t) for t in llm.input_ids[: llm.n_tokens]]
+
+
+def assert_same_or_a_near_tie(off: LlamaCppEngine, on: LlamaCppEngine) -> None:
+    """The same tokens, or where they part the model (one token at a time, as without
+    speculation) had two candidates within a small logit gap: batch rounding tipped a tie."""
+    a, b = generated(off), generated(on)
+    at = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), None)
+    if at is None:
+        return
+    llm = off._llm
+    llm.reset()
+    for token in a[:at]:
+        llm.eval([token])
+    logits = np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(llm.n_vocab(),))
+    top = np.sort(logits)[-2:]
+    assert {a[at], b[at]} <= set(np.argsort(logits)[-2:].tolist())
+    assert top[1] - top[0] < 0.5, f"token {at}: top-2 gap {top[1] - top[0]}"
+
+
 async def test_prompt_lookup_gives_the_same_greedy_answer_and_counts_acceptance() -> None:
     off, on = engine(), engine(speculative="prompt-lookup")
     try:
         for prompt in (REPETITIVE_PROMPT.text, "What is the capital of France?"):
             text_off, figures_off = await reply(off, prompt)
             text_on, figures = await reply(on, prompt)
-            assert text_on == text_off
+            if text_on != text_off:
+                assert_same_or_a_near_tie(off, on)
             assert "draft_tokens" not in figures_off
             assert 0 <= figures["draft_accepted_tokens"] <= figures["draft_tokens"]
         # The list is copied from the prompt: most drafts are right.
@@ -71,7 +94,8 @@ async def test_a_draft_gguf_the_same_as_the_model_drafts_what_it_says() -> None:
     try:
         text_off, _ = await reply(off, REPETITIVE_PROMPT.text)
         text_on, figures = await reply(on, REPETITIVE_PROMPT.text)
-        assert text_on == text_off
+        if text_on != text_off:
+            assert_same_or_a_near_tie(off, on)
         assert figures["draft_tokens"] > 20 and figures["draft_acceptance"] >= 0.9
     finally:
         await off.close()
@@ -94,9 +118,7 @@ def test_ask_json_reports_the_figures(tedchat_home: Path) -> None:
     assert timings["draft_tokens"] > 0 and 0 <= timings["draft_acceptance"] <= 1
     assert timings["prompt_eval_tokens"] > 100 and timings["prompt_eval_tokens_per_s"] > 0
     assert timings["cached_prompt_tokens"] == 0  # a fresh process: nothing cached
-    plain = run_cli(
-        tedchat_home, *args, "--max-tokens", "32", REPETITIVE_PROMPT.text, **ONE_THREAD
-    )
+    plain = run_cli(tedchat_home, *args, "--max-tokens", "32", REPETITIVE_PROMPT.text, **ONE_THREAD)
     line = plain.stderr.strip().splitlines()[-1]
     assert " tok/s · " in line and "prompt " in line and " accepted (" in line
 
@@ -133,7 +155,7 @@ def test_the_memory_check_counts_the_logits_speculation_keeps() -> None:
     plain = memory_need([info], 4096)
     spec = memory_need([info], 4096, logits_all=True)
     assert spec.logits == (4096 + 512) * 49152 * 4  # ~0.9 GB for a 0.1 GB model
-    assert plain.logits == 0 and spec.total > plain.total + spec.logits
+    assert plain.logits == 0 and spec.total >= plain.total + spec.logits
     between = plain.total + spec.logits // 2
     check_fits([info], 4096, setting="engines.x", mem_available=between)
     with pytest.raises(ModelTooLargeError, match="logits for speculative decoding"):
@@ -150,7 +172,7 @@ def test_the_counter_reads_acceptance_from_what_the_generator_did() -> None:
         def __call__(self, input_ids: Any, /, **kwargs: Any) -> Any:
             return np.array(next(drafts), dtype=np.intc)
 
-    counter = DraftCounter(Fixed())
+    counter = DraftCounter(Fixed(), n_ctx=64)
     counter.start()
     counter(np.array([1, 2, 3]))  # prompt + first token; drafts 5 6 7 at positions 3-5
     counter(np.array([1, 2, 3, 5, 6, 8]))  # 5, 6 accepted, 7 rejected (8 sampled instead)
@@ -162,3 +184,17 @@ def test_the_counter_reads_acceptance_from_what_the_generator_did() -> None:
     stats = counter.finish(12)
     assert (stats.drafted, stats.accepted) == (7, 6)
     assert stats.acceptance == pytest.approx(6 / 7)
+
+
+def test_drafts_leave_the_context_room() -> None:
+    """Near a full context llama-cpp-python would cut drafts with a negative slice and write
+    past its logits array: the counter keeps them short of n_ctx."""
+    counter = DraftCounter(PromptLookup(max_tokens=8), n_ctx=12)
+    counter.start()
+    ids = np.array([1, 2, 3, 4, 1, 2, 3, 4, 1, 2], dtype=np.intc)
+    assert counter(ids).tolist() == []  # 12 - 10 - 2 = 0 tokens of room
+    counter.start()
+    assert counter(ids[:7]).tolist() == [4, 1]  # the 3-gram 1 2 3 matched; 2 tokens to start
+    short = DraftCounter(PromptLookup(max_tokens=8), n_ctx=10)
+    short.start()
+    assert short(ids[:7]).tolist() == [4]  # 10 - 7 - 2 = 1 token of room

@@ -282,8 +282,9 @@ class LlamaCppEngine:
         from tedchat_llamacpp.speculative import DraftCounter, DraftGGUF, PromptLookup
 
         tokens = int(self.settings.get("draft_tokens", 8))
+        n_ctx = int(self.settings["n_ctx"])
         if self._spec == "prompt-lookup":
-            return DraftCounter(PromptLookup(max_tokens=tokens))
+            return DraftCounter(PromptLookup(max_tokens=tokens), n_ctx)
         if self._spec == "draft" and draft_info is not None:
             from llama_cpp import Llama
 
@@ -300,7 +301,7 @@ class LlamaCppEngine:
                 raise ModelFormatError(
                     f"llama.cpp could not load the draft model {draft_info.path}: {exc}"
                 ) from exc
-            return DraftCounter(DraftGGUF(self._draft_llm, tokens))
+            return DraftCounter(DraftGGUF(self._draft_llm, tokens), n_ctx)
         return None
 
     def _choose_format(self, info: GGUFInfo) -> str:

@@ -150,8 +150,9 @@ class DraftCounter(LlamaDraftModel):
     round); the last token's check is unknown, so it and the drafts after it are not counted.
     """
 
-    def __init__(self, policy: LlamaDraftModel) -> None:
+    def __init__(self, policy: LlamaDraftModel, n_ctx: int) -> None:
         self.policy = policy
+        self.n_ctx = n_ctx
         self.start()
 
     def start(self) -> None:
@@ -167,6 +168,10 @@ class DraftCounter(LlamaDraftModel):
         ids = np.asarray(input_ids)
         self._settle(ids)
         drafts = np.asarray(self.policy(ids, **kwargs), dtype=np.intc)
+        # Drafts must leave the context room: llama-cpp-python cuts them to
+        # `n_ctx - n_tokens - 1` tokens, which turns negative (a slice from the end) once the
+        # context is full, and its eval then writes past its logits array.
+        drafts = drafts[: max(0, self.n_ctx - ids.shape[0] - 2)]
         self._pending = (ids.shape[0], drafts.copy()) if drafts.size else None
         return drafts
 
