@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tedchat.bench.prompts import REPETITIVE_PROMPT
+from tedchat.bench.prompts import BUILTIN_PROMPTS, REPETITIVE_PROMPT
 from tedchat.engine import GenerationParams, Message, Runtime, TextDelta, Timings
 from tedchat.errors import ConfigError, ModelTooLargeError
 from tedchat.models.gguf_header import read_gguf_header
@@ -198,3 +198,17 @@ def test_drafts_leave_the_context_room() -> None:
     short = DraftCounter(PromptLookup(max_tokens=8), n_ctx=10)
     short.start()
     assert short(ids[:7]).tolist() == [4]  # 10 - 7 - 2 = 1 token of room
+
+
+async def test_a_prompt_longer_than_a_batch_works_with_speculation() -> None:
+    """llama-cpp-python sizes its logits array by its logits_all argument, not by the draft
+    model that forces logits_all: without the argument a prompt past n_batch (512) tokens
+    overflowed it. The bench's long prompts are longer."""
+    long = next(p for p in BUILTIN_PROMPTS if p.id == "long-ja")
+    e = engine(speculative="prompt-lookup")
+    try:
+        _, figures = await reply(e, long.text)
+        assert figures["prompt_eval_tokens"] > 512
+        assert "draft_tokens" in figures
+    finally:
+        await e.close()

@@ -254,7 +254,9 @@ class LlamaCppEngine:
             try:
                 counter = self._draft_counter(draft_info, threads)
                 # A draft model makes llama-cpp-python keep every position's logits
-                # (logits_all): counted in the memory check above.
+                # (logits_all): counted in the memory check above. It must be asked for
+                # explicitly too: llama-cpp-python sizes its logits array by the argument
+                # (n_batch rows without it), and a prompt past 512 tokens then overflows it.
                 llm = Llama(
                     model_path=str(path),
                     n_ctx=self.settings["n_ctx"],
@@ -263,6 +265,7 @@ class LlamaCppEngine:
                     n_gpu_layers=self.settings["n_gpu_layers"],
                     flash_attn=self.settings["flash_attn"],
                     draft_model=counter,
+                    logits_all=counter is not None,
                     verbose=False,
                 )
             except (ValueError, RuntimeError) as exc:
