@@ -2,11 +2,13 @@
 
 For each prompt (the bench's built-in ones and ``REPETITIVE_PROMPT``), each policy runs 5
 times interleaved with ``off`` (cache reset before each run, greedy, ``n_threads=1``, 160
-tokens at most); the table gives median seconds per reply (request to ``Done``), the speed-up
-against ``off`` and the draft acceptance. Greedy output must be the same with and without
-speculation: where it differs, the first differing token is named with the top-2 logit gap of
-the model at that position (evaluated one token at a time, as without speculation): a tiny
-gap means llama.cpp's batch rounding (drafts are verified in batches) tipped a near tie.
+tokens at most); the table gives median seconds per reply (request to ``Done``) and median
+milliseconds per output token (fairer where the answers part and differ in length), each with
+its speed-up against ``off``, and the median draft acceptance. Greedy output must be the
+same with and without speculation: where it differs, the first differing token is named with
+the top-2 logit gap of the model at that position (evaluated one token at a time, as without
+speculation): a tiny gap means llama.cpp's batch rounding (drafts are verified in batches)
+tipped a near tie.
 
 Policies (``--policies``): ``lookup-8`` is the shipped one (``prompt-lookup``, ``draft_tokens``
 = 8); ``lookup-4`` drafts at most 4; ``lookup-8-3g`` matches 3-grams only; ``lookup-8-nb`` has
@@ -26,7 +28,7 @@ import time
 from typing import Any
 
 from tedchat.bench.prompts import BUILTIN_PROMPTS, REPETITIVE_PROMPT
-from tedchat.engine import GenerationParams, Message, Runtime, TextDelta, Timings
+from tedchat.engine import GenerationParams, Message, Runtime, TextDelta, Timings, Usage
 
 POLICIES: dict[str, dict[str, Any]] = {
     "off": {"speculative": "off"},
@@ -48,7 +50,9 @@ async def one(engine: Any, text: str, max_tokens: int) -> tuple[float, str, dict
         if isinstance(event, TextDelta):
             out.append(event.text)
         elif isinstance(event, Timings):
-            figures = dict(event.figures)
+            figures.update(event.figures)
+        elif isinstance(event, Usage) and event.output_tokens is not None:
+            figures["output_tokens"] = float(event.output_tokens)
     return time.perf_counter() - start, "".join(out), figures
 
 
@@ -117,20 +121,24 @@ async def main() -> int:
         texts: dict[str, str] = {}
         ids: dict[str, list[int]] = {}
         accept: dict[str, list[float]] = {name: [] for name in engines}
+        per_token: dict[str, list[float]] = {name: [] for name in engines}
         await one(engines["off"], prompt.text, 8)  # warm-up
         for run in range(args.runs):
             order = list(engines) if run % 2 == 0 else list(reversed(engines))
             for name in order:
                 seconds, text, figures = await one(engines[name], prompt.text, args.max_tokens)
                 times[name].append(seconds)
+                per_token[name].append(seconds / max(1.0, figures.get("output_tokens", 1.0)))
                 if "draft_acceptance" in figures and figures.get("draft_tokens"):
                     accept[name].append(figures["draft_acceptance"])
                 if run == 0:
                     texts[name] = text
                     ids[name] = generated_ids(engines[name])
         base = statistics.median(times["off"])
+        base_tok = statistics.median(per_token["off"])
         for name in engines:
             med = statistics.median(times[name])
+            med_tok = statistics.median(per_token[name])
             note = ""
             if name != "off" and texts[name] != texts["off"]:
                 a, b = ids["off"], ids[name]
@@ -146,11 +154,19 @@ async def main() -> int:
                         f"top-2 gap {gap:.4f} (top {top1}, {top2})"
                     )
             acc = f"{statistics.median(accept[name]):.2f}" if accept[name] else "-"
-            rows.append((prompt.id, name, med, base / med, acc, note or "same output"))
+            rows.append(
+                (prompt.id, name, med, base / med, med_tok * 1000, base_tok / med_tok, acc, note)
+            )
     print("load after: ", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
-    print(f"{'prompt':<13} {'policy':<9} {'median s':>9} {'speed-up':>9} {'accept':>7}  output")
-    for pid, name, med, speed, acc, note in rows:
-        print(f"{pid:<13} {name:<9} {med:9.2f} {speed:8.2f}x {acc:>7}  {note}")
+    print(
+        f"{'prompt':<13} {'policy':<9} {'median s':>9} {'speed-up':>9} {'ms/token':>9} "
+        f"{'speed-up':>9} {'accept':>7}  output"
+    )
+    for pid, name, med, speed, ms_tok, speed_tok, acc, note in rows:
+        print(
+            f"{pid:<13} {name:<9} {med:9.2f} {speed:8.2f}x {ms_tok:9.1f} {speed_tok:8.2f}x "
+            f"{acc:>7}  {note or 'same output'}"
+        )
     for engine in engines.values():
         await engine.close()
     checker.close()
