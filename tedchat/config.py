@@ -22,6 +22,7 @@ from typing import Any
 
 from tedchat import paths
 from tedchat.errors import ConfigError
+from tedchat.presets import PRESET_KEYS, Preset, parse_presets
 from tedchat.redact import MCP_SECRET_TABLES, redact_settings, secrets_in
 
 if sys.version_info >= (3, 11):
@@ -82,6 +83,16 @@ class ToolSettings:
     tool_approval: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass
+class AttachmentSettings:
+    """``[attachments]``: files given with ``ask -f`` or ``@path`` in the chat."""
+
+    # One file larger than this is refused (not cut).
+    max_file_bytes: int = 256 * 1024
+    # All the attachments of one message together.
+    max_total_bytes: int = 1024 * 1024
+
+
 #: Keys of a settings section that the file does not set directly.
 _INTERNAL_KEYS = {"tools": ("tool_approval",)}
 
@@ -96,10 +107,13 @@ class Settings:
     plugins: PluginSettings = field(default_factory=PluginSettings)
     history: HistorySettings = field(default_factory=HistorySettings)
     tools: ToolSettings = field(default_factory=ToolSettings)
+    attachments: AttachmentSettings = field(default_factory=AttachmentSettings)
     keymap: dict[str, str] = field(default_factory=dict)
     engines: dict[str, dict[str, Any]] = field(default_factory=dict)
     # [mcp.NAME] tables, checked by tedchat.tools.mcp when a server is used.
     mcp: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # [presets.NAME] tables (tedchat.presets), checked when the file is read.
+    presets: dict[str, Preset] = field(default_factory=dict)
     source: Path | None = None
 
     def threads(self) -> int:
@@ -243,12 +257,17 @@ def apply_table(settings: Settings, data: Mapping[str, Any], path: Path) -> None
             if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
                 raise ConfigError(f"{path}: [engines] must hold tables like [engines.NAME]")
             for name, table in value.items():
+                if not name.isprintable() or not name.strip():
+                    # Names appear in every line about the engine: one line each, readable.
+                    raise ConfigError(f"{path}: engine name {name!r} is not a printable name")
                 settings.engines[name] = dict(table)
         elif key == "mcp":
             if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
                 raise ConfigError(f"{path}: [mcp] must hold tables like [mcp.NAME]")
             for name, table in value.items():
                 settings.mcp[name] = dict(table)
+        elif key == "presets":
+            settings.presets.update(parse_presets(value, str(path)))
         elif key == "tools" and isinstance(value, dict) and isinstance(value.get("approval"), dict):
             _apply_tool_approval(settings, value["approval"], path)
             rest = {k: v for k, v in value.items() if k != "approval"}
@@ -301,7 +320,7 @@ def _valid_keys(section: str) -> list[str]:
     for f in dataclasses.fields(Settings):
         if f.name == "source":
             continue
-        if f.name in ("engines", "mcp"):
+        if f.name in ("engines", "mcp", "presets"):
             names.append(f"[{f.name}.NAME]")
         elif f.name == "keymap" or _is_section(f.name):
             names.append(f"[{f.name}]")
@@ -372,7 +391,7 @@ _NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a s
 def to_toml(settings: Settings, engines: Mapping[str, Mapping[str, Any]]) -> str:
     """The effective settings as TOML (secrets redacted), for ``tedchat config show``."""
     lines = [f"default_engine = {_toml_value(settings.default_engine)}", ""]
-    for section in ("runtime", "ui", "plugins", "history", "tools"):
+    for section in ("runtime", "ui", "plugins", "history", "tools", "attachments"):
         lines.append(f"[{section}]")
         for f in dataclasses.fields(getattr(settings, section)):
             if f.name in _INTERNAL_KEYS.get(section, ()):
@@ -395,6 +414,13 @@ def to_toml(settings: Settings, engines: Mapping[str, Mapping[str, Any]]) -> str
         lines.extend(
             f"{_toml_key(k)} = {_toml_value(v)}" for k, v in redact_settings(table).items()
         )
+        lines.append("")
+    for name, preset in settings.presets.items():
+        lines.append(f"[presets.{_toml_key(name)}]")
+        for key in PRESET_KEYS:
+            value = getattr(preset, key)
+            if value is not None:
+                lines.append(f"{key} = {_toml_value(value)}")
         lines.append("")
     for name, table in settings.mcp.items():
         lines.append(f"[mcp.{_toml_key(name)}]")

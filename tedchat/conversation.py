@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from tedchat.attachments import Attachment, user_message
 from tedchat.engine import (
     EmulatedTimings,
     Engine,
@@ -38,6 +39,9 @@ from tedchat.tools.base import ToolCallRecord, reply_steps
 CHARS_PER_TOKEN = 4
 #: Per-message overhead of chat templates (role markers), in tokens.
 MESSAGE_OVERHEAD_TOKENS = 4
+#: Rough tokens an image costs a vision model (OpenAI's figure for one 512-pixel tile plus the
+#: base; servers differ widely): always shown with ``~``.
+IMAGE_TOKENS_ESTIMATE = 765
 
 
 @dataclass
@@ -62,6 +66,8 @@ class Exchange:
     prompt: str
     reply: ReplyRecord | None = None
     message_id: int | None = None  # the user message's id in the history store
+    #: Files attached to the prompt (text is sent as fenced blocks after it, images as parts).
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass
@@ -93,7 +99,15 @@ def estimate_tokens(text: str) -> int:
 
 def _message_tokens(message: Message) -> int:
     calls = sum(estimate_tokens(c.name + c.arguments) for c in message.tool_calls)
-    return estimate_tokens(message.content) + calls + MESSAGE_OVERHEAD_TOKENS
+    images = len(message.images) * IMAGE_TOKENS_ESTIMATE
+    return estimate_tokens(message.content) + calls + images + MESSAGE_OVERHEAD_TOKENS
+
+
+def attachment_tokens(attachment: Attachment) -> int:
+    """Tokens an attachment adds to the prompt, estimated like the rest of the prompt."""
+    if attachment.kind == "image":
+        return IMAGE_TOKENS_ESTIMATE
+    return estimate_tokens("\n\n" + attachment.block())
 
 
 def context_budget(context_tokens: int, max_tokens: int) -> int:
@@ -106,17 +120,18 @@ def context_budget(context_tokens: int, max_tokens: int) -> int:
 
 
 #: One earlier exchange for :func:`build_messages`: (prompt, reply text), or with the reply's
-#: tool calls as a third item.
-HistoryItem = tuple[str, str] | tuple[str, str, Sequence[ToolCallRecord]]
+#: tool calls as a third item. The prompt is a user :class:`Message` when it had attachments.
+HistoryItem = tuple[str | Message, str] | tuple[str | Message, str, Sequence[ToolCallRecord]]
 
 
 def build_messages(
     system: str,
     history: Sequence[HistoryItem],
-    prompt: str,
+    prompt: str | Message,
     budget_tokens: int,
     *,
     tools: bool = False,
+    vision: bool = False,
 ) -> BuiltMessages:
     """Messages for the next request: system, the newest exchanges that fit, then ``prompt``.
 
@@ -124,16 +139,22 @@ def build_messages(
     engine takes tool messages) a reply that called tools is sent as its steps: the assistant
     message with its calls, one ``tool`` message per result, then the rest of the text;
     without, as its text alone. Exchanges are dropped whole, oldest first, until the estimate
-    fits ``budget_tokens``. The system prompt and the new prompt are always sent.
+    fits ``budget_tokens``. The system prompt and the new prompt are always sent. Images of
+    user messages are sent only with ``vision`` (the engine declares it).
     """
+
+    def user(item: str | Message) -> Message:
+        message = item if isinstance(item, Message) else Message("user", item)
+        return message if vision or not message.images else replace(message, images=())
+
     head = [Message("system", system)] if system.strip() else []
-    tail = [Message("user", prompt)]
+    tail = [user(prompt)]
     fixed = sum(_message_tokens(m) for m in head + tail)
     pairs: list[list[Message]] = []
     for item in history:
-        user, assistant = item[0], item[1]
+        assistant = item[1]
         calls = item[2] if len(item) > 2 else ()
-        pair = [Message("user", user)]
+        pair = [user(item[0])]
         if tools and calls:
             pair += reply_messages(assistant, calls)
         elif assistant:
@@ -176,11 +197,16 @@ def engine_context_tokens(engine: Engine, default: int) -> tuple[int, bool]:
 
 
 def history_pairs(exchanges: Sequence[Exchange]) -> list[HistoryItem]:
-    """(prompt, reply text, tool calls) of finished exchanges, for :func:`build_messages`."""
-    return [
-        (ex.prompt, ex.reply.text, ex.reply.tool_calls) if ex.reply else (ex.prompt, "")
-        for ex in exchanges
-    ]
+    """(prompt, reply text, tool calls) of finished exchanges, for :func:`build_messages`; a
+    prompt with attachments is its user message (images kept; build_messages drops them for
+    an engine without vision)."""
+    out: list[HistoryItem] = []
+    for ex in exchanges:
+        prompt: str | Message = ex.prompt
+        if ex.attachments:
+            prompt = user_message(ex.prompt, ex.attachments, vision=True)
+        out.append((prompt, ex.reply.text, ex.reply.tool_calls) if ex.reply else (prompt, ""))
+    return out
 
 
 # --- from the history store -----------------------------------------------------------------
@@ -283,5 +309,6 @@ def conversation_from_store(stored: Any) -> ChatConversation:
                 store_id=last.id,
                 tool_calls=[ToolCallRecord.from_dict(c) for c in last.tool_calls],
             )
-        conv.exchanges.append(Exchange(message.content, reply, message.id))
+        attachments = tuple(Attachment(a.name, a.kind, a.mime, a.data) for a in message.attachments)
+        conv.exchanges.append(Exchange(message.content, reply, message.id, attachments))
     return conv

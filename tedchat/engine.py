@@ -65,18 +65,29 @@ class ToolSpec:
 
 
 @dataclass(frozen=True)
+class ImagePart:
+    """An image attached to a user message: its bytes and MIME type (``image/png``, ...)."""
+
+    mime: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
 class Message:
     """One message of a conversation.
 
     An assistant message may carry the ``tool_calls`` it made (its ``content`` is then the text
     written before them, often empty); a ``tool`` message is one call's result, ``tool_call_id``
-    naming the call. Engines that do not declare ``tools`` never receive either.
+    naming the call. Engines that do not declare ``tools`` never receive either. A user message
+    may carry ``images`` after its text; engines that do not declare ``vision`` never receive
+    any (attached text files are part of ``content``).
     """
 
     role: Role
     content: str
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
+    images: tuple[ImagePart, ...] = ()
 
 
 DEFAULT_TEMPERATURE = 0.7
@@ -244,6 +255,7 @@ class Capabilities:
     #: The engine reads ``GenerationParams.tools`` / ``tool_choice`` and ``Message.tool_calls``
     #: / ``tool`` messages, and streams :class:`ToolCallDelta` events.
     tools: bool = False
+    #: The engine reads ``Message.images`` (user messages only).
     vision: bool = False
     #: :class:`Recorder`: ``record()`` computes a whole answer with each event's own time
     #: (an emulated clock), used for replays.
@@ -256,6 +268,9 @@ class Capabilities:
     cache_reset: bool = False
     #: :class:`HasTokenIds`: ``last_token_ids`` holds the ids of the answer streamed last.
     token_ids: bool = False
+    #: :class:`PromptTokenCounter`: ``count_prompt_tokens()`` counts a request's prompt with
+    #: the model's own tokenizer and chat template (the context gauge).
+    prompt_tokens: bool = False
     #: The context window in tokens, when the engine knows it (None: unknown).
     context_size: int | None = None
 
@@ -359,6 +374,18 @@ class HasTokenIds(Protocol):
         ...
 
 
+class PromptTokenCounter(Protocol):
+    """``Capabilities.prompt_tokens``: the prompt tokens a request would take."""
+
+    async def count_prompt_tokens(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> int | None:
+        """Tokens of the prompt ``messages`` (and ``params.tools``) make for this model, as
+        the engine would render them, before any trimming; None when the engine has no
+        tokenizer for it (an http engine without ``tokenizer``): callers then estimate."""
+        ...
+
+
 def capabilities_of(engine: object) -> Capabilities:
     """What ``engine`` declares. The one place that reads the attribute without trusting it:
     an engine without ``capabilities`` (a plugin older than the declaration) offers nothing
@@ -403,6 +430,7 @@ def declaration_problems(engine: object) -> list[str]:
         ("list_models", caps.list_models, ("list_models",), True),
         ("cache_reset", caps.cache_reset, ("reset_cache",), True),
         ("token_ids", caps.token_ids, ("last_token_ids",), False),
+        ("prompt_tokens", caps.prompt_tokens, ("count_prompt_tokens",), True),
     )
     for flag, declared, members, methods in features:
         for member in members:
@@ -456,6 +484,13 @@ def as_token_ids(engine: Engine) -> HasTokenIds:
     if not capabilities_of(engine).token_ids:
         raise _undeclared(engine, "last_token_ids")
     return cast(HasTokenIds, engine)
+
+
+def as_prompt_token_counter(engine: Engine) -> PromptTokenCounter:
+    """``engine`` as a :class:`PromptTokenCounter`; EngineUnavailable unless it declares it."""
+    if not capabilities_of(engine).prompt_tokens:
+        raise _undeclared(engine, "count_prompt_tokens")
+    return cast(PromptTokenCounter, engine)
 
 
 @dataclass(frozen=True)

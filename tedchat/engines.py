@@ -15,6 +15,7 @@ from typing import Any
 from tedchat.config import DEFAULT_ENGINES, Settings, coerce, load_settings
 from tedchat.engine import Engine, Runtime
 from tedchat.errors import ConfigError
+from tedchat.gauges import PRICE_SETTINGS, Prices, prices_of
 from tedchat.plugins import Plugins, RegisteredType, load_plugins
 from tedchat.redact import redact_settings
 
@@ -76,8 +77,9 @@ class Engines:
         return types[spec.type]
 
     def resolved_settings(self, spec: EngineSpec) -> dict[str, Any]:
-        """The spec's settings over its type's defaults, each key and type checked."""
-        declared = self.engine_type(spec).type.settings
+        """The spec's settings over its type's defaults, each key and type checked; every type
+        also takes the prices (``price_input_per_mtok``, ``price_output_per_mtok``)."""
+        declared = {**PRICE_SETTINGS, **self.engine_type(spec).type.settings}
         values = dict(declared)
         for key, value in spec.settings.items():
             if key not in declared:
@@ -93,8 +95,19 @@ class Engines:
         if name not in self._built:
             spec = self.spec(name)
             etype = self.engine_type(spec).type
-            self._built[name] = etype.factory(name, self.resolved_settings(spec), self.runtime)
+            values = self.resolved_settings(spec)
+            own = {
+                k: v for k, v in values.items() if k in etype.settings or k not in PRICE_SETTINGS
+            }
+            self._built[name] = etype.factory(name, own, self.runtime)
         return self._built[name]
+
+    def prices(self, name: str) -> Prices | None:
+        """The engine's prices (USD per million tokens); None when it sets none."""
+        try:
+            return prices_of(self.resolved_settings(self.spec(name)))
+        except ConfigError:
+            return None
 
     def describe(self, name: str) -> dict[str, Any]:
         """Type, plugin and redacted settings of an engine, for ``engines`` and records."""

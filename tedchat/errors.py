@@ -64,6 +64,11 @@ class UsageError(TedchatError):
     exit_code = EXIT_USAGE
 
 
+class AttachmentError(UsageError):
+    """A file that cannot be attached (missing, binary, too large, or an image for an engine
+    without vision): refused before anything is sent."""
+
+
 class ConfigError(TedchatError):
     """The configuration (file, environment or flags) is invalid."""
 

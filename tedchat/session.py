@@ -43,6 +43,7 @@ from tedchat.metrics import Clock, StreamMeter, StreamMetrics
 from tedchat.tools.base import Approver, ToolCallRecord
 
 if TYPE_CHECKING:
+    from tedchat.attachments import Attachment
     from tedchat.history.store import Store
     from tedchat.history.writer import ReplyWriter
 
@@ -395,22 +396,32 @@ class TurnHistory:
     params: GenerationParams = field(default_factory=GenerationParams)
     message_id: int | None = None
 
-    async def save_prompt(self, prompt: str, *, engine: Engine | None = None) -> None:
-        """Create the conversation if needed and commit ``prompt``: call it before the request
-        is sent. ``engine`` names where it went when there is one target (not for compare).
-        Raises :class:`HistoryError` (the caller says so and goes on, or stops)."""
+    async def save_prompt(
+        self,
+        prompt: str,
+        *,
+        engine: Engine | None = None,
+        attachments: Sequence[Attachment] = (),
+    ) -> None:
+        """Create the conversation if needed and commit ``prompt`` with its ``attachments``:
+        call it before the request is sent. ``engine`` names where it went when there is one
+        target (not for compare). Raises :class:`HistoryError` (the caller says so and goes
+        on, or stops)."""
         if self.writer is None or self.message_id is not None:
             return
         store = self.writer.store
         name, model = (engine.name, engine.model) if engine is not None else (None, None)
         system, params = self.system or None, params_to_dict(self.params)
+        from tedchat.history.records import StoredAttachment
+
+        stored = [StoredAttachment(a.name, a.kind, a.mime, a.data) for a in attachments]
 
         def save() -> None:
             # Kept as each step lands: a new conversation is not made twice if the prompt failed.
             if self.conversation_id is None:
                 self.conversation_id = store.new_conversation(None, system, params)
             self.message_id = store.add_user_message(
-                self.conversation_id, prompt, engine=name, model=model
+                self.conversation_id, prompt, engine=name, model=model, attachments=stored
             )
 
         await self.writer.run(save)

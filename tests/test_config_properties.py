@@ -24,6 +24,7 @@ from tedchat.config import Settings, load_settings, to_toml
 from tedchat.engines import Engines
 from tedchat.errors import ConfigError
 from tedchat.plugins import Plugins, load_plugins
+from tedchat.presets import PRESET_KEYS
 from tedchat.redact import redact_settings
 from tests.conftest import ISOLATING_VARS
 
@@ -136,6 +137,19 @@ ENGINE_TABLES = st.dictionaries(
 )
 
 
+PRESET_TABLES = st.dictionaries(
+    st.sampled_from(["review", "ja"]) | TEXT,
+    mostly(
+        st.dictionaries(
+            st.sampled_from([*PRESET_KEYS, "typo"]),
+            mostly(ENGINE_VALUES | st.lists(st.sampled_from(["builtin", "mcp", "nope"]))),
+            max_size=4,
+        )
+    ),
+    max_size=3,
+)
+
+
 def section(keys: list[str], good: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     names = st.one_of(st.sampled_from(keys), st.sampled_from(keys), TEXT)
     return mostly(st.dictionaries(names, mostly(good), max_size=3))
@@ -150,6 +164,7 @@ SECTION_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "history": section(["path", "enabled"], TEXT | st.booleans()),
     "keymap": mostly(st.dictionaries(TEXT, mostly(TEXT), max_size=3)),
     "engines": mostly(ENGINE_TABLES),
+    "presets": mostly(PRESET_TABLES),
 }
 SECTIONS = st.fixed_dictionaries({}, optional=SECTION_VALUES)
 DOCUMENTS = st.one_of(

@@ -29,6 +29,7 @@ SETTINGS: dict[str, Any] = {
     "ca_bundle": "",  # PEM file of the CA(s) to trust instead of the default store
     "max_retries": 2,  # retries before the answer starts: refused, 429, 503
     "tokenizer": "",  # registry name or GGUF path counting tokens when the server does not
+    "vision": False,  # the model takes images (sent as image_url data URLs); false refuses them
 }
 
 

@@ -32,6 +32,7 @@ its query, after the endpoint's path.
 from __future__ import annotations
 
 import asyncio
+import base64
 import codecs
 import email.utils
 import ipaddress
@@ -173,7 +174,23 @@ def message_json(message: Message) -> dict[str, Any]:
                 for call in message.tool_calls
             ],
         }
+    if message.images:
+        return {"role": message.role, "content": content_parts(message)}
     return {"role": message.role, "content": message.content}
+
+
+def content_parts(message: Message) -> list[dict[str, Any]]:
+    """A message with images as OpenAI content parts: its text, then each image as an
+    ``image_url`` data URL."""
+    parts: list[dict[str, Any]] = []
+    if message.content:
+        parts.append({"type": "text", "text": message.content})
+    for image in message.images:
+        encoded = base64.b64encode(image.data).decode("ascii")
+        parts.append(
+            {"type": "image_url", "image_url": {"url": f"data:{image.mime};base64,{encoded}"}}
+        )
+    return parts
 
 
 def tool_json(tool: ToolSpec) -> dict[str, Any]:
@@ -224,7 +241,13 @@ class HttpEngine:
         self._model_id: str | None = settings["model"] or None
         self.model = model_display(self._model_id) if self._model_id else "(server default)"
         # The server's context window is not part of the OpenAI API: unknown here.
-        self.capabilities = Capabilities(list_models=True, tools=True)
+        # prompt_tokens: counted with the ``tokenizer`` setting's GGUF (None without one).
+        self.capabilities = Capabilities(
+            list_models=True,
+            tools=True,
+            prompt_tokens=True,
+            vision=bool(settings.get("vision", False)),
+        )
         self._discovery_tried = False
         self._include_usage = True  # cleared when the server rejects stream_options
         self._client: httpx.AsyncClient | None = None
@@ -235,6 +258,7 @@ class HttpEngine:
         # (a history entry, a request) has started.
         self._verify = self._tls_verify()
         self._tokenizer: Any = None
+        self._formatter: Any = None  # the tokenizer GGUF's chat template, built once
         self._tokenizer_lock = threading.Lock()  # a llama.cpp vocab is not thread-safe
 
     # --- settings --------------------------------------------------------------------------
@@ -696,6 +720,39 @@ class HttpEngine:
             log.warning("warning: %s: %s (token count left approximate)", self.name, exc.message)
             return None
 
+    async def count_prompt_tokens(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> int | None:
+        """The request's prompt tokens as a llama.cpp-style server renders it: the tokenizer
+        GGUF's chat template over the messages sent; None without a ``tokenizer`` (or when
+        it has no chat template)."""
+        if not self.settings["tokenizer"]:
+            return None
+        if self._tokenizer is None:
+            await asyncio.to_thread(self._load_tokenizer)
+        return await asyncio.to_thread(self._count_prompt_sync, messages, params)
+
+    def _count_prompt_sync(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> int | None:
+        with self._tokenizer_lock:
+            vocab = self._tokenizer
+            if vocab is None:
+                return None
+            if self._formatter is None:
+                self._formatter = chat_formatter(vocab) or False
+            if self._formatter is False:
+                return None
+            tools = [tool_json(t) for t in params.tools] or None
+            try:
+                result = self._formatter(messages=[message_json(m) for m in messages], tools=tools)
+            except Exception:  # a template that cannot take these messages (image parts)
+                return None
+            ids = vocab.tokenize(
+                result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
+            )
+            return len(ids)
+
     def _tokenize_count(self, text: str) -> int:
         with self._tokenizer_lock:
             return len(self._tokenizer.tokenize(text.encode("utf-8"), add_bos=False, special=False))
@@ -724,6 +781,27 @@ def load_vocab(path: Path) -> Any:
             return llama_cpp.Llama(str(path), vocab_only=True, verbose=False)
     except (ValueError, RuntimeError) as exc:
         raise EngineError(f"cannot load the tokenizer from {path}: {exc}") from exc
+
+
+def chat_formatter(vocab: Any) -> Any:
+    """The GGUF's chat template as llama-cpp-python's server renders it (None: it has none)."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = vocab.metadata().get("tokenizer.chat_template")
+    if not template:
+        return None
+
+    def piece(token: int) -> str:
+        return (
+            vocab.detokenize([token], special=True).decode("utf-8", "replace")
+            if token != -1
+            else ""
+        )
+
+    eos, bos = vocab.token_eos(), vocab.token_bos()
+    return Jinja2ChatFormatter(
+        template=template, eos_token=piece(eos), bos_token=piece(bos), stop_token_ids=[eos]
+    )
 
 
 def _json_or_text(content: bytes) -> Any:

@@ -174,7 +174,7 @@ class LlamaCppEngine:
         self.runtime = runtime
         self.model = model_label(settings["model"])
         self.capabilities = Capabilities(
-            cache_reset=True, tools=True, context_size=int(settings["n_ctx"])
+            cache_reset=True, tools=True, prompt_tokens=True, context_size=int(settings["n_ctx"])
         )
         spec = settings.get("speculative", "off")
         if spec not in SPECULATIVE_MODES:
@@ -412,6 +412,21 @@ class LlamaCppEngine:
             yield event
 
     # --- prompts -------------------------------------------------------------------------
+
+    async def count_prompt_tokens(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> int | None:
+        """The prompt tokens of this request as :meth:`stream` renders it, untrimmed."""
+        await self.load()
+        return await asyncio.to_thread(self._count_prompt_sync, messages, params)
+
+    def _count_prompt_sync(self, messages: Sequence[Message], params: GenerationParams) -> int:
+        messages, params = apply_model_defaults(self.settings["model"], messages, params)
+        with self._lock:
+            if self._llm is None:
+                raise EngineError(f"{self.name} was closed")
+            plan = plan_for(params, self._template_tools)
+            return len(self._render(self._llm, messages, plan)[0])
 
     def _render(
         self, llm: Any, messages: Sequence[Message], plan: ToolPlan = NO_TOOLS

@@ -56,6 +56,8 @@ class BenchPlan:
     warmup: int = 1
     params: GenerationParams = field(default_factory=lambda: GenerationParams(max_tokens=256))
     concurrency: int = 1
+    #: Engine name -> its prices (:class:`tedchat.gauges.Prices`): runs then hold ``cost_usd``.
+    prices: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -195,7 +197,7 @@ async def _run_batch(
             "slot": slot,
             "started_at": started_at,
             "cache_cleared": cleared,
-            **answer_record(engine, result.text, result.metrics),
+            **answer_record(engine, result.text, result.metrics, plan.prices.get(step.engine)),
             "error": error,
             "token_ids": None,
         }

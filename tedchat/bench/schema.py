@@ -118,6 +118,10 @@ _RUN = _obj(
     },
     {
         "emulated": _RUN_EMULATED,
+        # Engines with prices (price_input_per_mtok, price_output_per_mtok) only.
+        "cost_usd": {
+            "oneOf": [{"type": "null"}, _obj({"input": _NUM, "output": _NUM, "total": _NUM})]
+        },
         "reasoning_tokens": _COUNT,
         "time_to_first_reasoning_s": _NUM_OR_NULL,
     },

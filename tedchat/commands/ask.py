@@ -11,6 +11,7 @@ from tedchat.commands.history import add_history_option
 from tedchat.errors import EXIT_CANCELLED, EXIT_ENGINE, HistoryError, UsageError
 
 if TYPE_CHECKING:
+    from tedchat.attachments import Attachment
     from tedchat.session import HistoryWriter
     from tedchat.tools.setup import OpenTools
 
@@ -20,11 +21,22 @@ tokens; prompt tokens/s, cached prompt tokens and draft acceptance when the engi
 measured them) goes to stderr. The prompt is the argument; text piped on stdin is appended to it
 (git diff | tedchat ask "review this"); with no argument the prompt is stdin.
 
+Attachments: -f PATH (repeatable) attaches a file, a glob ('src/*.py', quoted) or a folder
+(recursed, skipping hidden, .gitignored and binary files); -f - attaches stdin. Text goes to
+the model as fenced blocks named by path; images (PNG, JPEG, GIF, WebP) only to engines that
+declare vision (http engines: vision = true). Each file's size and estimated tokens go to
+stderr before sending; a binary file named directly, one over [attachments] max_file_bytes,
+all over max_total_bytes, or an image for an engine without vision is refused (exit 2) before
+anything is sent or saved.
+
 Tools: an engine that supports them (http, llamacpp) is offered the tools of [tools] sources
 (built-in file tools and shell, plugins, MCP servers); --mcp and --tools choose others. A call
 that needs approval is asked on the terminal (y once, a always, n no); without a terminal it
 is refused and the model is told. --yes approves every tool but the shell tool (which runs
 unasked only with [tools.approval] shell = "auto"). Calls are shown on stderr.
+--preset NAME uses [presets.NAME] (system prompt, engine, sampling, tools); options given
+here win. An engine with price_input_per_mtok / price_output_per_mtok adds the reply's cost to
+the metrics line and "cost_usd" to --json.
 Exit codes: 0 ok, 1 engine error (or an MCP server that fails its handshake), 2 usage or
 config error, 130 cancelled (Ctrl-C)."""
 
@@ -38,7 +50,17 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("prompt", nargs="?", help="the prompt (stdin is appended, or used alone)")
+    p.add_argument(
+        "-f",
+        "--file",
+        dest="files",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="attach a file, glob or folder (repeatable); - attaches stdin",
+    )
     add_generation_options(p)
+    add_preset_option(p)
     p.add_argument(
         "--json",
         action="store_true",
@@ -112,6 +134,46 @@ def add_generation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, metavar="N", help="random seed for sampling")
 
 
+def add_preset_option(p: argparse.ArgumentParser, *, engine: bool = True) -> None:
+    """``--preset NAME`` (ask, chat, compare)."""
+    sets = (
+        "system prompt, engine, sampling and tools" if engine else "system prompt, sampling, tools"
+    )
+    p.add_argument(
+        "--preset",
+        metavar="NAME",
+        help=f"use [presets.NAME] from the config: its {sets}; options given here win",
+    )
+
+
+def apply_preset(args: argparse.Namespace, settings: Any, *, engine: bool = True) -> Any:
+    """Fill the options not given on the command line from ``--preset``'s table (command line >
+    preset > engine config); its ``tools`` become ``[tools] sources`` unless ``--tools`` is
+    given. ``engine=False`` (compare) leaves the preset's engine out. Returns the preset."""
+    if not getattr(args, "preset", None):
+        return None
+    from tedchat.presets import find_preset
+
+    preset = find_preset(settings.presets, args.preset)
+    for arg, key in (
+        ("system", "system_prompt"),
+        ("temperature", "temperature"),
+        ("top_p", "top_p"),
+        ("max_tokens", "max_tokens"),
+        ("seed", "seed"),
+    ):
+        if getattr(args, arg, None) is None and getattr(preset, key) is not None:
+            setattr(args, arg, getattr(preset, key))
+    if engine and args.engine is None and preset.engine is not None:
+        args.engine = preset.engine
+    if preset.tools is not None and getattr(args, "tools", None) is None:
+        from tedchat.tools.setup import sources_for
+
+        settings.tools.sources = list(preset.tools)
+        sources_for(settings)  # an unknown source is one line now, not at the first turn
+    return preset
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -151,11 +213,21 @@ def run(args: argparse.Namespace) -> int:
     from tedchat.cli import warn_plugin_failures
     from tedchat.engines import load_context
 
-    prompt = read_prompt(args.prompt)
+    files = list(getattr(args, "files", None) or [])
+    if "-" in files:
+        if args.prompt is None:
+            raise UsageError("-f - attaches stdin: give the prompt as an argument")
+        if sys.stdin is None or sys.stdin.isatty():
+            raise UsageError("-f - attaches stdin, but nothing is piped in")
+        prompt = args.prompt
+    else:
+        prompt = read_prompt(args.prompt)
     context = load_context(args.config)
     warn_plugin_failures(context)
+    apply_preset(args, context.settings)
     name = args.engine or context.settings.default_engine
     engine = context.engines.get(name)
+    attachments = read_attachments(files, engine, context.settings)
     history = None
     if not args.no_history and context.settings.history.enabled:
         from tedchat.history.files import open_history
@@ -168,12 +240,32 @@ def run(args: argparse.Namespace) -> int:
     elif args.continue_ or args.conversation:
         raise UsageError("--continue and --conversation need the history, which is turned off")
     try:
-        return asyncio.run(_ask(engine, prompt, args, history, context))
+        return asyncio.run(_ask(engine, prompt, args, history, context, attachments))
     except KeyboardInterrupt:
         return EXIT_CANCELLED
     finally:
         if history is not None:
             history.close()
+
+
+def read_attachments(files: list[str], engine: Any, settings: Any) -> list[Attachment]:
+    """The attachments ``-f`` names, checked against the caps and the engine, each described
+    on stderr (size, estimated tokens); refusals raise before anything is sent."""
+    if not files:
+        return []
+    from tedchat.attachments import Limits, check_engine, collect, describe, human_size
+    from tedchat.conversation import attachment_tokens
+    from tedchat.engine import capabilities_of
+
+    attachments = collect(files, limits=Limits.from_settings(settings))
+    check_engine(engine.name, attachments, vision=capabilities_of(engine).vision)
+    tokens = [attachment_tokens(a) for a in attachments]
+    for attachment, count in zip(attachments, tokens, strict=True):
+        print(f"attached {describe(attachment, count)}", file=sys.stderr)
+    if len(attachments) > 1:
+        total = human_size(sum(a.size for a in attachments))
+        print(f"attached {len(attachments)} files, {total}, ~{sum(tokens)} tokens", file=sys.stderr)
+    return attachments
 
 
 async def _ask(
@@ -182,12 +274,13 @@ async def _ask(
     args: argparse.Namespace,
     history: HistoryWriter | None,
     context: Any,
+    attachments: list[Attachment] | None = None,
 ) -> int:
     """The question's turn. MCP servers start first and come up while the engine loads; the
     prompt is saved before anything is sent."""
     tools = _open_tools(engine, args, context)
     try:
-        return await _ask_with(engine, prompt, args, history, context, tools)
+        return await _ask_with(engine, prompt, args, history, context, tools, attachments or [])
     finally:
         if tools is not None:
             await tools.aclose()
@@ -200,9 +293,11 @@ async def _ask_with(
     history: HistoryWriter | None,
     context: Any,
     tools: OpenTools | None,
+    attachments: list[Attachment],
 ) -> int:
     import asyncio
 
+    from tedchat.attachments import user_message
     from tedchat.conversation import (
         build_messages,
         context_budget,
@@ -214,6 +309,7 @@ async def _ask_with(
     from tedchat.session import ToolCallFinished, ToolCallStarted, Turn, TurnHistory, run_turn
 
     params = generation_params(args)
+    prices = context.engines.prices(engine.name)
     system, pairs, conversation_id = args.system or "", [], None
     if history is not None:
         store = history.store
@@ -227,13 +323,22 @@ async def _ask_with(
             previous = conversation_from_store(store.get_conversation(conversation_id))
             system = args.system or previous.system
             pairs = history_pairs(previous.exchanges)
+            images = sum(a.kind == "image" for ex in previous.exchanges for a in ex.attachments)
+            if images and not capabilities_of(engine).vision:
+                print(
+                    f"note: {engine.name} does not take images: the conversation's {images} "
+                    "image(s) are left out",
+                    file=sys.stderr,
+                )
     context_tokens, _ = engine_context_tokens(engine, default=8192)
+    caps = capabilities_of(engine)
     built = build_messages(
         system,
         pairs,
-        prompt,
+        user_message(prompt, attachments, vision=caps.vision),
         context_budget(context_tokens, params.max_tokens),
-        tools=capabilities_of(engine).tools,
+        tools=caps.tools,
+        vision=caps.vision,
     )
     if built.dropped_exchanges:
         print(
@@ -243,7 +348,8 @@ async def _ask_with(
         )
     record = TurnHistory(history, conversation_id, system=args.system or "", params=params)
     try:
-        await record.save_prompt(prompt, engine=engine)  # before it is sent: nothing typed is lost
+        # before it is sent: nothing typed (or attached) is lost
+        await record.save_prompt(prompt, engine=engine, attachments=attachments)
     except HistoryError as exc:
         _history_not_saved(exc)  # the question is still worth an answer
     await engine.load()
@@ -284,10 +390,10 @@ async def _ask_with(
         metrics = turn.meter.snapshot()
         if args.json:
             calls = turn.tool_calls if tools is not None else None
-            _print_json(engine, turn.text, metrics, error="cancelled", calls=calls)
+            _print_json(engine, turn.text, metrics, error="cancelled", calls=calls, prices=prices)
         else:
             out.write("\n")
-            _print_metrics_line(engine, metrics)
+            _print_metrics_line(engine, metrics, prices)
         return EXIT_CANCELLED
     await engine.close()
     if args.json:
@@ -297,12 +403,13 @@ async def _ask_with(
             result.metrics,
             error=result.error.message if result.error else None,
             calls=result.tool_calls if tools is not None else None,
+            prices=prices,
         )
     else:
         if result.text and not result.text.endswith("\n"):
             out.write("\n")
         out.flush()
-        _print_metrics_line(engine, result.metrics)
+        _print_metrics_line(engine, result.metrics, prices)
     if result.error is not None:
         print(f"error: {result.error.message}", file=sys.stderr)
         if result.error.hint:
@@ -317,14 +424,20 @@ def _history_not_saved(exc: HistoryError) -> None:
         print(f"hint: {exc.hint}", file=sys.stderr)
 
 
-def _print_metrics_line(engine: Any, metrics: Any) -> None:
+def _print_metrics_line(engine: Any, metrics: Any, prices: Any = None) -> None:
+    from tedchat.gauges import reply_cost
     from tedchat.metrics import format_metrics_line
 
-    print(f"[{engine.name} · {engine.model}] {format_metrics_line(metrics)}", file=sys.stderr)
+    line = f"[{engine.name} · {engine.model}] {format_metrics_line(metrics)}"
+    cost = reply_cost(prices, metrics.prompt_tokens, metrics.output_tokens)
+    if cost is not None:
+        line += f" · {cost.text()}"
+    print(line, file=sys.stderr)
 
 
-def answer_record(engine: Any, text: str, metrics: Any) -> dict[str, Any]:
-    """The JSON shape of one answer, shared by ``ask --json`` and ``bench`` records."""
+def answer_record(engine: Any, text: str, metrics: Any, prices: Any = None) -> dict[str, Any]:
+    """The JSON shape of one answer, shared by ``ask --json`` and ``bench`` records; with the
+    engine's ``prices`` (:class:`tedchat.gauges.Prices`) it holds ``cost_usd``."""
     m = metrics.as_dict()
     record: dict[str, Any] = {
         "engine": engine.name,
@@ -339,6 +452,11 @@ def answer_record(engine: Any, text: str, metrics: Any) -> dict[str, Any]:
         "finish_reason": m["finish_reason"],
         "timings": m["timings"],
     }
+    if prices is not None:
+        from tedchat.gauges import reply_cost
+
+        cost = reply_cost(prices, m["prompt_tokens"], m["output_tokens"])
+        record["cost_usd"] = cost.as_dict() if cost is not None else None
     if m["reasoning_tokens"]:
         record["reasoning_tokens"] = m["reasoning_tokens"]
         record["time_to_first_reasoning_s"] = m["time_to_first_reasoning_s"]
@@ -357,9 +475,15 @@ def answer_record(engine: Any, text: str, metrics: Any) -> dict[str, Any]:
 
 
 def _print_json(
-    engine: Any, text: str, metrics: Any, *, error: str | None, calls: list[Any] | None = None
+    engine: Any,
+    text: str,
+    metrics: Any,
+    *,
+    error: str | None,
+    calls: list[Any] | None = None,
+    prices: Any = None,
 ) -> None:
-    record = answer_record(engine, text, metrics)
+    record = answer_record(engine, text, metrics, prices)
     if calls is not None:
         record["tool_calls"] = [
             {

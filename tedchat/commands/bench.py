@@ -221,7 +221,8 @@ def _run_bench(args: argparse.Namespace) -> int:
     params = GenerationParams(
         max_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed
     )
-    plan = BenchPlan(prompts, args.runs, args.warmup, params, args.concurrency)
+    prices = {n: p for n in names if (p := context.engines.prices(n)) is not None}
+    plan = BenchPlan(prompts, args.runs, args.warmup, params, args.concurrency, prices)
     record = BenchRecord(
         config={
             "engines": names,

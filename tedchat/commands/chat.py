@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from tedchat.commands.ask import add_generation_options
+from tedchat.commands.ask import add_generation_options, add_preset_option
 from tedchat.commands.history import add_history_option
 
 DESCRIPTION = """\
 Open the chat screen: answers stream as Markdown with live TTFT and tokens/s in the status bar.
-Enter sends, Ctrl+J starts a new line, Esc stops an answer, F1 lists every key, Ctrl+P opens
-the command palette (switch engine, conversations, compare, theme)."""
+Enter sends, Ctrl+J starts a new line, Ctrl+G writes the prompt in $VISUAL/$EDITOR, Esc stops
+an answer, F11 picks a preset, F1 lists every key, Ctrl+P opens the command palette (switch
+engine, conversations, compare, theme). --preset NAME starts with [presets.NAME] (its system
+prompt, engine, sampling and tools); options given here win over it."""
 
 
 def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -23,6 +25,7 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_generation_options(p)
+    add_preset_option(p)
     add_theme_option(p)
     add_history_option(p)
     p.set_defaults(run=run)
@@ -48,16 +51,23 @@ def run(args: argparse.Namespace) -> int:
     from tedchat.engines import load_context
 
     context = load_context(args.config)
+    return run_app(context, **app_options(args, context))
+
+
+def app_options(args: argparse.Namespace, context: Any) -> dict[str, Any]:
+    """The app's options from the command line and ``--preset`` (command line > preset)."""
+    from tedchat.commands.ask import apply_preset
+
+    apply_preset(args, context.settings)
     engine = args.engine or context.settings.default_engine
     context.engines.spec(engine)  # an unknown name is a clean error before the screen opens
-    return run_app(
-        context,
-        engine=engine,
-        theme=getattr(args, "theme", None),
-        params=ui_params(args),
-        system=args.system or "",
-        new_history=args.new_history,
-    )
+    return {
+        "engine": engine,
+        "theme": getattr(args, "theme", None),
+        "params": ui_params(args),
+        "system": args.system or "",
+        "new_history": args.new_history,
+    }
 
 
 def run_app(context: Any, **options: Any) -> int:

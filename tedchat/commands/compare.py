@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from tedchat.commands.ask import add_generation_options
+from tedchat.commands.ask import add_generation_options, add_preset_option
 from tedchat.commands.history import add_history_option
 from tedchat.errors import UsageError
 
@@ -15,7 +15,9 @@ in its own pane with its own live TTFT and tokens/s, and a table compares them w
 done (the winner of each figure marked). Local engines share the machine's thread budget.
 --replay computes every answer first, then plays them from a common start, each token at its
 emulated time (engines without an emulated clock replay as they streamed): the way to see
-emulated hardware that is faster than this machine can make the text."""
+emulated hardware that is faster than this machine can make the text.
+--preset NAME applies [presets.NAME]'s system prompt, sampling and tools (not its engine).
+Engines with prices (price_input_per_mtok, price_output_per_mtok) get a cost column."""
 
 
 def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -35,14 +37,24 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         help="compute the answers first, then play them from a common start on their clocks",
     )
     add_generation_options(p)
+    add_preset_option(p, engine=False)
     add_theme_option(p)
     add_history_option(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from tedchat.commands.chat import run_app, ui_params
+    from tedchat.commands.chat import run_app
     from tedchat.engines import load_context
+
+    context = load_context(args.config)
+    return run_app(context, **app_options(args, context))
+
+
+def app_options(args: argparse.Namespace, context: Any) -> dict[str, Any]:
+    """The app's options from the command line and ``--preset`` (its engine is ignored)."""
+    from tedchat.commands.ask import apply_preset
+    from tedchat.commands.chat import ui_params
 
     if args.engine:
         raise UsageError("compare takes its engines as arguments, not --engine")
@@ -50,15 +62,14 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"compare takes 2 to 4 engines, got {len(args.engines)}")
     if len(set(args.engines)) != len(args.engines):
         raise UsageError("compare the same engine with itself? name each engine once")
-    context = load_context(args.config)
+    apply_preset(args, context.settings, engine=False)  # its engines are the arguments
     for name in args.engines:
         context.engines.spec(name)  # unknown names fail here, with the list of known ones
-    return run_app(
-        context,
-        compare=list(args.engines),
-        replay=args.replay,
-        theme=getattr(args, "theme", None),
-        params=ui_params(args),
-        system=args.system or "",
-        new_history=args.new_history,
-    )
+    return {
+        "compare": list(args.engines),
+        "replay": args.replay,
+        "theme": getattr(args, "theme", None),
+        "params": ui_params(args),
+        "system": args.system or "",
+        "new_history": args.new_history,
+    }

@@ -2,12 +2,17 @@
 
 The JSON export (format ``tedchat-conversation``, :data:`EXPORT_VERSION`) carries everything
 :meth:`tedchat.history.store.Store.import_json` needs to bring a conversation back under new
-ids: settings, messages, replies with their finish reasons, metrics and tool calls. The
-Markdown export is for reading only.
+ids: settings, messages, replies with their finish reasons, metrics and tool calls, and
+attachments: each message lists its files (name, kind, MIME type, SHA-256) and the document's
+``attachments`` table holds each content once, base64 under its hash (version 2; version 1
+documents, which have none, still import). The Markdown export is for reading only.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import json
 import math
 from collections.abc import Mapping
@@ -16,16 +21,21 @@ from typing import Any
 
 from tedchat.engine import FINISH_REASONS
 from tedchat.errors import HistoryImportError
-from tedchat.history.records import Conversation, Reply, compact_json
+from tedchat.history.records import Conversation, Reply, StoredAttachment, compact_json
 from tedchat.history.schema import SCHEMA_VERSION
 from tedchat.tools.base import ToolCallRecord, reply_steps
 
 EXPORT_FORMAT = "tedchat-conversation"
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
 
 
 def to_json(conv: Conversation, exported: float) -> str:
     """``conv`` as JSON text with everything needed to import it again (``exported``: when)."""
+    contents = {
+        a.sha256: base64.b64encode(a.data).decode("ascii")
+        for msg in conv.messages
+        for a in msg.attachments
+    }
     doc = {
         "format": EXPORT_FORMAT,
         "version": EXPORT_VERSION,
@@ -47,6 +57,10 @@ def to_json(conv: Conversation, exported: float) -> str:
                 "engine": msg.engine,
                 "model": msg.model,
                 "created": msg.created,
+                "attachments": [
+                    {"name": a.name, "kind": a.kind, "mime": a.mime, "sha256": a.sha256}
+                    for a in msg.attachments
+                ],
                 "replies": [
                     {
                         "id": rep.id,
@@ -63,6 +77,7 @@ def to_json(conv: Conversation, exported: float) -> str:
             }
             for msg in conv.messages
         ],
+        "attachments": contents,
     }
     return json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
 
@@ -80,6 +95,9 @@ def to_markdown(conv: Conversation) -> str:
         target = " · ".join(x for x in (msg.engine, msg.model) if x)
         heading = f"## {msg.role.capitalize()} · {_fmt_time(msg.created)}"
         out += [heading + (f" · to {target}" if target else ""), "", msg.content, ""]
+        out += [f"*attached:* {attachment_label(a)}  " for a in msg.attachments]
+        if msg.attachments:
+            out.append("")
         for i, rep in enumerate(msg.replies, 1):
             label = " · ".join(x for x in (rep.engine, rep.model) if x) or "reply"
             count = f" ({i} of {len(msg.replies)})" if len(msg.replies) > 1 else ""
@@ -91,6 +109,56 @@ def to_markdown(conv: Conversation) -> str:
                 for call in step_calls:
                     out += _tool_call_markdown(call)
     return "\n".join(out).rstrip() + "\n"
+
+
+def attachment_label(a: StoredAttachment) -> str:
+    """``src/x.py (text, 1.2 KB)``: how history shows an attachment."""
+    size = a.size
+    shown = f"{size} B" if size < 1024 else f"{size / 1024:.1f} KB"
+    if size >= 1024 * 1024:
+        shown = f"{size / (1024 * 1024):.1f} MB"
+    return f"`{a.name}` ({a.kind}, {shown})"
+
+
+def message_attachments(doc: Mapping[str, Any], msg: Mapping[str, Any]) -> list[StoredAttachment]:
+    """The attachments of an exported message (a document checked by :func:`parse`)."""
+    contents = doc.get("attachments") or {}
+    return [
+        StoredAttachment(
+            a["name"], a["kind"], a["mime"], base64.b64decode(contents[a["sha256"]]), a["sha256"]
+        )
+        for a in msg.get("attachments") or ()
+    ]
+
+
+def _check_attachments(data: Mapping[str, Any], messages: list[Any]) -> None:
+    contents = data.get("attachments") or {}
+    if not isinstance(contents, Mapping):
+        raise HistoryImportError("conversation export: 'attachments' is not a table")
+    for i, msg in enumerate(messages):
+        for k, a in enumerate(msg.get("attachments") or ()):
+            where = f"attachment {k} of message {i}"
+            if not isinstance(a, Mapping) or not all(
+                isinstance(a.get(key), str) for key in ("name", "kind", "mime", "sha256")
+            ):
+                raise HistoryImportError(
+                    f"conversation export: {where} needs name, kind, mime and sha256"
+                )
+            if a["kind"] not in ("text", "image"):
+                raise HistoryImportError(f"conversation export: {where} has kind {a['kind']!r}")
+            encoded = contents.get(a["sha256"])
+            if not isinstance(encoded, str):
+                raise HistoryImportError(f"conversation export: {where} has no content")
+            try:
+                raw = base64.b64decode(encoded, validate=True)
+            except (binascii.Error, ValueError):
+                raise HistoryImportError(
+                    f"conversation export: the content of {where} is not base64"
+                ) from None
+            if hashlib.sha256(raw).hexdigest() != a["sha256"]:
+                raise HistoryImportError(
+                    f"conversation export: the content of {where} does not match its sha256"
+                )
 
 
 def parse(data: str | bytes | Mapping[str, Any]) -> dict[str, Any]:
@@ -140,6 +208,7 @@ def parse(data: str | bytes | Mapping[str, Any]) -> dict[str, Any]:
                 if not isinstance(call, Mapping):
                     raise HistoryImportError(f"conversation export: {where} is not a table")
                 _check_fields(where, call, _TOOL_CALL_FIELDS)
+    _check_attachments(data, messages)
     return dict(data)
 
 
@@ -153,7 +222,13 @@ _CONVERSATION_FIELDS = {
     "updated": _NUMBER,
     "params": _TABLE,
 }
-_MESSAGE_FIELDS = {"engine": _TEXT, "model": _TEXT, "created": _NUMBER, "replies": _LIST}
+_MESSAGE_FIELDS = {
+    "engine": _TEXT,
+    "model": _TEXT,
+    "created": _NUMBER,
+    "replies": _LIST,
+    "attachments": _LIST,
+}
 _REPLY_FIELDS = {
     "engine": _TEXT,
     "model": _TEXT,

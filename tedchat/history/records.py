@@ -8,6 +8,7 @@ of a side-by-side comparison) is a :class:`Reply` with its engine, model, finish
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -98,8 +99,29 @@ class Reply:
 
 
 @dataclass(frozen=True)
+class StoredAttachment:
+    """A file attached to a user message: the name it was attached under, its kind
+    (``text``/``image``), MIME type and bytes. Stored once per content (``sha256``), however
+    many messages attach it."""
+
+    name: str
+    kind: str
+    mime: str
+    data: bytes = field(repr=False)
+    sha256: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.sha256:
+            object.__setattr__(self, "sha256", hashlib.sha256(self.data).hexdigest())
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+@dataclass(frozen=True)
 class StoredMessage:
-    """A top-level message (a user turn) and its replies, oldest first."""
+    """A top-level message (a user turn), its attachments, and its replies, oldest first."""
 
     id: int
     conversation_id: int
@@ -109,6 +131,7 @@ class StoredMessage:
     engine: str | None = None
     model: str | None = None
     replies: tuple[Reply, ...] = ()
+    attachments: tuple[StoredAttachment, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,9 @@ Schema versions
 ``PRAGMA user_version`` holds the schema version; :data:`MIGRATIONS` lists the forward steps
 (v1: the basic tables; v2: reply metrics, the writer liveness columns and the search index,
 backfilled from existing rows; v3: a reply's tool calls, a JSON list in ``tool_calls`` in the
-shape of :meth:`tedchat.tools.base.ToolCallRecord.as_dict`). Opening a store runs the
-missing steps in one transaction.
+shape of :meth:`tedchat.tools.base.ToolCallRecord.as_dict`; v4: attachments, stored once by
+content hash in ``attachments`` and linked to user messages by ``message_attachments``).
+Opening a store runs the missing steps in one transaction.
 """
 
 from __future__ import annotations
@@ -107,6 +108,27 @@ MIGRATIONS: tuple[Migration, ...] = (
         _backfill_search_index,
     ),
     Migration(3, ("ALTER TABLE messages ADD COLUMN tool_calls TEXT",)),
+    Migration(
+        4,
+        (
+            # One row per content, however many messages attach it.
+            """CREATE TABLE attachments (
+                sha256 TEXT PRIMARY KEY,
+                kind TEXT NOT NULL,
+                mime TEXT NOT NULL,
+                size INTEGER NOT NULL,
+                data BLOB NOT NULL
+            )""",
+            """CREATE TABLE message_attachments (
+                message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+                position INTEGER NOT NULL,
+                sha256 TEXT NOT NULL REFERENCES attachments(sha256),
+                name TEXT NOT NULL,
+                PRIMARY KEY (message_id, position)
+            )""",
+            "CREATE INDEX message_attachments_by_hash ON message_attachments(sha256)",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

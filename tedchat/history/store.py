@@ -49,6 +49,7 @@ from tedchat.history.records import (
     Reply,
     ReplyMetrics,
     SearchHit,
+    StoredAttachment,
     StoredMessage,
     compact_json,
     json_list_of_objects,
@@ -274,9 +275,11 @@ class Store:
         *,
         engine: str | None = None,
         model: str | None = None,
+        attachments: Sequence[StoredAttachment] = (),
     ) -> int:
         """Commit a user message (call it before sending the request) and return its id.
-        ``engine``/``model`` say where it was addressed, when there is one target."""
+        ``engine``/``model`` say where it was addressed, when there is one target;
+        ``attachments`` are linked to it, each content stored once."""
         now = self._now()
         indexed = index_text(content)
 
@@ -289,6 +292,7 @@ class Store:
             )
             mid = int(cur.lastrowid or 0)
             conn.execute("INSERT INTO message_fts(rowid, body) VALUES (?, ?)", (mid, indexed))
+            _link_attachments(conn, mid, attachments)
             conn.execute(
                 "UPDATE conversations SET updated = ?, title = coalesce(title, ?) WHERE id = ?",
                 (now, _title_from(content), conversation_id),
@@ -384,8 +388,18 @@ class Store:
                 " (SELECT id FROM messages WHERE conversation_id = ?)",
                 (conversation_id,),
             )
+            conn.execute(
+                "DELETE FROM message_attachments WHERE message_id IN"
+                " (SELECT id FROM messages WHERE conversation_id = ?)",
+                (conversation_id,),
+            )
             conn.execute("DELETE FROM messages WHERE conversation_id = ?", (conversation_id,))
             conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+            # Contents no other message attaches go with it.
+            conn.execute(
+                "DELETE FROM attachments WHERE NOT EXISTS"
+                " (SELECT 1 FROM message_attachments AS l WHERE l.sha256 = attachments.sha256)"
+            )
 
         self._transaction(run)
 
@@ -453,6 +467,7 @@ class Store:
                 )
                 mid = int(cur.lastrowid or 0)
                 fts_rows.append((mid, msg["content"]))
+                _link_attachments(conn, mid, export.message_attachments(doc, msg))
                 for rep in msg.get("replies") or ():
                     m = ReplyMetrics.from_any(rep.get("metrics") or {})
                     cur = conn.execute(
@@ -527,7 +542,18 @@ class Store:
                 f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY id",
                 (conversation_id,),
             ).fetchall()
-            return _build_conversation(row, rows)
+            attached: dict[int, list[StoredAttachment]] = {}
+            for mid, name, sha, kind, mime, data in conn.execute(
+                "SELECT l.message_id, l.name, a.sha256, a.kind, a.mime, a.data"
+                " FROM message_attachments AS l JOIN attachments AS a ON a.sha256 = l.sha256"
+                " JOIN messages AS m ON m.id = l.message_id"
+                " WHERE m.conversation_id = ? ORDER BY l.message_id, l.position",
+                (conversation_id,),
+            ):
+                attached.setdefault(mid, []).append(
+                    StoredAttachment(name, kind, mime, bytes(data), sha)
+                )
+            return _build_conversation(row, rows, attached)
 
         return self._transaction(run, write=False)
 
@@ -577,7 +603,27 @@ class Store:
         raise ConversationNotFoundError(f"no conversation {conversation_id} in history")
 
 
-def _build_conversation(row: Sequence[Any], rows: Iterable[Sequence[Any]]) -> Conversation:
+def _link_attachments(
+    conn: sqlite3.Connection, message_id: int, attachments: Sequence[StoredAttachment]
+) -> None:
+    for position, a in enumerate(attachments):
+        conn.execute(
+            "INSERT OR IGNORE INTO attachments(sha256, kind, mime, size, data)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (a.sha256, a.kind, a.mime, a.size, a.data),
+        )
+        conn.execute(
+            "INSERT INTO message_attachments(message_id, position, sha256, name)"
+            " VALUES (?, ?, ?, ?)",
+            (message_id, position, a.sha256, a.name),
+        )
+
+
+def _build_conversation(
+    row: Sequence[Any],
+    rows: Iterable[Sequence[Any]],
+    attached: Mapping[int, Sequence[StoredAttachment]] | None = None,
+) -> Conversation:
     tops: list[tuple[Any, ...]] = []
     replies: dict[int, list[Reply]] = {}
     for r in rows:
@@ -600,8 +646,19 @@ def _build_conversation(row: Sequence[Any], rows: Iterable[Sequence[Any]]) -> Co
                 json_list_of_objects(calls),
             )
         )
+    files = attached or {}
     messages = tuple(
-        StoredMessage(mid, cid, role, content, created, engine, model, tuple(replies.get(mid, ())))
+        StoredMessage(
+            mid,
+            cid,
+            role,
+            content,
+            created,
+            engine,
+            model,
+            tuple(replies.get(mid, ())),
+            tuple(files.get(mid, ())),
+        )
         for mid, cid, role, content, created, engine, model in tops
     )
     cid, title, created, updated, system, params = row

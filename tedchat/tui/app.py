@@ -140,6 +140,7 @@ class TedchatApp(App[int]):
             tools=tools if tools is not None else self.tools,
             max_steps=self.settings.tools.max_steps,
             tools_ready=self.tools.ready if self.tools is not None else no_tool_sources,
+            use_tool_sources=self.tools.use_sources if self.tools is not None else None,
         )
         self._setup_themes(theme)
         self.set_keymap(self.keymap)
@@ -294,10 +295,23 @@ class TedchatApp(App[int]):
             "Edit last prompt", "Edit the last prompt and resend it (Ctrl+L)", chat.action_edit_last
         )
         yield SystemCommand(
+            "Attach files",
+            "Attach a file, glob or folder to the next prompt (Ctrl+F; or type @path)",
+            chat.action_attach,
+        )
+        yield SystemCommand(
             "Copy reply", "Copy the last reply to the clipboard (F8)", chat.action_copy_reply
         )
         yield SystemCommand(
             "Copy code block", "Copy one code block of the last reply (F9)", chat.action_copy_code
+        )
+        yield SystemCommand(
+            "Preset", "Use a [presets.NAME] for the next prompts (F11)", chat.action_presets
+        )
+        yield SystemCommand(
+            "Edit prompt in $EDITOR",
+            "Write the prompt in $VISUAL or $EDITOR (Ctrl+G)",
+            chat.action_external_editor,
         )
         yield SystemCommand(
             "Conversation settings",

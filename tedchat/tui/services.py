@@ -172,6 +172,9 @@ class Services:
     #: Waits until the tool sources still starting (MCP servers) are in or left out; returns
     #: one line per source left out. Awaited before a turn that offers tools.
     tools_ready: Callable[[], Awaitable[list[str]]] = no_tool_sources
+    #: Offers other tool sources from now on (a preset picked in the UI); the app's
+    #: :meth:`~tedchat.tui.tools.AppTools.use_sources`.
+    use_tool_sources: Callable[[list[str]], Awaitable[None]] | None = None
     #: The app's approval dialogs (one shown at a time).
     approvals: ApprovalDialogs = field(default_factory=ApprovalDialogs)
 

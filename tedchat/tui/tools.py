@@ -31,6 +31,7 @@ class AppTools:
         self._open: OpenTools | None = None
         self._error: str | None = None
         self._error_told = False
+        self._sources: list[str] | None = None  # None: [tools] sources
 
     @property
     def error(self) -> str | None:
@@ -44,9 +45,19 @@ class AppTools:
         from tedchat.tools.setup import open_tools
 
         try:
-            self._open = open_tools(self.settings, self.plugins)
+            self._open = open_tools(self.settings, self.plugins, self._sources)
         except TedchatError as exc:
             self._error = exc.message + (f" ({exc.hint})" if exc.hint else "")
+
+    async def use_sources(self, sources: list[str]) -> None:
+        """Offer ``sources`` from now on (a preset picked in the UI): the toolbox is closed
+        (its MCP servers stopped) and opened again with them; the same sources keep it."""
+        current = self._sources if self._sources is not None else self.settings.tools.sources
+        if list(sources) == list(current) and (self._open or self._error):
+            return
+        await self.aclose()
+        self._sources, self._error, self._error_told = list(sources), None, False
+        self.start()
 
     async def ready(self) -> list[str]:
         """Wait for the servers still starting; one line per source left out (and, once, why

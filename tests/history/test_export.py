@@ -9,6 +9,7 @@ import pytest
 
 from tedchat.engine import Done, TextDelta, Usage
 from tedchat.errors import HistoryImportError
+from tedchat.history.export import EXPORT_VERSION
 from tedchat.history.store import Store
 from tedchat.metrics import StreamMeter
 
@@ -58,7 +59,7 @@ def test_export_markdown_json_and_import_round_trip(db: Path) -> None:
 
         exported = store.export_json(cid)
         doc = json.loads(exported)
-        assert doc["format"] == "tedchat-conversation" and doc["version"] == 1
+        assert doc["format"] == "tedchat-conversation" and doc["version"] == EXPORT_VERSION
         first_reply = doc["messages"][0]["replies"][0]["metrics"]
         assert first_reply["prompt_tokens"] == 12 and first_reply["output_tokens"] == 3
 

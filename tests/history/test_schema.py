@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tedchat.errors import HistorySchemaError
-from tedchat.history.records import ReplyMetrics
+from tedchat.history.records import ReplyMetrics, StoredAttachment
 from tedchat.history.schema import SCHEMA_VERSION, migrate
 from tedchat.history.store import Store
 from tests.history.conftest import sha256
@@ -60,7 +60,7 @@ def test_v1_database_is_migrated_on_open(db: Path) -> None:
             7,
         )
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
 
@@ -77,6 +77,7 @@ def test_newer_schema_is_refused_and_left_untouched(db: Path) -> None:
 
 
 FIXTURE_V2 = Path(__file__).parent / "fixtures" / "history-v2.db"
+ATTACHED = StoredAttachment("src/a.py", "text", "text/plain", b"print('a')\n")
 
 
 def test_a_file_written_by_the_v2_code_migrates_with_nothing_lost(tmp_path: Path) -> None:
@@ -118,3 +119,49 @@ def test_a_file_written_by_the_v2_code_migrates_with_nothing_lost(tmp_path: Path
         assert conn.execute("SELECT * FROM conversations ORDER BY id").fetchall() == conversations
         calls = conn.execute("SELECT count(*) FROM messages WHERE tool_calls IS NOT NULL")
         assert calls.fetchone()[0] == 0
+        # v4: the attachment tables exist, empty; every message reads back with none.
+        for table in ("attachments", "message_attachments"):
+            assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0
+    with Store.open(db) as store:
+        assert all(not m.attachments for c in (1, 2) for m in store.get_conversation(c).messages)
+        # A migrated file takes attachments like a new one.
+        mid = store.add_user_message(1, "and this file?", attachments=[ATTACHED])
+        (message,) = [m for m in store.get_conversation(1).messages if m.id == mid]
+        assert message.attachments == (ATTACHED,)
+
+
+FIXTURE_V3 = Path(__file__).parent / "fixtures" / "history-v3.db"
+
+
+def test_a_file_written_by_the_v3_code_migrates_with_nothing_lost(tmp_path: Path) -> None:
+    """tests/history/fixtures/history-v3.db was written by tedchat's main at commit 5b53926
+    (schema v3, before attachments): a reply with a tool call and its regenerated sibling,
+    Japanese text, a reply cut by ``length`` and an interrupted one."""
+    db = tmp_path / "history.db"
+    shutil.copy(FIXTURE_V3, db)
+    columns = (
+        "id, conversation_id, parent_id, role, content, engine, model, created, finish_reason,"
+        " ttft_s, output_tokens_per_s, prompt_tokens, output_tokens, extra_json, tool_calls"
+    )
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        before = conn.execute(f"SELECT {columns} FROM messages ORDER BY id").fetchall()
+        conversations = conn.execute("SELECT * FROM conversations ORDER BY id").fetchall()
+    assert len(before) == 7 and len(conversations) == 2
+    with Store.open(db) as store:
+        first = store.get_conversation(1)
+        (call,) = first.messages[0].replies[0].tool_calls
+        assert call["name"] == "get_time" and call["result"] == "2026-12-05T17:00:00+09:00"
+        assert store.search("天気")[0].message_id == first.messages[1].id
+        assert all(not m.attachments for m in first.messages)
+        mid = store.add_user_message(1, "and this file?", attachments=[ATTACHED])
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        after = conn.execute(
+            f"SELECT {columns} FROM messages WHERE id != ? ORDER BY id", (mid,)
+        ).fetchall()
+        assert after == before
+        assert (
+            conn.execute("SELECT * FROM conversations ORDER BY id").fetchall()[1:]
+            == (conversations[1:])
+        )

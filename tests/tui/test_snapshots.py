@@ -143,3 +143,32 @@ def test_settings_modal_in_other_themes(make_app, snap_compare, theme: str) -> N
         await settle(pilot)
 
     assert snap_compare(app, terminal_size=(100, 30), run_before=run_before)
+
+
+def test_chat_with_attachment_chips_and_path_completion(make_app, snap_compare, tmp_path) -> None:
+    """A sent prompt with its attachments, chips for the next one, the @path list open."""
+    from tests.test_attachments import png_bytes
+
+    root = tmp_path / "ws"
+    (root / "src").mkdir(parents=True)
+    (root / "src" / "app.py").write_text("print('app')\n")
+    (root / "src" / "api.py").write_text("print('api')\n" * 40)
+    (root / "pic.png").write_bytes(png_bytes())
+    app = make_app(
+        f"[tools]\nworkspace = {str(root)!r}\n"
+        '[engines.eyes]\ntype = "scripted"\nmodel = "sees"\ntext = "Both are small."\n'
+        "virtual = true\nvision = true\nttft_s = 0.1\ntokens_per_s = 30.0\n",
+        engine="eyes",
+    )
+
+    async def run_before(pilot: Any) -> None:
+        chat = app.chat_screen()
+        chat.attach("pic.png")
+        await send(pilot, "What do @src/app.py and this picture have in common?")
+        await answered(pilot)
+        chat.attach("src/api.py")
+        prompt = chat.query_one(PromptInput)
+        prompt.insert("compare with @src/a")
+        await settle(pilot)
+
+    assert snap_compare(app, terminal_size=(100, 30), run_before=run_before)

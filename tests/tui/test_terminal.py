@@ -59,7 +59,10 @@ def test_bare_tedchat_streams_an_answer_with_figures(tmp_path: Path) -> None:
     with TmuxSession(100, 30) as tmux:
         start(tmux, home)  # no command: the chat screen
         type_prompt(tmux, "what is the answer?")
-        seen = tmux.wait_for(lambda s: "12 tokens" in s and "Done." in s, 30)
+        # The caption under the reply is drawn when the stream ends: a frame after the status
+        # bar's last live figures, so wait for it too.
+        caption = re.compile(r"fast · script-fast · " + FIGURES.pattern)
+        seen = tmux.wait_for(lambda s: "12 tokens" in s and bool(caption.search(s)), 30)
         assert seen is not None, tmux.capture()
         screen = seen.screen
         assert "what is the answer?" in screen
@@ -96,3 +99,39 @@ def test_compare_two_engines_side_by_side(tmp_path: Path) -> None:
         assert "local · smollm2" in screen and "fast · script-fast" in screen
         assert len(FIGURES.findall(screen)) >= 2  # each pane's own status line
         assert "★" in screen  # the summary marks winners
+
+
+EDITOR_SCRIPT = """\
+import sys
+from pathlib import Path
+
+path = Path(sys.argv[1])
+before = path.read_text(encoding="utf-8")
+Path(sys.argv[0]).with_name("seen.txt").write_text(before, encoding="utf-8")
+after = "edited in the editor: " + before.upper() + "\\nline two 日本語\\n"
+path.write_text(after, encoding="utf-8")
+"""
+
+
+def test_ctrl_g_opens_the_prompt_in_editor_and_brings_the_text_back(tmp_path: Path) -> None:
+    home = home_with_config(tmp_path)
+    script = tmp_path / "editor.py"
+    script.write_text(EDITOR_SCRIPT, encoding="utf-8")
+    editor = f"{sys.executable} {script}"
+    with TmuxSession(100, 30) as tmux:
+        tmux.start([tedchat_exe()], clean_env(home, VISUAL="", EDITOR=editor))
+        assert tmux.wait_for(lambda s: PROMPT_PLACEHOLDER in s, 30) is not None, tmux.capture()
+        tmux.send_keys("draft", literal=True)
+        assert tmux.wait_for(lambda s: "draft" in s, 10) is not None, tmux.capture()
+        tmux.send_keys("C-g")
+        # The app suspends, the editor runs on the prompt, the app comes back with its text.
+        seen = tmux.wait_for(lambda s: "line two 日本語" in s, 30)
+        assert seen is not None, tmux.capture()
+        assert (tmp_path / "seen.txt").read_text(encoding="utf-8") == "draft"
+        assert "edited in the editor: DRAFT" in seen.screen
+        assert "^p Commands" in seen.screen  # the whole screen is drawn again (the footer)
+        tmux.send_keys("Enter")
+        seen = tmux.wait_for(lambda s: "Done." in s, 30)
+        assert seen is not None, tmux.capture()
+        log = seen.screen.split("fast · script-fast")[0]
+        assert "edited in the editor: DRAFT" in log and "line two 日本語" in log

@@ -13,6 +13,11 @@
   shows as a block in the reply, a call that needs approval asks in a dialog, and a resumed
   conversation's tool calls are shown and sent again (as the steps they were) to tool engines.
   Esc cancels a running tool like a running answer.
+- Attachments: ``@path`` in the prompt completes paths under the workspace (Tab takes the first)
+  and attaches when picked from completion or naming an existing file there; Ctrl+F (the attach
+  command) adds a file, glob or folder. Chips above the prompt show each with its size and
+  estimated tokens before sending; a refusal (binary, too large, an image for an engine
+  without vision) is one notification and the prompt keeps its text.
 """
 
 from __future__ import annotations
@@ -31,30 +36,59 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 from textual.worker import Worker, WorkerCancelled, WorkerFailed
 
+from tedchat.attachments import (
+    Attachment,
+    Limits,
+    check_engine,
+    collect,
+    mentions,
+    user_message,
+)
 from tedchat.conversation import (
+    BuiltMessages,
     ChatConversation,
     Exchange,
     ReplyRecord,
+    attachment_tokens,
     build_messages,
     context_budget,
     conversation_from_store,
     engine_context_tokens,
     history_pairs,
 )
-from tedchat.engine import Engine, as_floorplan, capabilities_of
-from tedchat.errors import EngineError, HistoryError, TedchatError
+from tedchat.engine import Engine, Message, as_floorplan, capabilities_of
+from tedchat.errors import AttachmentError, EngineError, HistoryError, TedchatError
+from tedchat.gauges import measure_context, reply_cost
 from tedchat.session import Turn, TurnHistory
+from tedchat.tools.workspace import workspace_root
 from tedchat.tui.live import FrameClock, stream_answer
 from tedchat.tui.loader import LoadState
 from tedchat.tui.screens.compare import CompareScreen
 from tedchat.tui.screens.floorplan import FloorplanScreen
 from tedchat.tui.screens.history import HistoryChoice, HistoryScreen
 from tedchat.tui.screens.params import ParamsScreen
-from tedchat.tui.screens.pickers import CodeBlockPicker, ComparePicker, EnginePicker
+from tedchat.tui.screens.pickers import (
+    CodeBlockPicker,
+    ComparePicker,
+    EngineChoice,
+    EnginePicker,
+    PresetPicker,
+    TextPrompt,
+)
 from tedchat.tui.services import Services
+from tedchat.tui.widgets.attachments import (
+    AttachmentChips,
+    Chip,
+    ChipInfo,
+    CompletionList,
+    PathSuggester,
+)
 from tedchat.tui.widgets.messages import Notice, ReplyView, UserMessage, code_blocks
 from tedchat.tui.widgets.prompt import PromptInput
 from tedchat.tui.widgets.status_bar import StatusLine
+
+#: A budget nothing outgrows: the whole conversation, for the context gauge.
+UNLIMITED = 1 << 62
 
 WELCOME = "Type a prompt below and press Enter. F1 lists the keys; Ctrl+P opens the commands."
 
@@ -85,6 +119,9 @@ class ChatScreen(Screen[None]):
         Binding("f10", "floorplan", "Floorplan", id="floorplan", show=False),
         Binding("f12", "compare", "Compare engines", id="compare", show=False),
         Binding("ctrl+t", "toggle_tools", "Expand tool calls", id="toggle-tools", show=False),
+        Binding("ctrl+f", "attach", "Attach", id="attach", show=False),
+        Binding("f11", "presets", "Presets", id="presets", show=False),
+        Binding("ctrl+g", "external_editor", "Edit in $EDITOR", id="external-editor", show=False),
     ]
 
     def __init__(self, services: Services, engine_name: str) -> None:
@@ -98,6 +135,11 @@ class ChatScreen(Screen[None]):
         self._chosen_reply: ReplyView | None = None  # clicked: what F8 / F9 copy
         self.frame_clock = FrameClock(self)
         self._unsubscribe: Callable[[], None] | None = None
+        #: Files the attach command added for the next prompt.
+        self.attached: list[Attachment] = []
+        self._mention_cache: dict[str, list[Attachment]] = {}
+        self.workspace = workspace_root(services.settings.tools.workspace)
+        self.limits = Limits.from_settings(services.settings)
 
     # --- layout ------------------------------------------------------------------------------
 
@@ -106,6 +148,8 @@ class ChatScreen(Screen[None]):
         with VerticalScroll(id="log"):
             yield Static(Text(WELCOME), id="welcome")
         yield StatusLine()
+        yield CompletionList(id="completions")
+        yield AttachmentChips(id="chips")
         yield PromptInput(id="prompt")
         yield Footer()
 
@@ -116,7 +160,9 @@ class ChatScreen(Screen[None]):
         self.query_one("#log", VerticalScroll).anchor()
         self._unsubscribe = services.loader.subscribe(self._load_changed)
         self._show_engine()
-        self.query_one(PromptInput).focus()
+        prompt = self.query_one(PromptInput)
+        prompt.mention_root = self.workspace
+        prompt.focus()
         self._update_title()
 
     def on_unmount(self) -> None:
@@ -179,16 +225,26 @@ class ChatScreen(Screen[None]):
             event.prompt.set_text(event.text)
             self.notify("an answer is still streaming: Esc stops it", severity="warning")
             return
+        try:
+            attachments = self._attachments_for(event.text, event.picked)
+        except AttachmentError as exc:
+            event.prompt.set_text(event.text)
+            event.prompt.picked.update(event.picked)
+            self.notify(exc.message, severity="error")
+            return
         if self._editing is not None:
             self._drop_exchange(self._editing)
             self._editing = None
-        self.send(event.text)
+        self.attached = []
+        self._mention_cache.clear()
+        self._show_chips([])
+        self.send(event.text, attachments)
 
-    def send(self, prompt: str) -> Exchange:
-        """Add ``prompt`` to the conversation and start its answer."""
-        exchange = Exchange(prompt)
+    def send(self, prompt: str, attachments: list[Attachment] | None = None) -> Exchange:
+        """Add ``prompt`` (with its attachments) to the conversation and start its answer."""
+        exchange = Exchange(prompt, attachments=tuple(attachments or ()))
         self.conversation.exchanges.append(exchange)
-        user = UserMessage(prompt)
+        user = UserMessage(prompt, exchange.attachments)
         self._mount_in_log(user)
         self._views[id(exchange)] = (user, None)
         self._start_answer(exchange)
@@ -245,7 +301,9 @@ class ChatScreen(Screen[None]):
             message_id=exchange.message_id,
         )
         try:
-            await history.save_prompt(exchange.prompt, engine=engine)
+            await history.save_prompt(
+                exchange.prompt, engine=engine, attachments=exchange.attachments
+            )
         except HistoryError as exc:
             services.history.failed(exc)
             history.writer = None
@@ -261,19 +319,23 @@ class ChatScreen(Screen[None]):
             return
         index = conv.exchanges.index(exchange) if exchange in conv.exchanges else 0
         context, known = engine_context_tokens(engine, services.settings.ui.context_tokens)
-        takes_tools = capabilities_of(engine).tools
+        caps = capabilities_of(engine)
+        takes_tools = caps.tools
+        asked = user_message(exchange.prompt, exchange.attachments, vision=caps.vision)
         built = build_messages(
             conv.system,
             history_pairs(conv.exchanges[:index]),
-            exchange.prompt,
+            asked,
             context_budget(context, conv.params.max_tokens),
             tools=takes_tools,
+            vision=caps.vision,
         )
         if built.dropped_exchanges:
             self._context_notice(built.dropped_exchanges, context, known, engine.name, view)
         if takes_tools and services.tools is not None:
             for line in await services.tools_ready():  # MCP servers still starting
                 self.log_view.mount(Notice(line), before=view)
+        await self._show_context(engine, conv, index, asked, built, (context, known))
         buffer = await history.begin_reply(engine)
         turn = Turn(engine, built.messages, conv.params, clock=services.clock_for(engine))
         self.status.set_engine(engine.name, engine.model)
@@ -303,7 +365,43 @@ class ChatScreen(Screen[None]):
         record.finish_reason = result.metrics.finish_reason
         record.error = result.error.message if result.error else None
         record.store_id = buffer.id if buffer is not None else None
+        prices = services.context.engines.prices(engine.name)
+        m = result.metrics
+        self.status.show_cost(reply_cost(prices, m.prompt_tokens, m.output_tokens))
         self._update_title()
+
+    async def _show_context(
+        self,
+        engine: Engine,
+        conv: ChatConversation,
+        index: int,
+        prompt: Message,
+        built: BuiltMessages,
+        context: tuple[int, bool],
+    ) -> None:
+        """The status bar's context gauge for this request: the whole conversation's prompt
+        (before trimming), counted by the engine's tokenizer where it has one."""
+        services = self.services
+        caps = capabilities_of(engine)
+        takes_tools = caps.tools
+        whole = build_messages(
+            conv.system,
+            history_pairs(conv.exchanges[:index]),
+            prompt,
+            UNLIMITED,
+            tools=takes_tools,
+            vision=caps.vision,
+        )
+        specs = services.tools.specs() if takes_tools and services.tools is not None else ()
+        gauge = await measure_context(
+            engine,
+            whole.messages,
+            conv.params,
+            context,
+            dropped_exchanges=built.dropped_exchanges,
+            tools=specs,
+        )
+        self.status.show_context(gauge)
 
     def _context_notice(
         self, dropped: int, context: int, known: bool, engine: str, view: ReplyView
@@ -316,6 +414,105 @@ class ChatScreen(Screen[None]):
         )
         self.log_view.mount(Notice(text), before=view)
 
+    # --- attachments -------------------------------------------------------------------------
+
+    def _attachments_for(self, text: str, picked: frozenset[str] | set[str]) -> list[Attachment]:
+        """What the prompt ``text`` carries: the attach command's files, then its ``@paths``;
+        checked against the caps and the engine (raises :class:`AttachmentError`)."""
+        named = mentions(text, self.workspace, picked)
+        found = collect(named, limits=self.limits, cwd=self.workspace) if named else []
+        have = {a.name for a in self.attached}
+        attachments = [*self.attached, *(a for a in found if a.name not in have)]
+        total = sum(a.size for a in attachments)
+        if total > self.limits.max_total_bytes:
+            raise AttachmentError(
+                f"attachments total {total:,} bytes, over [attachments] max_total_bytes"
+            )
+        if attachments:
+            try:
+                engine = self.services.loader.engine(self.engine_name)
+            except TedchatError:
+                return attachments  # the send itself says what is wrong with the engine
+            check_engine(engine.name, attachments, vision=capabilities_of(engine).vision)
+        return attachments
+
+    @on(PromptInput.CompletionsChanged)
+    def _completions_changed(self, event: PromptInput.CompletionsChanged) -> None:
+        self.query_one(CompletionList).show(event.candidates)
+
+    @on(CompletionList.OptionSelected)
+    def _completion_chosen(self, event: CompletionList.OptionSelected) -> None:
+        prompt = self.query_one(PromptInput)
+        prompt.focus()
+        prompt.accept_completion(str(event.option.id))
+
+    @on(PromptInput.Changed)
+    def _prompt_changed(self, event: PromptInput.Changed) -> None:
+        self._refresh_chips()
+
+    def _refresh_chips(self) -> None:
+        prompt = self.query_one(PromptInput)
+        chips = [self._chip(a, removable=True) for a in self.attached]
+        have = {a.name for a in self.attached}
+        for name in mentions(prompt.text, self.workspace, prompt.picked):
+            if name in have:
+                continue
+            found = self._mention_cache.get(name)
+            if found is None:
+                try:
+                    found = collect([name], limits=self.limits, cwd=self.workspace)
+                except AttachmentError:
+                    found = []  # said when sending
+                # Read once per draft, not at every key: sending reads the files again.
+                self._mention_cache[name] = found
+            chips += [self._chip(a, removable=False) for a in found if a.name not in have]
+            have.update(a.name for a in found)
+        self._show_chips(chips)
+
+    def _show_chips(self, chips: list[ChipInfo]) -> None:
+        self.query_one(AttachmentChips).show(chips)
+
+    @staticmethod
+    def _chip(attachment: Attachment, *, removable: bool) -> ChipInfo:
+        return ChipInfo(
+            attachment.name,
+            attachment.kind,
+            attachment.size,
+            attachment_tokens(attachment),
+            removable,
+        )
+
+    @on(Chip.Removed)
+    def _chip_removed(self, event: Chip.Removed) -> None:
+        self.attached = [a for a in self.attached if a.name != event.name]
+        self._refresh_chips()
+
+    def action_attach(self) -> None:
+        self.app.push_screen(
+            TextPrompt(
+                "Attach a file, glob or folder",
+                placeholder="src/*.py",
+                suggester=PathSuggester(self.workspace),
+                hint=f"under {self.workspace} · → takes the suggestion · Enter attaches · "
+                "Esc closes",
+            ),
+            self.attach,
+        )
+
+    def attach(self, spec: str | None) -> None:
+        """Add the files ``spec`` names to the next prompt (a notification if refused)."""
+        if not spec or not spec.strip():
+            return
+        try:
+            found = collect([spec.strip()], limits=self.limits, cwd=self.workspace)
+        except AttachmentError as exc:
+            self.notify(exc.message, severity="error")
+            return
+        have = {a.name for a in self.attached}
+        self.attached += [a for a in found if a.name not in have]
+        self._refresh_chips()
+        self.query_one(PromptInput).focus()
+
     # --- actions -----------------------------------------------------------------------------
 
     def action_cancel(self) -> None:
@@ -325,6 +522,8 @@ class ChatScreen(Screen[None]):
         if self._editing is not None:
             self._editing = None
             self.query_one(PromptInput).set_text("")
+            self.attached = []
+            self._refresh_chips()
             self.notify("edit abandoned: the conversation is unchanged")
             self.refresh_bindings()
 
@@ -347,7 +546,12 @@ class ChatScreen(Screen[None]):
         if not self.conversation.exchanges:
             return
         self._editing = self.conversation.exchanges[-1]
-        self.query_one(PromptInput).set_text(self._editing.prompt)
+        box = self.query_one(PromptInput)
+        box.set_text(self._editing.prompt)
+        # Its attachments come back as chips (those its @paths name come back with the text).
+        named = set(mentions(self._editing.prompt, self.workspace))
+        self.attached = [a for a in self._editing.attachments if a.name not in named]
+        self._refresh_chips()
         self.notify(
             "editing the last prompt: Enter resends it in place of the old one · Esc keeps it"
         )
@@ -428,6 +632,58 @@ class ChatScreen(Screen[None]):
         self.app.push_screen(
             ParamsScreen(self.conversation.system, self.conversation.params), apply
         )
+
+    def action_presets(self) -> None:
+        presets = self.services.settings.presets
+        if not presets:
+            self.notify(
+                "no presets: add [presets.NAME] tables to the config file (README: Presets)",
+                severity="warning",
+            )
+            return
+        choices = [EngineChoice(p.name, p.summary()) for p in presets.values()]
+        self.app.push_screen(
+            PresetPicker(choices, self.preset_name or ""),
+            lambda name: self.use_preset(name) if name else None,
+        )
+
+    preset_name: str | None = None
+
+    def use_preset(self, name: str) -> None:
+        """Apply ``[presets.NAME]`` from the next prompt: what it sets replaces the
+        conversation's system prompt, parameters, engine and tool sources."""
+        from dataclasses import replace
+
+        preset = self.services.settings.presets[name]
+        conv = self.conversation
+        if preset.system_prompt is not None:
+            conv.system = preset.system_prompt
+        changes = {
+            key: getattr(preset, key)
+            for key in ("temperature", "top_p", "max_tokens", "seed")
+            if getattr(preset, key) is not None
+        }
+        conv.params = replace(conv.params, **changes)
+        self.preset_name = name
+        if preset.tools is not None and self.services.use_tool_sources is not None:
+            self.run_worker(self.services.use_tool_sources(list(preset.tools)), group="tools")
+        if preset.engine is not None and preset.engine != self.engine_name:
+            self.set_engine(preset.engine)
+        self.notify(f"preset {name} applies from the next prompt")
+        if conv.id is not None:
+            self.run_worker(self._save_settings(conv), group="history")
+
+    def action_external_editor(self) -> None:
+        from tedchat.tui.editor import EditorError, edit_text
+
+        prompt = self.query_one(PromptInput)
+        try:
+            text = edit_text(self.app, prompt.text)
+        except EditorError as exc:
+            self.notify(exc.message, severity="warning")
+            return
+        prompt.set_text(text)
+        prompt.focus()
 
     async def _save_settings(self, conv: ChatConversation) -> None:
         history = self.services.history
@@ -517,7 +773,7 @@ class ChatScreen(Screen[None]):
         await log.remove_children()
         widgets: list[Any] = []
         for exchange in conv.exchanges:
-            user = UserMessage(exchange.prompt)
+            user = UserMessage(exchange.prompt, exchange.attachments)
             view = None
             widgets.append(user)
             if exchange.reply is not None:

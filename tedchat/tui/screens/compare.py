@@ -26,8 +26,10 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 from textual.worker import Worker
 
+from tedchat.conversation import engine_context_tokens
 from tedchat.engine import Engine, GenerationParams, Message, capabilities_of
 from tedchat.errors import EngineError, HistoryError, TedchatError
+from tedchat.gauges import measure_context, reply_cost
 from tedchat.session import Turn, TurnHistory
 from tedchat.tui.live import FrameClock, stream_answer
 from tedchat.tui.loader import LoadState
@@ -203,6 +205,13 @@ class CompareScreen(Screen[None]):
             for line in await services.tools_ready():  # MCP servers still starting
                 self._notice(line)
         approver = services.approver(self.app, stop=self.action_cancel)
+        for pane, _view, engine in ready:
+            specs = (
+                services.tools.specs() if services.tools and capabilities_of(engine).tools else ()
+            )
+            context = engine_context_tokens(engine, services.settings.ui.context_tokens)
+            gauge = await measure_context(engine, messages, self.params, context, tools=specs)
+            pane.status.show_context(gauge)
         jobs = []
         for pane, view, engine in ready:
             recorder = services.reply_recorder(await history.begin_reply(engine))
@@ -262,12 +271,17 @@ class CompareScreen(Screen[None]):
                 result, (EngineError, asyncio.CancelledError)
             ):
                 pane.log_view.mount(Notice(f"{type(result).__name__}: {result}", error=True))
+            metrics = turn.meter.snapshot()
+            prices = self.services.context.engines.prices(pane.engine_name)
+            cost = reply_cost(prices, metrics.prompt_tokens, metrics.output_tokens)
+            pane.status.show_cost(cost)
             summary.append(
                 PaneResult(
                     pane.engine_name,
                     pane.model,
-                    turn.meter.snapshot(),
+                    metrics,
                     time_to_last_token(turn.meter),
+                    cost,
                 )
             )
         if summary:

@@ -15,6 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
+from textual.suggester import Suggester
 from textual.widgets import Button, Input, Label, OptionList, SelectionList
 from textual.widgets.option_list import Option
 
@@ -68,6 +69,8 @@ class EnginePicker(ModalScreen[str | None]):
 
     DEFAULT_CSS = modal_css("EnginePicker")
     BINDINGS = [Binding("escape", "dismiss_none", "Close", id="close-modal")]
+    HEADING = "Switch engine"
+    HINT = "Enter picks · Esc closes · the next prompt goes to it"
 
     def __init__(self, choices: Sequence[EngineChoice], current: str) -> None:
         super().__init__()
@@ -76,7 +79,7 @@ class EnginePicker(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label("Switch engine", classes="title")
+            yield Label(self.HEADING, classes="title")
             options = [
                 Option(
                     Text.assemble(
@@ -89,7 +92,7 @@ class EnginePicker(ModalScreen[str | None]):
                 for c in self.choices
             ]
             yield OptionList(*options)
-            yield Label("Enter picks · Esc closes · the next prompt goes to it", classes="hint")
+            yield Label(self.HINT, classes="hint")
 
     def on_mount(self) -> None:
         options = self.query_one(OptionList)
@@ -103,6 +106,14 @@ class EnginePicker(ModalScreen[str | None]):
 
     def action_dismiss_none(self) -> None:
         self.dismiss(None)
+
+
+class PresetPicker(EnginePicker):
+    """Pick a ``[presets.NAME]`` for the next prompts (the same list as the engine picker)."""
+
+    DEFAULT_CSS = modal_css("PresetPicker")
+    HEADING = "Use a preset"
+    HINT = "Enter picks · Esc closes · it applies from the next prompt"
 
 
 class ComparePicker(ModalScreen[list[str] | None]):
@@ -179,22 +190,32 @@ class CodeBlockPicker(ModalScreen[int | None]):
 
 
 class TextPrompt(ModalScreen[str | None]):
-    """Ask for one line of text (a conversation's new title)."""
+    """Ask for one line of text (a conversation's new title, a path to attach)."""
 
     DEFAULT_CSS = modal_css("TextPrompt")
     BINDINGS = [Binding("escape", "dismiss_none", "Close", id="close-modal")]
 
-    def __init__(self, title: str, value: str = "", placeholder: str = "") -> None:
+    def __init__(
+        self,
+        title: str,
+        value: str = "",
+        placeholder: str = "",
+        *,
+        suggester: Suggester | None = None,
+        hint: str = "Enter saves · Esc closes",
+    ) -> None:
         super().__init__()
         self.title_text = title
         self.value = value
         self.placeholder = placeholder
+        self.suggester = suggester
+        self.hint = hint
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(self.title_text, classes="title", markup=False)
-            yield Input(self.value, placeholder=self.placeholder)
-            yield Label("Enter saves · Esc closes", classes="hint")
+            yield Input(self.value, placeholder=self.placeholder, suggester=self.suggester)
+            yield Label(self.hint, classes="hint")
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:

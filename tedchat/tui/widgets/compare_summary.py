@@ -3,7 +3,9 @@
 Winners: lowest TTFT, highest output tokens/s, lowest time to the last token. The token count
 is shown but crowns nobody: a longer answer is not a better one, and the engines may count
 with different tokenizers. Figures are the meters' own (:mod:`tedchat.metrics`); an engine
-that reported emulated figures gets them in their own column, labelled.
+that reported emulated figures gets them in their own column, labelled. When an engine has
+prices (``price_input_per_mtok``, ``price_output_per_mtok``) a ``cost`` column shows each
+priced reply's cost (it crowns nobody either); without prices there is no such column.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
+from tedchat.gauges import Cost
 from tedchat.metrics import StreamMeter, StreamMetrics
 
 WINNER = "★ "
@@ -29,6 +32,7 @@ class PaneResult:
     model: str
     metrics: StreamMetrics
     time_to_last_token_s: float | None
+    cost: Cost | None = None  # the engine has prices
 
 
 def time_to_last_token(meter: StreamMeter) -> float | None:
@@ -62,6 +66,9 @@ def summary_table(results: Sequence[PaneResult]) -> Table:
         ("finish", "left"),
         ("emulated", "left"),
     ]
+    priced = any(r.cost is not None for r in results)
+    if priced:
+        columns.insert(5, ("cost", "right"))
     for column, justify in columns:
         table.add_column(column, justify=justify)
     ttft = [r.metrics.ttft_s for r in results]
@@ -82,6 +89,7 @@ def summary_table(results: Sequence[PaneResult]) -> Table:
                 f"{kind} {e.systems}x {e.hardware}: TTFT {e.ttft_s * 1000:.1f} ms · "
                 f"{e.output_tokens_per_s:.0f} tok/s"
             )
+        cost = [Text(r.cost.text() if r.cost is not None else "-")] if priced else []
         table.add_row(
             Text.assemble((r.engine, "bold"), (f" · {r.model}", "dim")),
             cell(f"{m.ttft_s * 1000:.0f} ms" if m.ttft_s is not None else "-", i in win_ttft),
@@ -93,6 +101,7 @@ def summary_table(results: Sequence[PaneResult]) -> Table:
             ),
             Text(m.tokens_label()),
             cell(f"{last[i]:.2f} s" if last[i] is not None else "-", i in win_last),
+            *cost,
             Text(m.finish_reason or "-"),
             Text(emulated, style="italic"),
         )

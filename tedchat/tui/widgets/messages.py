@@ -22,6 +22,7 @@ from textual.events import Click
 from textual.message import Message
 from textual.widgets import Static
 
+from tedchat.attachments import Attachment, human_size
 from tedchat.metrics import StreamMetrics, format_metrics_line
 from tedchat.tools.base import ToolCallRecord, reply_steps
 from tedchat.tui.widgets.markdown_view import MarkdownView
@@ -59,9 +60,14 @@ class UserMessage(Static):
     }
     """
 
-    def __init__(self, prompt: str, **kwargs: Any) -> None:
-        super().__init__(Text(prompt), **kwargs)
+    def __init__(self, prompt: str, attachments: Sequence[Attachment] = (), **kwargs: Any) -> None:
+        text = Text(prompt)
+        for a in attachments:
+            text.append(f"\n{'▣' if a.kind == 'image' else '≡'} {a.name}", style="dim")
+            text.append(f" · {a.kind} · {human_size(a.size)}", style="dim")
+        super().__init__(text, **kwargs)
         self.prompt = prompt
+        self.attachments = tuple(attachments)
 
 
 class Notice(Static):

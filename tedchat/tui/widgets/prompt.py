@@ -7,16 +7,24 @@ an extended keyboard protocol (Shift+Enter is bound too, for those). Every bindi
 
 Up on the first line recalls the previous prompt, Down on the last line the next one (and
 finally the draft that was being typed); elsewhere they move the cursor as usual.
+
+``@path`` completion (when the screen sets ``mention_root``): while the word at the cursor
+starts with ``@``, the paths completing it are posted (:class:`CompletionsChanged`) for the
+screen to list, and Tab takes the first; a path taken this way is remembered in ``picked``
+and attaches even when it is a folder (see :func:`tedchat.attachments.mentions`).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from textual import events
 from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import TextArea
+
+from tedchat.attachments import complete, mention_at
 
 PLACEHOLDER = "Ask anything · Enter sends · Ctrl+J new line · ↑ history"
 
@@ -46,14 +54,23 @@ class PromptInput(TextArea):
     class Submitted(Message):
         """The user sent ``text`` (already stripped of surrounding blank lines)."""
 
-        def __init__(self, prompt: PromptInput, text: str) -> None:
+        def __init__(self, prompt: PromptInput, text: str, picked: frozenset[str]) -> None:
             super().__init__()
             self.prompt = prompt
             self.text = text
+            #: The ``@paths`` picked from completion while it was typed.
+            self.picked = picked
 
         @property
         def control(self) -> PromptInput:
             return self.prompt
+
+    class CompletionsChanged(Message):
+        """The paths completing the ``@word`` at the cursor (empty: none, hide the list)."""
+
+        def __init__(self, candidates: list[str]) -> None:
+            super().__init__()
+            self.candidates = candidates
 
     def __init__(self, sent: list[str] | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("placeholder", PLACEHOLDER)
@@ -65,6 +82,10 @@ class PromptInput(TextArea):
         self.sent: list[str] = list(sent or [])
         self._index: int | None = None  # position in history while browsing it
         self._draft = ""
+        #: Where ``@path`` completes from (None: no completion).
+        self.mention_root: Path | None = None
+        self.picked: set[str] = set()
+        self.completions: list[str] = []
 
     # --- keys ------------------------------------------------------------------------------
 
@@ -80,6 +101,10 @@ class PromptInput(TextArea):
             event.stop()
             event.prevent_default()
             self.action_send()
+        elif event.key == "tab" and self.completions:
+            event.stop()
+            event.prevent_default()
+            self.accept_completion(self.completions[0])
 
     def _send_keys(self) -> set[str]:
         keymap = getattr(self.app, "keymap", {}) or {}
@@ -93,8 +118,45 @@ class PromptInput(TextArea):
         if not text.strip():
             return
         self.remember(text)
+        picked = frozenset(self.picked)
+        self.picked.clear()
         self.clear()
-        self.post_message(self.Submitted(self, text))
+        self.post_message(self.Submitted(self, text, picked))
+
+    # --- @path completion ------------------------------------------------------------------
+
+    def on_text_area_changed(self, event: TextArea.Changed) -> None:
+        if event.text_area is self:
+            self._update_completions()
+
+    def on_text_area_selection_changed(self, event: TextArea.SelectionChanged) -> None:
+        if event.text_area is self:
+            self._update_completions()
+
+    def _update_completions(self) -> None:
+        found: list[str] = []
+        if self.mention_root is not None:
+            row, column = self.cursor_location
+            at = mention_at(self.document.get_line(row), column)
+            if at is not None:
+                found = complete(at[1], self.mention_root)
+                if found == [at[1]]:  # already complete
+                    found = []
+        if found != self.completions:
+            self.completions = found
+            self.post_message(self.CompletionsChanged(list(found)))
+
+    def accept_completion(self, candidate: str) -> None:
+        """Put ``candidate`` in place of the ``@word`` at the cursor and remember it as
+        picked; a folder (``dir/``) stays open for the next part, a file ends the word."""
+        row, column = self.cursor_location
+        at = mention_at(self.document.get_line(row), column)
+        if at is None:
+            return
+        end = "" if candidate.endswith("/") else " "
+        self.replace(candidate + end, (row, at[0] + 1), (row, column))
+        self.picked.add(candidate.rstrip("/"))
+        self._update_completions()
 
     def action_newline(self) -> None:
         self.insert("\n")

@@ -8,6 +8,11 @@ is drawn in its own colour and always says ``emulated`` (or ``replay``).
 TTFT and tokens/s are the model's alone; the time tools ran is its own figure (``tools 1.20 s
 in 2 steps``), and while a tool runs the line says so (``⚙ running read_file…``).
 
+After the figures: the context gauge (``ctx 1,234/4,096``: the last request's prompt,
+before trimming, by the engine's tokenizer, ``~`` when estimated, ``?`` after an assumed
+context size, and what trimming left out) and, for an engine with prices, the last reply's
+cost (``$0.0012``).
+
 The sparkline draws the rate at which tokens arrived over the answer, one bar per frame-clock
 sample. It is a picture of the stream's shape (stalls, bursts), not a figure; the number
 beside it is the meter's.
@@ -23,6 +28,7 @@ from textual.containers import Horizontal
 from textual.content import Content
 from textual.widgets import Sparkline, Static
 
+from tedchat.gauges import ContextGauge, Cost
 from tedchat.metrics import StreamMetrics, format_metrics_line
 from tedchat.tui.loader import LoadState
 
@@ -74,8 +80,11 @@ class StatusLine(Horizontal):
         padding: 0 1;
     }
     StatusLine > #engine { width: auto; max-width: 40%; color: $text; text-style: bold; }
-    StatusLine > #figures { width: 1fr; padding: 0 0 0 2; }
-    StatusLine > Sparkline { width: 20; margin: 0 0 0 1; }
+    /* The figures keep their room; on a narrow terminal the sparkline (a picture, not a
+       figure) is what goes past the right edge. */
+    StatusLine > #figures { width: 1fr; min-width: 40; padding: 0 0 0 2; }
+    StatusLine > #gauges { width: auto; padding: 0 0 0 2; color: $text-muted; }
+    StatusLine > Sparkline { width: 16; margin: 0 0 0 1; }
     StatusLine > Sparkline > .sparkline--max-color { color: $accent; }
     StatusLine > Sparkline > .sparkline--min-color { color: $accent 30%; }
     """
@@ -88,15 +97,20 @@ class StatusLine(Horizontal):
         self._load: LoadState | None = None
         self._figures: StreamMetrics | None = None
         self._activity: str | None = None
+        self._gauge: ContextGauge | None = None
+        self._cost: Cost | None = None
         self._shown: tuple[object, ...] | None = None
+        self._gauges_shown: tuple[object, ...] | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(id="engine")
         yield Static(id="figures")
+        yield Static(id="gauges")
         yield Sparkline([], summary_function=_mean)
 
     def on_mount(self) -> None:
         self._redraw()
+        self._redraw_gauges()
 
     # --- what the line shows -----------------------------------------------------------------
 
@@ -119,6 +133,35 @@ class StatusLine(Horizontal):
         """What the answer does besides streaming (``running read_file…``); None: nothing."""
         self._activity = text
         self._redraw()
+
+    def show_context(self, gauge: ContextGauge | None) -> None:
+        """The context gauge of the request being answered (None: none yet)."""
+        self._gauge = gauge
+        self._redraw_gauges()
+
+    def show_cost(self, cost: Cost | None) -> None:
+        """The last reply's cost (None: the engine has no prices, or no reply yet)."""
+        self._cost = cost
+        self._redraw_gauges()
+
+    @property
+    def gauges_text(self) -> str:
+        """The context gauge and cost as plain text (tests read this)."""
+        return str(self.query_one("#gauges", Static).render())
+
+    def _redraw_gauges(self) -> None:
+        if not self.is_mounted:
+            return
+        key = (self._gauge, self._cost)
+        if key == self._gauges_shown:
+            return
+        self._gauges_shown = key
+        parts = []
+        if self._gauge is not None:
+            parts.append(self._gauge.text())
+        if self._cost is not None:
+            parts.append(self._cost.text())
+        self.query_one("#gauges", Static).update(" · ".join(parts))
 
     def reset_rates(self) -> None:
         self._samples.clear()

@@ -29,6 +29,7 @@ real plugin path. Engine type ``scripted``; its settings:
   text, then its calls (the arguments cut in 3-character pieces, calls interleaved by index)
   and ends ``tool_calls``; once the script is used up it streams ``text`` as usual.
   ``params_seen`` keeps each request's parameters (the tools offered).
+- ``vision``: declare that the engine takes images (``Message.images``);
 - ``tools``: declare tool support even without a script (to receive earlier tool messages);
   ``echo_tools``: end the answer with one line per ``tool`` message received,
   ``[tool CALL_ID: CONTENT]`` (what a CLI test can see of the request).
@@ -85,6 +86,7 @@ SETTINGS: dict[str, Any] = {
     "pause_s": 0.0,
     "tool_script": "",
     "tools": False,
+    "vision": False,
     "echo_tools": False,
 }
 
@@ -174,6 +176,7 @@ class ScriptedEngine:
         )
         self.capabilities = Capabilities(
             tools=bool(self.script) or bool(settings["tools"]),
+            vision=bool(settings["vision"]),
             floorplan=bool(settings["floorplan"]),
             context_size=int(settings["context"]) or None,
         )
