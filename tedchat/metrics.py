@@ -19,7 +19,7 @@ synthetic timelines and the live figures are exactly the final ones computed so 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -239,6 +239,25 @@ class StreamMeter:
         return sum(max(0.0, min(b, end) - max(a, start)) for a, b in self.tool_intervals)
 
 
+def prompt_and_draft_parts(timings: Mapping[str, float]) -> list[str]:
+    """What the engine or server measured of the prompt and of speculation, when it said:
+    prompt tokens/s, prompt tokens served from its cache, draft acceptance (``Timings`` names:
+    ``prompt_eval_tokens_per_s``, ``cached_prompt_tokens``, ``draft_tokens``,
+    ``draft_accepted_tokens``)."""
+    parts = []
+    rate = timings.get("prompt_eval_tokens_per_s")
+    if rate:
+        parts.append(f"prompt {rate:.0f} tok/s")
+    cached = timings.get("cached_prompt_tokens")
+    if cached:
+        parts.append(f"{cached:.0f} cached")
+    drafted = timings.get("draft_tokens")
+    if drafted:
+        accepted = timings.get("draft_accepted_tokens", 0.0)
+        parts.append(f"draft {accepted:.0f}/{drafted:.0f} accepted ({accepted / drafted:.0%})")
+    return parts
+
+
 def format_metrics_line(m: StreamMetrics) -> str:
     """The one-line summary ``ask`` prints to stderr and the status bar shows."""
     parts = []
@@ -246,6 +265,7 @@ def format_metrics_line(m: StreamMetrics) -> str:
     tps = f"{m.output_tokens_per_s:.1f}" if m.output_tokens_per_s is not None else "-"
     parts.append(f"{'~' if m.approximate else ''}{tps} tok/s")
     parts.append(f"{m.tokens_label()} tokens")
+    parts += prompt_and_draft_parts(m.timings)
     if m.steps > 1 or m.tool_s:
         parts.append(f"tools {m.tool_s:.2f} s in {m.steps} steps")
     if m.finish_reason and m.finish_reason != "stop":

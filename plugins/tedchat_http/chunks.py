@@ -47,6 +47,11 @@ FINISH_REASONS: dict[str, str] = {
 
 # Server timing fields -> (tedchat figure name, factor to seconds or tokens). The names match
 # what the llamacpp engine reports for llama.cpp's own counters, so the two read alike.
+# llama-server's ``timings`` object (its names: server_slot_stats::to_json in
+# tools/server/server-common.cpp, lines 84-104, of the llama.cpp vendored in the
+# llama-cpp-python 0.3.36 sdist): cache_n, prompt_n/_ms/_per_second, predicted_n/_ms/
+# _per_second, and draft_n / draft_n_accepted only when the slot drafted tokens. It is sent
+# with the final streamed chunk (server-task.cpp, line 517).
 LLAMA_SERVER_TIMINGS: dict[str, tuple[str, float]] = {
     "prompt_n": ("prompt_eval_tokens", 1.0),
     "prompt_ms": ("prompt_eval_s", 1e-3),
@@ -55,6 +60,8 @@ LLAMA_SERVER_TIMINGS: dict[str, tuple[str, float]] = {
     "predicted_ms": ("eval_s", 1e-3),
     "predicted_per_second": ("eval_tokens_per_s", 1.0),
     "cache_n": ("cached_prompt_tokens", 1.0),
+    "draft_n": ("draft_tokens", 1.0),
+    "draft_n_accepted": ("draft_accepted_tokens", 1.0),
 }
 CEREBRAS_TIME_INFO: dict[str, tuple[str, float]] = {
     "queue_time": ("queue_s", 1.0),
@@ -346,6 +353,9 @@ class ChunkReader:
         timings = obj.get("timings")
         if isinstance(timings, Mapping):
             self.figures.update(convert_figures(timings, LLAMA_SERVER_TIMINGS))
+            drafted = self.figures.get("draft_tokens")
+            if drafted and "draft_accepted_tokens" in self.figures:
+                self.figures["draft_acceptance"] = self.figures["draft_accepted_tokens"] / drafted
         time_info = obj.get("time_info")
         if isinstance(time_info, Mapping):
             self.figures.update(convert_figures(time_info, CEREBRAS_TIME_INFO))

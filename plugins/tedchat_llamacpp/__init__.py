@@ -30,6 +30,12 @@ SETTINGS: dict[str, Any] = {
     # Load a model even when it needs more memory than is available (tedchat.models.memory):
     # by default such a model is refused before loading, with one line saying why.
     "force": False,
+    # Speculative decoding (tedchat_llamacpp.speculative): "off", "prompt-lookup" (drafts copied
+    # from earlier text of the prompt and answer) or "draft" (a smaller GGUF of the same
+    # vocabulary, draft_model, drafts). Output is the model's own; only the speed changes.
+    "speculative": "off",
+    "draft_model": "",  # for "draft": a registry name, hf: name or path of a GGUF
+    "draft_tokens": 8,  # most tokens drafted per step
 }
 
 

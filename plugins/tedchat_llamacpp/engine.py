@@ -25,6 +25,12 @@ What it adds to llama-cpp-python, and why:
   bundled model makes a valid call; ``auto`` offers the tools only to a chat template that
   knows them. A template that does not gets the calls and results of earlier steps as
   plain turns (:func:`tedchat.models.prompt_formats.tool_turns_as_text`).
+- **Speculative decoding** (setting ``speculative``, :mod:`tedchat_llamacpp.speculative`):
+  prompt lookup or a draft GGUF, with drafted and accepted tokens counted per reply (Timings
+  ``draft_tokens``, ``draft_accepted_tokens``, ``draft_acceptance``).
+- **Figures from its own counters**, under the names the ``http`` engine gives llama-server's
+  ``timings``: prompt tokens evaluated, their speed, the prompt tokens served from the KV cache
+  (``cached_prompt_tokens``), and the decoding after the prompt.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ import threading
 from collections.abc import AsyncGenerator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tedchat.engine import (
     Capabilities,
@@ -85,12 +91,18 @@ from tedchat_llamacpp.tool_calls import (
     with_note,
 )
 
+if TYPE_CHECKING:  # numpy and llama_cpp: imported when a model loads
+    from tedchat_llamacpp.speculative import DraftCounter, DraftStats
+
 log = logging.getLogger("tedchat.llamacpp")
 native_log = logging.getLogger("tedchat.llamacpp.native")
 
 # When the conversation must be cut, cut it down to this share of the room for the prompt, so
 # the next turns fit without cutting again (and reuse the KV cache).
 TRIM_TARGET = 0.6
+
+# The engine setting ``speculative`` (tedchat_llamacpp.speculative).
+SPECULATIVE_MODES = ("off", "prompt-lookup", "draft")
 
 
 def check_gguf_header(path: Path) -> GGUFInfo:
@@ -164,6 +176,22 @@ class LlamaCppEngine:
         self.capabilities = Capabilities(
             cache_reset=True, tools=True, prompt_tokens=True, context_size=int(settings["n_ctx"])
         )
+        spec = settings.get("speculative", "off")
+        if spec not in SPECULATIVE_MODES:
+            raise ConfigError(
+                f"engines.{name}.speculative must be one of {', '.join(SPECULATIVE_MODES)}; "
+                f"got {spec!r}"
+            )
+        if spec == "draft" and not settings.get("draft_model"):
+            raise ConfigError(
+                f'engines.{name}: speculative = "draft" needs draft_model (a GGUF)',
+                hint='set draft_model, or use speculative = "prompt-lookup"',
+            )
+        if int(settings.get("draft_tokens", 8)) < 1:
+            raise ConfigError(f"engines.{name}.draft_tokens must be at least 1")
+        self._spec: str = spec
+        self._counter: DraftCounter | None = None
+        self._draft_llm: Any = None
         fmt = settings.get("prompt_format", "auto")
         if fmt not in PROMPT_FORMATS:
             raise ConfigError(
@@ -203,8 +231,17 @@ class LlamaCppEngine:
                 return
             path = resolve_model(self.settings["model"])
             info = check_gguf_header(path)
+            draft_info = None
+            if self._spec == "draft":
+                draft_info = check_gguf_header(resolve_model(self.settings["draft_model"]))
             if not self.settings.get("force"):
-                check_memory(info, int(self.settings["n_ctx"]), f"engines.{self.name}")
+                check_memory(
+                    info,
+                    int(self.settings["n_ctx"]),
+                    f"engines.{self.name}",
+                    logits_all=self._spec != "off",
+                    draft=draft_info,
+                )
             fmt = self._choose_format(info)
             if progress:
                 progress(LoadProgress(f"loading {path.name}", None))
@@ -215,6 +252,11 @@ class LlamaCppEngine:
             _route_llama_logs()
             threads = self.threads()
             try:
+                counter = self._draft_counter(draft_info, threads)
+                # A draft model makes llama-cpp-python keep every position's logits
+                # (logits_all): counted in the memory check above. It must be asked for
+                # explicitly too: llama-cpp-python sizes its logits array by the argument
+                # (n_batch rows without it), and a prompt past 512 tokens then overflows it.
                 llm = Llama(
                     model_path=str(path),
                     n_ctx=self.settings["n_ctx"],
@@ -222,10 +264,13 @@ class LlamaCppEngine:
                     n_threads_batch=threads,
                     n_gpu_layers=self.settings["n_gpu_layers"],
                     flash_attn=self.settings["flash_attn"],
+                    draft_model=counter,
+                    logits_all=counter is not None,
                     verbose=False,
                 )
             except (ValueError, RuntimeError) as exc:
                 raise ModelFormatError(f"llama.cpp could not load {path}: {exc}") from exc
+            self._counter = counter
             self._formatter = self._chat_formatter(llm, info) if fmt == CHAT_TEMPLATE else None
             self._template_tools = self._formatter is not None and template_knows_tools(
                 info.metadata.get("tokenizer.chat_template")
@@ -234,6 +279,33 @@ class LlamaCppEngine:
             self._llm, self._info, self._format = llm, info, fmt
             if progress:
                 progress(LoadProgress("ready", 1.0))
+
+    def _draft_counter(self, draft_info: GGUFInfo | None, threads: int) -> DraftCounter | None:
+        """The draft policy for ``speculative``, wrapped in its counter (None when off)."""
+        from tedchat_llamacpp.speculative import DraftCounter, DraftGGUF, PromptLookup
+
+        tokens = int(self.settings.get("draft_tokens", 8))
+        n_ctx = int(self.settings["n_ctx"])
+        if self._spec == "prompt-lookup":
+            return DraftCounter(PromptLookup(max_tokens=tokens), n_ctx)
+        if self._spec == "draft" and draft_info is not None:
+            from llama_cpp import Llama
+
+            try:
+                self._draft_llm = Llama(
+                    model_path=str(draft_info.path),
+                    n_ctx=self.settings["n_ctx"],
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                    n_gpu_layers=self.settings["n_gpu_layers"],
+                    verbose=False,
+                )
+            except (ValueError, RuntimeError) as exc:
+                raise ModelFormatError(
+                    f"llama.cpp could not load the draft model {draft_info.path}: {exc}"
+                ) from exc
+            return DraftCounter(DraftGGUF(self._draft_llm, tokens), n_ctx)
+        return None
 
     def _choose_format(self, info: GGUFInfo) -> str:
         entry = registry_entry(self.settings["model"])
@@ -309,6 +381,9 @@ class LlamaCppEngine:
                 self._llm.close()
                 self._llm = None
                 self._abort_callback = None
+            if self._draft_llm is not None:
+                self._draft_llm.close()
+                self._draft_llm = None
 
     async def reset_cache(self) -> None:
         """Forget the evaluated prompt, so the next request is not served from the KV cache.
@@ -324,6 +399,8 @@ class LlamaCppEngine:
         with self._lock:
             if self._llm is not None:
                 self._llm.reset()
+            if self._draft_llm is not None:
+                self._draft_llm.reset()
 
     async def stream(
         self, messages: Sequence[Message], params: GenerationParams
@@ -454,12 +531,26 @@ class LlamaCppEngine:
             # Called once per sampling step: an exact count of generated tokens, so each text
             # delta can say how many tokens it carries (a chunk can hold several when a
             # character spans tokens, as Japanese often does).
+            prompt_perf: Any = None  # llama.cpp's counters once the prompt is evaluated
+
             def count(ids: Any, scores: Any) -> Any:
-                nonlocal sampled
+                nonlocal sampled, prompt_perf
                 if sampled == 0:  # the prompt is processed: the token loop checks from here
                     self._set_abort(ctx, False)
+                    prompt_perf = llama_cpp.llama_perf_context(ctx)
+                    if counter is not None:
+                        llm._logits_all = True  # drafts are verified from here on
                 sampled += 1
                 return scores
+
+            counter = self._counter
+            if counter is not None:
+                counter.start()
+                # Speculation needs the logits of every drafted position, not of every prompt
+                # position: the prompt's output layer would cost about a fifth more on SmolLM2
+                # (49,152-token vocabulary). llama-cpp-python asks for logits per batch
+                # (Llama.eval), so the prompt is evaluated without and `count` turns them on.
+                llm._logits_all = False
 
             self._should_stop = should_stop
             self._set_abort(ctx, True)
@@ -521,6 +612,8 @@ class LlamaCppEngine:
             finally:
                 self._set_abort(ctx, False)
                 self._should_stop = _never
+                if counter is not None:
+                    llm._logits_all = True
             if finish != "cancelled":
                 if held:
                     name, arguments = read_required("".join(held).strip())
@@ -535,19 +628,10 @@ class LlamaCppEngine:
                         calls += 1
                         yield ToolCallDelta(index, f"{call_id}_{index}", name, arguments)
             perf = llama_cpp.llama_perf_context(ctx)
+            stats = counter.finish(len(prompt) + sampled) if counter is not None else None
             yield Usage(prompt_tokens=len(prompt), output_tokens=shown, source="engine")
             yield Timings(
-                {
-                    "prompt_eval_tokens": float(perf.n_p_eval),
-                    "prompt_eval_s": perf.t_p_eval_ms / 1000.0,
-                    "eval_tokens": float(perf.n_eval),
-                    "eval_s": perf.t_eval_ms / 1000.0,
-                    "eval_tokens_per_s": perf.n_eval / (perf.t_eval_ms / 1000.0)
-                    if perf.t_eval_ms > 0
-                    else 0.0,
-                    "threads": float(threads),
-                },
-                source="llama.cpp",
+                perf_figures(perf, prompt_perf, len(prompt), threads, stats), source="llama.cpp"
             )
             if finish == "cancelled":
                 yield Done("cancelled")
@@ -555,3 +639,49 @@ class LlamaCppEngine:
                 yield Done("length")
             else:
                 yield Done("tool_calls" if calls else "stop")
+
+
+def _counts(perf: Any) -> tuple[int, float, int, float]:
+    """llama.cpp's batch and single-token counters (it reports a count of 0 as 1: a count
+    without time is no count)."""
+    n_p = int(perf.n_p_eval) if perf.t_p_eval_ms > 0 else 0
+    n_e = int(perf.n_eval) if perf.t_eval_ms > 0 else 0
+    return n_p, float(perf.t_p_eval_ms), n_e, float(perf.t_eval_ms)
+
+
+def perf_figures(
+    perf: Any, prompt_perf: Any, prompt_tokens: int, threads: int, stats: DraftStats | None
+) -> dict[str, float]:
+    """One reply's figures from llama.cpp's perf counters (reset before the reply).
+
+    llama.cpp files a decode by its batch size, not by its purpose: a batch of more than one
+    token counts as prompt, a single token as generation. So the prompt's figures are read when
+    the first token is sampled (``prompt_perf``), and everything after is decoding, whatever
+    the batch: speculative decoding verifies its drafts in batches. The prompt tokens not
+    evaluated were served from the KV cache (llama-cpp-python reuses the longest prefix of
+    the previous prompt). ``eval_tokens`` counts the tokens decoded after the prompt, drafts
+    included.
+    """
+    end_p, end_pt, end_e, end_et = _counts(perf)
+    # prompt_perf is None when the reply was cancelled during the prompt.
+    first = (end_p, end_pt, end_e, end_et) if prompt_perf is None else _counts(prompt_perf)
+    p_tokens = first[0] + first[2]
+    p_s = (first[1] + first[3]) / 1000.0
+    e_tokens = end_p + end_e - p_tokens
+    e_s = max(0.0, (end_pt + end_et) / 1000.0 - p_s)
+    figures = {
+        "prompt_eval_tokens": float(p_tokens),
+        "prompt_eval_s": p_s,
+        "cached_prompt_tokens": float(max(0, prompt_tokens - p_tokens)),
+        "eval_tokens": float(max(0, e_tokens)),
+        "eval_s": e_s,
+        "eval_tokens_per_s": e_tokens / e_s if e_s > 0 and e_tokens > 0 else 0.0,
+        "threads": float(threads),
+    }
+    if p_s >= 0.001:  # llama.cpp files the first decode after a load under load time
+        figures["prompt_eval_tokens_per_s"] = p_tokens / p_s
+    if stats is not None:
+        figures["draft_tokens"] = float(stats.drafted)
+        figures["draft_accepted_tokens"] = float(stats.accepted)
+        figures["draft_acceptance"] = stats.acceptance
+    return figures

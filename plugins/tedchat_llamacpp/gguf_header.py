@@ -73,10 +73,28 @@ def read_gguf_header(path: Path) -> GGUFInfo:
     return info
 
 
-def check_memory(info: GGUFInfo, n_ctx: int, setting: str) -> None:
-    """Refuse, before llama.cpp loads it, a model (all parts of a split one) whose weights and
-    ``n_ctx``-token KV cache exceed the available memory (:mod:`tedchat.models.memory`)."""
+def _parts(info: GGUFInfo) -> list[GGUFInfo]:
     parts = [info]
     for sibling in split_siblings(info.path)[1:]:
         parts.append(read_any_gguf_header(sibling, require_architecture=False))
-    check_fits(parts, n_ctx, setting=setting)
+    return parts
+
+
+def check_memory(
+    info: GGUFInfo,
+    n_ctx: int,
+    setting: str,
+    *,
+    logits_all: bool = False,
+    draft: GGUFInfo | None = None,
+) -> None:
+    """Refuse, before llama.cpp loads it, a model (all parts of a split one) whose weights and
+    ``n_ctx``-token KV cache exceed the available memory (:mod:`tedchat.models.memory`), with
+    the logits of every position (``logits_all``) and a ``draft`` model for speculation."""
+    check_fits(
+        _parts(info),
+        n_ctx,
+        setting=setting,
+        logits_all=logits_all,
+        draft=_parts(draft) if draft is not None else (),
+    )

@@ -81,6 +81,23 @@ BUILTIN_PROMPTS: tuple[Prompt, ...] = (
     Prompt("long-ja", _LONG_JA),
 )
 
+# Not in the built-in set: the prompt speculative decoding is measured on
+# (benchmarks/llamacpp_speculative.py), one whose answer repeats much of the prompt.
+REPETITIVE_PROMPT = Prompt(
+    "repetitive",
+    "Repeat the following list exactly as it is written:\n\n"
+    "1. Alan Turing: the Turing machine\n"
+    "2. Grace Hopper: the first compiler\n"
+    "3. Donald Knuth: The Art of Computer Programming\n"
+    "4. Edsger Dijkstra: the shortest path algorithm\n"
+    "5. Barbara Liskov: the Liskov substitution principle\n"
+    "6. John McCarthy: the Lisp language\n"
+    "7. Tim Berners-Lee: the World Wide Web\n"
+    "8. Ken Thompson: the Unix operating system\n"
+    "9. Claude Shannon: information theory\n"
+    "10. Frances Allen: optimizing compilers",
+)
+
 
 def load_prompts(spec: str) -> list[Prompt]:
     """The prompts ``--prompts SPEC`` names (see the module docstring), or a UsageError."""

@@ -18,6 +18,36 @@ SCHEMA_NAME = "tedchat-bench"
 SCHEMA_VERSION = 1
 
 _NUM = {"type": "number"}
+_COUNT_FIGURE = {"type": "number", "minimum": 0}
+# What the engine or server measured (Timings): engine-specific keys, all numbers; the ones
+# below are common to llama.cpp (the llamacpp engine's counters) and llama-server's timings.
+_TIMINGS = {
+    "type": "object",
+    "properties": {
+        "prompt_eval_tokens": {**_COUNT_FIGURE, "description": "prompt tokens evaluated"},
+        "prompt_eval_s": _COUNT_FIGURE,
+        "prompt_eval_tokens_per_s": {**_COUNT_FIGURE, "description": "prompt tokens/s"},
+        "cached_prompt_tokens": {
+            **_COUNT_FIGURE,
+            "description": "prompt tokens served from the KV cache, not evaluated",
+        },
+        "eval_tokens": _COUNT_FIGURE,
+        "eval_s": _COUNT_FIGURE,
+        "eval_tokens_per_s": _COUNT_FIGURE,
+        "draft_tokens": {
+            **_COUNT_FIGURE,
+            "description": "speculative decoding: drafted tokens the model checked",
+        },
+        "draft_accepted_tokens": {**_COUNT_FIGURE, "description": "drafted tokens kept"},
+        "draft_acceptance": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1,
+            "description": "draft_accepted_tokens / draft_tokens",
+        },
+    },
+    "additionalProperties": _NUM,
+}
 _NUM_OR_NULL = {"type": ["number", "null"]}
 _INT_OR_NULL = {"type": ["integer", "null"]}
 _STR = {"type": "string"}
@@ -82,7 +112,7 @@ _RUN = _obj(
         "output_tokens_per_s": _NUM_OR_NULL,
         "elapsed_s": _NUM_OR_NULL,
         "finish_reason": {"enum": [*FINISH_REASONS, None]},
-        "timings": {"type": "object", "additionalProperties": _NUM},
+        "timings": _TIMINGS,
         "error": _STR_OR_NULL,
         "token_ids": {"type": ["array", "null"], "items": {"type": "integer"}},
     },

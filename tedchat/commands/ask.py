@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 DESCRIPTION = """\
 Ask one question and stream the answer to stdout; one metrics line (TTFT, output tokens/s,
-tokens) goes to stderr. The prompt is the argument; text piped on stdin is appended to it
+tokens; prompt tokens/s, cached prompt tokens and draft acceptance when the engine or server
+measured them) goes to stderr. The prompt is the argument; text piped on stdin is appended to it
 (git diff | tedchat ask "review this"); with no argument the prompt is stdin.
 
 Attachments: -f PATH (repeatable) attaches a file, a glob ('src/*.py', quoted) or a folder

@@ -8,6 +8,10 @@ back):
 
     need = weights (every tensor's declared bytes, all parts of a split model)
          + KV cache for the engine's context (16-bit K and V, every layer)
+         + logits of every position, when speculative decoding needs them (``logits_all``:
+           llama-cpp-python keeps an ``n_ctx`` x vocabulary float32 array, llama.cpp an
+           ``n_batch`` x vocabulary output buffer)
+         + a draft model's weights and KV cache, when one is configured
          + a margin for llama.cpp's compute buffers (10 %, at least 128 MiB)
 
 A model over that line is refused with one line naming size, context and free memory; the
@@ -27,6 +31,8 @@ from tedchat.models.gguf_header import GGUFInfo
 MARGIN = 0.10
 MIN_MARGIN = 128 << 20
 KV_BYTES = 2  # llama.cpp's default cache type is F16
+LOGIT_BYTES = 4  # float32
+N_BATCH = 512  # llama-cpp-python's default n_batch
 
 
 def mem_available_bytes() -> int | None:
@@ -62,28 +68,49 @@ def kv_cache_bytes(info: GGUFInfo, n_ctx: int) -> int:
     return n_ctx * sum(kv_heads) * (k_len + v_len) * KV_BYTES
 
 
+def logits_bytes(info: GGUFInfo, n_ctx: int, n_batch: int = N_BATCH) -> int:
+    """The logits of every position (``logits_all=True``), on both sides of llama-cpp-python."""
+    return (n_ctx + n_batch) * (info.vocab_size or 0) * LOGIT_BYTES
+
+
 @dataclass(frozen=True)
 class MemoryNeed:
     weights: int
     kv_cache: int
     margin: int
     n_ctx: int
+    logits: int = 0  # logits_all (speculative decoding)
+    draft: int = 0  # a draft model's weights and KV cache
 
     @property
     def total(self) -> int:
-        return self.weights + self.kv_cache + self.margin
+        return self.weights + self.kv_cache + self.logits + self.draft + self.margin
 
 
-def memory_need(parts: Sequence[GGUFInfo], n_ctx: int) -> MemoryNeed:
-    """What loading the model (its header infos, one per part) with ``n_ctx`` takes."""
+def memory_need(
+    parts: Sequence[GGUFInfo],
+    n_ctx: int,
+    *,
+    logits_all: bool = False,
+    draft: Sequence[GGUFInfo] = (),
+) -> MemoryNeed:
+    """What loading the model (its header infos, one per part) with ``n_ctx`` takes;
+    ``logits_all`` and a ``draft`` model (its parts) for speculative decoding."""
     weights = sum(p.tensor_bytes for p in parts)
     kv = kv_cache_bytes(parts[0], n_ctx)
-    margin = max(int((weights + kv) * MARGIN), MIN_MARGIN)
-    return MemoryNeed(weights, kv, margin, n_ctx)
+    logits = logits_bytes(parts[0], n_ctx) if logits_all else 0
+    extra = sum(p.tensor_bytes for p in draft) + (kv_cache_bytes(draft[0], n_ctx) if draft else 0)
+    margin = max(int((weights + kv + logits + extra) * MARGIN), MIN_MARGIN)
+    return MemoryNeed(weights, kv, margin, n_ctx, logits, extra)
 
 
 def _gb(n: int) -> str:
     return f"{n / 1e9:.1f} GB"
+
+
+def _speculation(need: MemoryNeed) -> str:
+    out = f" + {_gb(need.logits)} logits for speculative decoding" if need.logits else ""
+    return out + (f" + {_gb(need.draft)} draft model" if need.draft else "")
 
 
 def check_fits(
@@ -92,20 +119,22 @@ def check_fits(
     *,
     setting: str,
     mem_available: int | None = None,
+    logits_all: bool = False,
+    draft: Sequence[GGUFInfo] = (),
 ) -> MemoryNeed:
     """Refuse (:class:`ModelTooLargeError`) a model that needs more than the available memory.
 
     ``setting`` names the table where ``force = true`` goes (for the hint); ``mem_available``
     (bytes) replaces /proc/meminfo's MemAvailable (tests).
     """
-    need = memory_need(parts, n_ctx)
+    need = memory_need(parts, n_ctx, logits_all=logits_all, draft=draft)
     available = mem_available if mem_available is not None else mem_available_bytes()
     if available is not None and need.total > available:
         raise ModelTooLargeError(
             f"{parts[0].path.name} needs about {_gb(need.total)} of memory "
             f"({_gb(need.weights)} weights + {_gb(need.kv_cache)} KV cache for a "
-            f"{n_ctx}-token context) but {_gb(available)} is available (MemAvailable): "
-            "not loaded",
+            f"{n_ctx}-token context{_speculation(need)}) but {_gb(available)} is available "
+            "(MemAvailable): not loaded",
             hint=f"use a smaller model or quantisation, lower n_ctx, or set force = true in "
             f"[{setting}] to load it anyway",
         )

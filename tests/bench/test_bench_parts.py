@@ -328,3 +328,22 @@ def test_readme_documents_every_field_of_the_record() -> None:
     keys |= set(defs["engine"]["properties"]) | set(defs["summary_row"]["properties"])
     missing = sorted(k for k in keys if f"`{k}`" not in section and f"`{k}[]`" not in section)
     assert not missing, f"README's bench section does not mention: {missing}"
+
+
+def test_a_runs_prompt_cache_and_draft_figures_are_in_the_schema() -> None:
+    record = sample_record()
+    record["runs"][0]["timings"] = {
+        "prompt_eval_tokens_per_s": 400.0,
+        "cached_prompt_tokens": 20.0,
+        "draft_tokens": 10.0,
+        "draft_accepted_tokens": 7.0,
+        "draft_acceptance": 0.7,
+    }
+    assert validate(record) == []
+    run_timings = RECORD_SCHEMA["$defs"]["run"]["properties"]["timings"]["properties"]
+    assert {"cached_prompt_tokens", "draft_tokens", "draft_acceptance"} <= set(run_timings)
+    record["runs"][0]["timings"]["draft_acceptance"] = 1.5
+    record["runs"][1]["timings"] = {"cached_prompt_tokens": -1.0}
+    problems = validate(record)
+    assert "$.runs[0].timings.draft_acceptance: 1.5 is greater than the maximum of 1" in problems
+    assert "$.runs[1].timings.cached_prompt_tokens: -1.0 is less than the minimum of 0" in problems

@@ -359,6 +359,31 @@ async def s_llamaserver(ex: Exchange) -> None:
     await ex.end_sse()
 
 
+async def s_llamaserverdraft(ex: Exchange) -> None:
+    """llama-server with a warm prompt cache and speculative decoding: its final chunk's
+    ``timings``, field names as llama-server writes them (server_slot_stats::to_json,
+    tools/server/server-common.cpp lines 84-104 of the llama.cpp vendored in the
+    llama-cpp-python 0.3.36 sdist; draft_n and draft_n_accepted only when it drafted)."""
+    await ex.start_sse()
+    for word in ANSWER:
+        await ex.data(chunk(word))
+    timings = {
+        "cache_n": 20,
+        "prompt_n": 12,
+        "prompt_ms": 30.0,
+        "prompt_per_token_ms": 2.5,
+        "prompt_per_second": 400.0,
+        "predicted_n": 7,
+        "predicted_ms": 70.0,
+        "predicted_per_token_ms": 10.0,
+        "predicted_per_second": 100.0,
+        "draft_n": 10,
+        "draft_n_accepted": 7,
+    }
+    await ex.data(chunk(finish="stop", timings=timings))
+    await ex.end_sse()
+
+
 async def s_cerebras(ex: Exchange) -> None:
     """Cerebras Cloud: usage and time_info in the final chunk, finish_reason 'length'."""
     await ex.start_sse()

@@ -246,3 +246,29 @@ def test_describe_of_a_configured_engine_hides_the_key(
     assert KEY not in repr(engine.describe())
     assert KEY not in repr(context.engines.describe("f"))
     assert engine.api_key() == KEY  # it is there, only hidden
+
+
+def test_llama_server_prompt_cache_and_draft_figures_in_ask(
+    tedchat_home: Path, fault_server: FaultServer
+) -> None:
+    """llama-server's timings (its own field names, see the fault server's scenario): prompt
+    tokens/s, cached prompt tokens and draft acceptance in ask --json and the metrics line."""
+    result = ask(tedchat_home, fault_server.url("llamaserverdraft"), "--json")
+    assert result.returncode == 0, result.stderr
+    timings = json.loads(result.stdout)["timings"]
+    assert timings["prompt_eval_tokens_per_s"] == 400.0
+    assert timings["cached_prompt_tokens"] == 20.0
+    assert (timings["draft_tokens"], timings["draft_accepted_tokens"]) == (10.0, 7.0)
+    assert timings["draft_acceptance"] == 0.7
+    line = ask(tedchat_home, fault_server.url("llamaserverdraft")).stderr.strip()
+    assert "prompt 400 tok/s · 20 cached · draft 7/10 accepted (70%)" in line
+
+
+def test_without_those_fields_nothing_is_invented(
+    tedchat_home: Path, fault_server: FaultServer
+) -> None:
+    result = ask(tedchat_home, fault_server.url("llamaserver"), "--json")
+    timings = json.loads(result.stdout)["timings"]
+    assert "draft_tokens" not in timings and "draft_acceptance" not in timings
+    assert timings["cached_prompt_tokens"] == 0.0  # cache_n: 0 is a figure, shown as none
+    assert "cached" not in ask(tedchat_home, fault_server.url("llamaserver")).stderr

@@ -108,6 +108,32 @@ async def test_server_usage_is_taken_when_sent_and_the_server_sends_none(
     assert m.ttft_s is not None and m.output_tokens_per_s is not None
 
 
+def test_what_the_real_server_sends_of_timings(tedchat_home: Path, llama_server: str) -> None:
+    """llama-cpp-python's server (unlike llama.cpp's llama-server, which the fault server plays)
+    sends no ``timings`` object in any streamed chunk: so no prompt speed, cached tokens or
+    draft acceptance can be shown for it, and tedchat invents none."""
+    import httpx
+
+    body = {
+        "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTION}],
+        "max_tokens": 16,
+        "temperature": 0,
+        "stream": True,
+    }
+    chunks = []
+    with httpx.stream("POST", f"{llama_server}/chat/completions", json=body, timeout=60) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                chunks.append(json.loads(line[6:]))
+    assert chunks and not [c for c in chunks if "timings" in c]
+    config = write_config(tedchat_home, llama_server)
+    result = run_cli(
+        tedchat_home, "--config", str(config), "ask", "--engine", "srv", "--json", *GREEDY, QUESTION
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["timings"] == {}
+
+
 async def test_status_and_model_list_of_the_real_server(llama_server: str) -> None:
     engine = HttpEngine("srv", {**SETTINGS, "base_url": llama_server}, Runtime(threads=1))
     status = await engine.status()

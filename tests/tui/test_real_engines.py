@@ -30,8 +30,11 @@ async def test_chat_on_the_real_local_engine(make_app) -> None:
         [view] = screen.query(ReplyView)
         assert view.text.strip()
         figures = screen.query_one(StatusLine).figures_text
-        # The engine counts its tokens itself: no "~" (approximate) anywhere.
-        assert re.fullmatch(r"TTFT \d+ ms · [\d.]+ tok/s · \d+ tokens( · length)?", figures)
+        # The engine counts its tokens itself: no "~" (approximate) anywhere; llama.cpp's
+        # counters give the prompt's speed.
+        assert re.fullmatch(
+            r"TTFT \d+ ms · [\d.]+ tok/s · \d+ tokens · prompt \d+ tok/s( · length)?", figures
+        )
         await app.history_idle()
         [summary] = app.history.store.list_conversations()
         [reply] = app.history.store.get_conversation(summary.id).messages[0].replies
