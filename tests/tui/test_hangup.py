@@ -11,6 +11,7 @@ store would itself mark a dead writer's reply interrupted and hide whether tedch
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -92,7 +93,8 @@ def tedchat_pid(tmux: TmuxSession) -> int:
 
 def stream_until_midway(tmux: TmuxSession) -> None:
     type_prompt(tmux, PROMPT)
-    seen = tmux.wait_for(lambda s: s.count("word") >= 20, 30)
+    # 20 answer words on screen (whole words: the prompt's "words" is not one of them).
+    seen = tmux.wait_for(lambda s: len(re.findall(r"\bword\b", s)) >= 20, 30)
     assert seen is not None, "the answer did not start:\n" + tmux.capture()
 
 
