@@ -44,8 +44,8 @@ BOOTSTRAP_SAMPLES = 300
 BOOTSTRAP_SEED = 0
 BASE_RATING, SCALE = 1000.0, 400.0
 METHOD = (
-    "Bradley-Terry (maximum likelihood, Newton; a tie is half a win each; one virtual tie per engine with a "
-    "reference rated 1000; 95% interval: percentile bootstrap over votes, "
+    "Bradley-Terry (maximum likelihood, Newton; a tie is half a win each; one virtual tie per "
+    "engine with a reference rated 1000; 95% interval: percentile bootstrap over votes, "
     f"{BOOTSTRAP_SAMPLES} resamples, seed {BOOTSTRAP_SEED}; all-bad votes and votes between panes "
     "sharing a text model are stored but not fitted)"
 )
@@ -166,14 +166,14 @@ def leaderboard(votes: Sequence[Vote]) -> Leaderboard:
     for v, rs in zip(fitted, per_vote, strict=True):
         for label in {p.label for p in v.panes}:
             tally[_key(v, label)][0] += 1
-        for i, j, s in rs:
-            a, b = tally[fitted_keys[i]], tally[fitted_keys[j]]
-            if s == 0.5:
-                a[3] += 1
-                b[3] += 1
+        for i, j, score in rs:
+            first, second = tally[fitted_keys[i]], tally[fitted_keys[j]]
+            if score == 0.5:
+                first[3] += 1
+                second[3] += 1
             else:
-                a[1] += 1
-                b[2] += 1
+                first[1] += 1
+                second[2] += 1
     standings = []
     for key in keys:
         ttfts, rates = [], []
@@ -184,15 +184,15 @@ def leaderboard(votes: Sequence[Vote]) -> Leaderboard:
                         ttfts.append(pane.metrics.ttft_s)
                     if pane.metrics.output_tokens_per_s is not None:
                         rates.append(pane.metrics.output_tokens_per_s)
-        i = index.get(key)
+        at = index.get(key)
         t = tally.get(key, [0, 0.0, 0.0, 0.0])
         standings.append(
             Standing(
                 engine=key[0],
                 model=key[1],
-                rating=None if i is None else round(ratings[i], 1),
-                ci_low=None if i is None or lows[i] is None else round(float(lows[i] or 0), 1),
-                ci_high=None if i is None or highs[i] is None else round(float(highs[i] or 0), 1),
+                rating=None if at is None else round(ratings[at], 1),
+                ci_low=_rounded(None if at is None else lows[at]),
+                ci_high=_rounded(None if at is None else highs[at]),
                 votes=int(t[0]),
                 wins=t[1],
                 losses=t[2],
@@ -210,6 +210,10 @@ def leaderboard(votes: Sequence[Vote]) -> Leaderboard:
         all_bad_votes=sum(1 for v in votes if v.outcome == "all_bad"),
         shared_model_votes=sum(1 for v in votes if v.outcome != "all_bad" and v.shared_text_model),
     )
+
+
+def _rounded(x: float | None) -> float | None:
+    return None if x is None else round(float(x), 1)
 
 
 def _width(text: str) -> int:

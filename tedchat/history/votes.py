@@ -125,7 +125,7 @@ def pairs_for(outcome: str, winner: str | None, labels: Sequence[str]) -> tuple[
     if outcome not in OUTCOMES:
         raise ValueError(f"unknown vote outcome {outcome!r}")
     if outcome == "win":
-        if winner not in labels:
+        if winner is None or winner not in labels:
             raise ValueError(f"the winner {winner!r} is not one of the panes {list(labels)}")
         return tuple(Pair(winner, other, "first") for other in labels if other != winner)
     result = "tie" if outcome == "tie" else "both_bad"
