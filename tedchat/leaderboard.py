@@ -14,16 +14,22 @@ another model is rated apart. The fit uses the pairwise results the votes stand 
   about which was better. Neither do votes in which two panes ran the same text model (the same
   resolved model file): those answers differ by pacing only.
 - **A prior** keeps every strength finite (an engine that never won would otherwise fit to
-  zero): each engine also has one virtual tie with a reference engine of strength 1.
+  zero): each engine also has a virtual tie, weighing a fifth of a vote
+  (:data:`PRIOR_GAMES`), with a reference engine of strength 1. Light, so that a handful of
+  votes is not pulled to the middle and its interval stays honestly wide.
 
 The fit is the maximum of the likelihood by Newton's method on the log-strengths (NumPy; the
 prior makes the problem strictly concave, so it converges in a few steps), stopped when a step
-moves no log-strength by 1e-10. The rating is on an Elo-like scale,
-``1000 + 400 * log10(p_i)``: the reference is 1000, and 400 points mean 10:1 odds.
+moves no log-strength by 1e-10. The rating is on an Elo-like scale, ``400 * log10(p_i)``
+centred so the engines' mean is 1000 (votes only say how engines compare, not where the scale
+sits): 400 points apart mean 10:1 odds.
 
-The interval is a 95% percentile bootstrap over votes: the votes are resampled with replacement
-(:data:`BOOTSTRAP_SAMPLES` times, a fixed seed, so the same votes give the same interval) and
-refitted; it narrows as votes accumulate. ``votes`` counts the fitted votes an engine took part
+The interval is rating +- 1.96 standard errors, the errors from the Fisher information at the
+fit (the inverse of the negated Hessian of the log-likelihood, prior included, projected onto
+the centred ratings). It shrinks like one over the square root of the votes, and it is wide
+where the votes say little: an engine that never won (or never lost) gets a wide interval,
+where a bootstrap over votes would resample the same clean sweep and come out narrow.
+``votes`` counts the fitted votes an engine took part
 in; ``wins``/``losses``/``ties`` count its pairwise results in them (a win over three panes is
 three wins). The median TTFT and tok/s are over every voted reply of the engine with that figure
 (fitted or not: speed does not depend on the verdict).
@@ -40,14 +46,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from tedchat.history.votes import Vote
 
-BOOTSTRAP_SAMPLES = 300
-BOOTSTRAP_SEED = 0
+Z95 = 1.959964  # the normal quantile of a two-sided 95% interval
 BASE_RATING, SCALE = 1000.0, 400.0
+PRIOR_GAMES = 0.2  # the weight of each engine's virtual tie with the reference
 METHOD = (
-    "Bradley-Terry (maximum likelihood, Newton; a tie is half a win each; one virtual tie per "
-    "engine with a reference rated 1000; 95% interval: percentile bootstrap over votes, "
-    f"{BOOTSTRAP_SAMPLES} resamples, seed {BOOTSTRAP_SEED}; all-bad votes and votes between panes "
-    "sharing a text model are stored but not fitted)"
+    "Bradley-Terry (maximum likelihood, Newton; a tie is half a win each; a virtual tie of "
+    f"weight {PRIOR_GAMES} per engine with a reference; ratings centred on a mean of 1000; "
+    "95% interval: rating +- 1.96 standard errors from the Fisher information; all-bad votes "
+    "and votes between panes sharing a text model are stored but not fitted)"
 )
 
 Key = tuple[str, str]  # (engine, model)
@@ -111,11 +117,14 @@ def vote_results(vote: Vote) -> list[tuple[Key, Key, float]]:
     return out
 
 
-def fit(results: Sequence[tuple[int, int, float]], n: int) -> list[float]:
-    """Ratings (the scale in the module doc) of ``n`` engines from (i, j, score of i) results."""
+def fit_with_errors(
+    results: Sequence[tuple[int, int, float]], n: int
+) -> tuple[list[float], list[float]]:
+    """Ratings (the scale in the module doc) of ``n`` engines from (i, j, score of i) results,
+    and each rating's standard error from the Fisher information (same scale)."""
     import numpy as np
 
-    wins = np.full(n, 0.5)  # the prior's virtual tie with the reference (strength 1)
+    wins = np.full(n, PRIOR_GAMES / 2)  # the prior: a light virtual tie with a reference
     games = np.zeros((n, n))
     for i, j, s in results:
         wins[i] += s
@@ -123,23 +132,37 @@ def fit(results: Sequence[tuple[int, int, float]], n: int) -> list[float]:
         games[i, j] += 1.0
         games[j, i] += 1.0
     theta = np.zeros(n)  # log-strengths; the reference's is 0
-    for _ in range(100):
+
+    def hessian_at(theta: Any) -> tuple[Any, Any]:
         prob = 1.0 / (1.0 + np.exp(theta[None, :] - theta[:, None]))  # P(i beats j)
         prob_ref = 1.0 / (1.0 + np.exp(-theta))
-        grad = wins - (games * prob).sum(axis=1) - prob_ref
+        grad = wins - (games * prob).sum(axis=1) - PRIOR_GAMES * prob_ref
         weight = games * prob * (1.0 - prob)
-        hessian = weight - np.diag(weight.sum(axis=1) + prob_ref * (1.0 - prob_ref))
+        ref_weight = PRIOR_GAMES * prob_ref * (1.0 - prob_ref)
+        return grad, weight - np.diag(weight.sum(axis=1) + ref_weight)
+
+    for _ in range(200):
+        grad, hessian = hessian_at(theta)
         step = np.linalg.solve(hessian, grad)
         theta = theta - step
         if np.max(np.abs(step)) < 1e-10:
             break
-    return [float(BASE_RATING + SCALE * t / np.log(10.0)) for t in theta]
+    _grad, hessian = hessian_at(theta)
+    centre = np.eye(n) - np.full((n, n), 1.0 / n)  # only differences are identified
+    cov = centre @ np.linalg.inv(-hessian) @ centre.T
+    per_unit = SCALE / np.log(10.0)
+    ratings = [float(BASE_RATING + per_unit * t) for t in centre @ theta]
+    errors = [float(per_unit * np.sqrt(max(v, 0.0))) for v in np.diag(cov)]
+    return ratings, errors
+
+
+def fit(results: Sequence[tuple[int, int, float]], n: int) -> list[float]:
+    """The ratings of :func:`fit_with_errors`."""
+    return fit_with_errors(results, n)[0]
 
 
 def leaderboard(votes: Sequence[Vote]) -> Leaderboard:
     """Rank the engines of ``votes`` (see the module doc)."""
-    import numpy as np
-
     fitted = [v for v in votes if v.ranked]
     keys: list[Key] = []
     for v in votes:
@@ -151,17 +174,9 @@ def leaderboard(votes: Sequence[Vote]) -> Leaderboard:
     index = {k: i for i, k in enumerate(fitted_keys)}
     per_vote = [[(index[a], index[b], s) for a, b, s in vote_results(v)] for v in fitted]
     n = len(fitted_keys)
-    ratings = fit([r for rs in per_vote for r in rs], n) if n else []
-    lows: list[float | None] = [None] * n
-    highs: list[float | None] = [None] * n
-    if n and per_vote:
-        rng = np.random.default_rng(BOOTSTRAP_SEED)
-        samples = np.empty((BOOTSTRAP_SAMPLES, n))
-        for b in range(BOOTSTRAP_SAMPLES):
-            picks = rng.integers(0, len(per_vote), len(per_vote))
-            samples[b] = fit([r for k in picks for r in per_vote[k]], n)
-        lo, hi = np.percentile(samples, [2.5, 97.5], axis=0)
-        lows, highs = [float(x) for x in lo], [float(x) for x in hi]
+    ratings, errors = fit_with_errors([r for rs in per_vote for r in rs], n) if n else ([], [])
+    lows = [r - Z95 * e for r, e in zip(ratings, errors, strict=True)]
+    highs = [r + Z95 * e for r, e in zip(ratings, errors, strict=True)]
     tally = {k: [0, 0.0, 0.0, 0.0] for k in fitted_keys}  # votes, wins, losses, ties
     for v, rs in zip(fitted, per_vote, strict=True):
         for label in {p.label for p in v.panes}:

@@ -70,6 +70,11 @@ def screen_text(app: Any) -> str:
     )
 
 
+def voted(app: Any) -> Any:
+    """A condition: the vote of the arena shown by ``app`` is stored."""
+    return lambda: app.screen.last_vote_id is not None
+
+
 def blind_panes(app: Any) -> list[BlindPane]:
     return list(app.screen.query(BlindPane))
 
@@ -160,7 +165,7 @@ async def test_the_seed_fixes_the_order_and_a_new_round_reshuffles_and_hides_aga
             await send(pilot, "one")
             await answered(pilot)
             await pilot.press("t")
-            await wait_for(pilot, lambda: app.screen.last_vote_id is not None)
+            await wait_for(pilot, voted(app))
             assert "sprint-7b" in screen_text(app)
             await send(pilot, "two")
             await answered(pilot)
@@ -295,3 +300,34 @@ async def test_a_japanese_prompt_through_a_vote_the_export_and_the_leaderboard(
     assert engines[0]["median_ttft_s"] == 0.08
     text = run_cli(tui_home, "arena", "leaderboard")
     assert text.returncode == 0 and "nihongo" in text.stdout and "tedllm-ja" in text.stdout
+
+
+async def test_a_scripted_series_of_votes_ranks_the_better_engine_first_and_narrows(
+    make_app,
+) -> None:
+    """Eight blind rounds, the person picking "sprinter" in 3 of every 4: after four rounds
+    and after eight the leaderboard ranks it first, and its interval is narrower after eight."""
+    from tedchat.leaderboard import leaderboard
+
+    app = make_app(PAIR, compare=list(ENGINES), blind=True, seed=4)
+    boards = []
+    async with app.run_test(size=SIZE) as pilot:
+        await start_arena(pilot, app)
+        for round_no in range(8):
+            await send(pilot, f"question {round_no}")
+            await answered(pilot)
+            pick = "wafer-ish" if round_no % 4 == 3 else "sprinter"
+            before = app.screen.last_vote_id
+            await pilot.press(pane_of(app, pick).label.lower())
+            await wait_for(pilot, lambda b=before: app.screen.last_vote_id != b)
+            if round_no in (3, 7):
+                await app.history_idle()
+                boards.append(leaderboard(app.history.store.votes()))
+    widths = []
+    for board in boards:
+        assert [s.engine for s in board.standings] == ["sprinter", "wafer-ish"]
+        top = board.standings[0]
+        assert top.ci_low is not None and top.ci_high is not None
+        widths.append(top.ci_high - top.ci_low)
+    assert boards[1].standings[0].votes == 8 and boards[1].standings[0].wins == 6
+    assert widths[1] < 0.8 * widths[0], widths
