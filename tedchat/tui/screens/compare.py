@@ -60,7 +60,7 @@ class CompareScreen(Screen[None]):
     BINDINGS = [
         Binding("escape", "cancel", "Stop all", id="compare-cancel"),
         Binding("f12,ctrl+b", "close", "Back to chat", id="compare-close"),
-        Binding("f3", "continue_in_chat", "Continue in chat", id="compare-continue"),
+        Binding("f3", "continue_in_chat", "Continue in chat", id="compare-continue", show=False),
     ]
 
     def __init__(
