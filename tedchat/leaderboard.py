@@ -70,9 +70,9 @@ class Standing:
     ci_low: float | None
     ci_high: float | None
     votes: int
-    wins: float
-    losses: float
-    ties: float
+    wins: int
+    losses: int
+    ties: int
     median_ttft_s: float | None
     median_output_tokens_per_s: float | None
 
@@ -177,7 +177,7 @@ def leaderboard(votes: Sequence[Vote]) -> Leaderboard:
     ratings, errors = fit_with_errors([r for rs in per_vote for r in rs], n) if n else ([], [])
     lows = [r - Z95 * e for r, e in zip(ratings, errors, strict=True)]
     highs = [r + Z95 * e for r, e in zip(ratings, errors, strict=True)]
-    tally = {k: [0, 0.0, 0.0, 0.0] for k in fitted_keys}  # votes, wins, losses, ties
+    tally = {k: [0, 0, 0, 0] for k in fitted_keys}  # votes, wins, losses, ties
     for v, rs in zip(fitted, per_vote, strict=True):
         for label in {p.label for p in v.panes}:
             tally[_key(v, label)][0] += 1
@@ -200,7 +200,7 @@ def leaderboard(votes: Sequence[Vote]) -> Leaderboard:
                     if pane.metrics.output_tokens_per_s is not None:
                         rates.append(pane.metrics.output_tokens_per_s)
         at = index.get(key)
-        t = tally.get(key, [0, 0.0, 0.0, 0.0])
+        t = tally.get(key, [0, 0, 0, 0])
         standings.append(
             Standing(
                 engine=key[0],
@@ -208,7 +208,7 @@ def leaderboard(votes: Sequence[Vote]) -> Leaderboard:
                 rating=None if at is None else round(ratings[at], 1),
                 ci_low=_rounded(None if at is None else lows[at]),
                 ci_high=_rounded(None if at is None else highs[at]),
-                votes=int(t[0]),
+                votes=t[0],
                 wins=t[1],
                 losses=t[2],
                 ties=t[3],
@@ -240,10 +240,6 @@ def _pad(text: str, width: int, right: bool = False) -> str:
     return gap + text if right else text + gap
 
 
-def _count(x: float) -> str:
-    return f"{x:g}"
-
-
 def render_text(board: Leaderboard) -> str:
     """The leaderboard as a plain-text table (``tedchat arena leaderboard``)."""
     if not board.standings:
@@ -261,7 +257,7 @@ def render_text(board: Leaderboard) -> str:
                 if s.ci_low is not None and s.ci_high is not None
                 else "-",
                 str(s.votes),
-                f"{_count(s.wins)}-{_count(s.losses)}-{_count(s.ties)}",
+                f"{s.wins}-{s.losses}-{s.ties}",
                 f"{s.median_ttft_s * 1000:.0f} ms" if s.median_ttft_s is not None else "-",
                 f"{s.median_output_tokens_per_s:.1f}"
                 if s.median_output_tokens_per_s is not None
@@ -274,11 +270,15 @@ def render_text(board: Leaderboard) -> str:
         "  ".join(_pad(cell, widths[c], c in right) for c, cell in enumerate(row)).rstrip()
         for row in [header, *rows]
     ]
+    import textwrap
+
     lines.append("")
-    lines.append(
+    lines += textwrap.wrap(
         f"{board.total_votes} votes, {board.fitted_votes} fitted"
         f" ({board.all_bad_votes} all bad, {board.shared_model_votes} between panes sharing a"
-        " text model: stored, not fitted). TTFT and tok/s: medians of the voted replies."
+        " text model: stored, not fitted). W-L-T: pairwise wins, losses and ties. TTFT and"
+        " tok/s: medians of the voted replies.",
+        100,
     )
-    lines.append(f"method: {board.method}")
+    lines += textwrap.wrap(f"method: {board.method}", 100)
     return "\n".join(lines) + "\n"
