@@ -18,12 +18,14 @@ tedchat arena ENGINE ENGINE [ENGINE [ENGINE]]
     model are flagged before the vote; such votes are stored but stay out of the ranking.
     When the answers are in: 1-4 (or a-d) picks the best pane, t is a tie, x is all bad (keys:
     [keymap] arena-vote-a ... arena-vote-d, arena-tie, arena-all-bad). The vote reveals every
-    pane's engine, model, TTFT and tok/s; c then continues the conversation in chat with the
-    winner (arena-continue). The next prompt starts a new blind round.
+    pane's engine, model, TTFT and tok/s; w then continues the conversation in chat with the
+    winner (arena-continue). Tab back to the prompt: the next prompt is a new blind round.
+    --seed N also seeds sampling, as everywhere.
 tedchat arena leaderboard [--json]
-    Rank the engines by a Bradley-Terry fit of the votes, with a 95% interval (bootstrap over
-    votes) and the number of votes, beside their median TTFT and tok/s. A tie counts half a win
-    each; 'all bad' votes are stored but not fitted.
+    Rank the engines by a Bradley-Terry fit of the votes, with a 95% interval (Fisher
+    information) and the number of votes, beside their median TTFT and tok/s. A tie counts half
+    a win each; 'all bad' votes, and votes between panes sharing a text model, are stored but
+    not fitted. --json: {method, engines: [...]}, an empty list when there are no votes.
 tedchat arena export [-o FILE]
     Write every vote as JSON Lines: the prompt, each pane's engine, model, reply and figures,
     the outcome and the pairwise results."""
@@ -81,6 +83,8 @@ def run_vote(args: argparse.Namespace) -> int:
     from tedchat.engines import load_context
 
     args.engines = args.words
+    if not 2 <= len(args.engines) <= 4:
+        raise UsageError(f"the arena takes 2 to 4 engines, got {len(args.engines)}")
     context = load_context(args.config)
     options = app_options(args, context)
     options["blind"] = True

@@ -298,6 +298,29 @@ class TedchatApp(App[int]):
             return
         self.push_screen(HelpScreen(binding_rows(binding_owners(), self.keymap)))
 
+    def action_arena(self) -> None:
+        """Pick 2-4 engines, then open the arena on them (the chat's system prompt and
+        parameters)."""
+        chat = self.chat_screen()
+        current = [chat.engine_name] if chat is not None else []
+
+        def chosen(names: list[str] | None) -> None:
+            if not names:
+                return
+            conv = chat.conversation if chat is not None else None
+            self.push_screen(
+                ArenaScreen(
+                    self.services,
+                    names,
+                    seed=self.seed,
+                    preset=self.preset,
+                    params=conv.params if conv is not None else self.services.initial_params,
+                    system=conv.system if conv is not None else self.services.initial_system,
+                )
+            )
+
+        self.push_screen(ComparePicker(self.services.engine_choices(), current), chosen)
+
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand(
@@ -308,6 +331,11 @@ class TedchatApp(App[int]):
             "Compare engines",
             "Send one prompt to 2-4 engines side by side",
             chat.action_compare if chat is not None else self.action_help,
+        )
+        yield SystemCommand(
+            "Arena (blind vote)",
+            "2-4 engines answer blind in panes A, B, ...; vote, then see which was which",
+            self.action_arena,
         )
         if chat is None or screen is not chat:
             return

@@ -331,3 +331,23 @@ async def test_a_scripted_series_of_votes_ranks_the_better_engine_first_and_narr
         widths.append(top.ci_high - top.ci_low)
     assert boards[1].standings[0].votes == 8 and boards[1].standings[0].wins == 6
     assert widths[1] < 0.8 * widths[0], widths
+
+
+async def test_the_arena_from_the_command_palette_picker(make_app) -> None:
+    from textual.widgets import SelectionList
+
+    from tedchat.tui.screens.pickers import ComparePicker
+
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        app.action_arena()  # Ctrl+P > "Arena (blind vote)"
+        await wait_for(
+            pilot,
+            lambda: isinstance(app.screen, ComparePicker) and bool(app.screen.query(SelectionList)),
+        )
+        app.screen.query_one(SelectionList).select("frozen")
+        await pilot.pause(0.1)
+        await pilot.click("#ok")
+        await start_arena(pilot, app)
+        assert sorted(p.engine_name for p in blind_panes(app)) == ["fast", "frozen"]
+        assert "frozen" not in screen_text(app) and "fast" not in screen_text(app)
