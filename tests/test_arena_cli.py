@@ -79,3 +79,21 @@ def test_misused_options_are_one_line_and_exit_2(tedchat_home: Path) -> None:
         out = run_cli(tedchat_home, *args)
         assert out.returncode == 2, (args, out.stdout, out.stderr)
         assert out.stderr.startswith("error: ") and out.stderr.count("\n") == 1, out.stderr
+
+
+def test_compare_blind_and_arena_open_the_arena_with_the_seed(tedchat_home: Path) -> None:
+    from tedchat.cli import build_parser
+    from tedchat.commands.compare import app_options
+    from tedchat.engines import load_context
+
+    parser = build_parser()
+    args = parser.parse_args(["compare", "--blind", "--seed", "5", "wafer-70b", "gpu-70b"])
+    options = app_options(args, load_context())
+    assert (options["compare"], options["blind"], options["seed"]) == (
+        ["wafer-70b", "gpu-70b"],
+        True,
+        5,
+    )
+    assert options["params"].seed == 5  # as everywhere, --seed also seeds sampling
+    plain = app_options(parser.parse_args(["compare", "local", "wafer"]), load_context())
+    assert plain["blind"] is False
