@@ -97,3 +97,18 @@ def test_compare_blind_and_arena_open_the_arena_with_the_seed(tedchat_home: Path
     assert options["params"].seed == 5  # as everywhere, --seed also seeds sampling
     plain = app_options(parser.parse_args(["compare", "local", "wafer"]), load_context())
     assert plain["blind"] is False
+
+
+def test_the_arena_command_reads_as_compare_does(tedchat_home: Path) -> None:
+    """``tedchat arena A B`` goes through compare's options (its own --replay, compare's
+    defaults for the rest)."""
+    from tedchat.cli import build_parser
+    from tedchat.commands.arena import _compare_defaults
+    from tedchat.commands.compare import app_options
+    from tedchat.engines import load_context
+
+    args = build_parser().parse_args(["arena", "local", "wafer", "--replay", "--seed", "2"])
+    args.engines = args.words
+    _compare_defaults(args)
+    options = app_options(args, load_context())
+    assert (options["compare"], options["replay"], options["seed"]) == (["local", "wafer"], True, 2)

@@ -51,6 +51,11 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         metavar="ENGINE|leaderboard|export",
         help="2 to 4 engine names, or leaderboard, or export",
     )
+    p.add_argument(
+        "--replay",
+        action="store_true",
+        help="as compare --replay: compute the answers first, then play them from a common start",
+    )
     p.add_argument("--json", action="store_true", help="leaderboard: print JSON")
     p.add_argument("-o", "--output", metavar="FILE", help="export: write to FILE (default: stdout)")
     add_generation_options(p)  # --seed also fixes the blind order
@@ -83,12 +88,25 @@ def run_vote(args: argparse.Namespace) -> int:
     from tedchat.engines import load_context
 
     args.engines = args.words
+    _compare_defaults(args)
     if not 2 <= len(args.engines) <= 4:
         raise UsageError(f"the arena takes 2 to 4 engines, got {len(args.engines)}")
     context = load_context(args.config)
     options = app_options(args, context)
     options["blind"] = True
     return run_app(context, **options)
+
+
+def _compare_defaults(args: argparse.Namespace) -> None:
+    """Give ``args`` the defaults of every ``compare`` option the arena does not take, so
+    :func:`tedchat.commands.compare.app_options` reads them as compare would."""
+    from tedchat.commands import compare
+
+    parser = argparse.ArgumentParser(add_help=False)
+    compare.add_parser(parser.add_subparsers(), [])
+    for name, value in vars(parser.parse_args(["compare", "a", "b"])).items():
+        if not hasattr(args, name):
+            setattr(args, name, value)
 
 
 def _votes(args: argparse.Namespace) -> list[Any]:
