@@ -29,8 +29,10 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         "column (H100 beside a wafer, CS-3 beside a GPU). Exit 1 when it does not fit.",
     )
     plan.add_argument(
+        "positional_model", nargs="?", metavar="MODEL", help="the model (or give --model)"
+    )
+    plan.add_argument(
         "--model",
-        required=True,
         metavar="M",
         help="preset (smollm2, tedllm, llama-3.1-8b, llama-3.1-70b, llama-3.1-405b) or a GGUF path",
     )
@@ -100,8 +102,12 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 
 def run_plan(args: argparse.Namespace) -> int:
+    from tedchat.errors import UsageError
     from tedchat.wafer.plan_report import problem, render, report_from_args
 
+    if args.positional_model and args.model and args.positional_model != args.model:
+        raise UsageError(f"two models given: {args.positional_model!r} and {args.model!r}")
+    args.model = args.model or args.positional_model
     report = report_from_args(args)
     print(render(report, args))
     why = problem(report)

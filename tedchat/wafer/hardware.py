@@ -9,7 +9,7 @@ provenances:
   sources only, not confirmed by a primary one) or ``derived`` (computed from published
   figures, e.g. a unit conversion);
 - ``fitted``: a constant of the timing model whose value was fitted on published measurements;
-  ``fitted_on`` names the rows (ids of :data:`tedchat.wafer.published.PUBLISHED`, all in-sample
+  ``fitted_on`` names the rows (ids of :data:`tedchat.wafer.validation.ROWS`, all in-sample
   there);
 - ``assumed``: a constant chosen by reasoning, fitted on nothing; the note gives the reasoning.
 
@@ -30,7 +30,7 @@ ProvenanceKind = Literal["spec", "fitted", "assumed"]
 SpecBasis = Literal["primary", "secondary", "derived"]
 
 #: The in-sample rows the fitted wafer constants were fitted on (ids in
-#: :data:`tedchat.wafer.published.PUBLISHED`).
+#: :data:`tedchat.wafer.validation.ROWS`; a test checks).
 CS3_DECODE_ROWS = ("cs3-llama-3.1-8b-aug2024", "cs3-llama-3.1-70b-aug2024")
 
 

@@ -296,13 +296,13 @@ def report() -> dict[str, Any]:
 
 
 def _figure(value: float, metric: str) -> str:
-    return f"{value:.3f} s" if metric == "ttft_s" else f"{value:,.0f} tok/s"
+    return f"TTFT {value:.3f} s" if metric == "ttft_s" else f"{value:,.0f} tok/s"
 
 
 def render_text(data: dict[str, Any]) -> str:
     """The table for a terminal."""
     head = (
-        f"{'model':<15} {'hardware':<9} {'in':<4} {'predicted':>12} {'published':>12} "
+        f"{'model':<15} {'hardware':<9} {'in':<4} {'predicted':>14} {'published':>14} "
         f"{'error':>7}  assumption"
     )
     lines = [
@@ -315,8 +315,8 @@ def render_text(data: dict[str, Any]) -> str:
     for r in data["rows"]:
         lines.append(
             f"{r['model']:<15} {r['systems']:>2}x {r['hardware']:<5} "
-            f"{'yes' if r['in_sample'] else 'no':<4} {_figure(r['predicted'], r['metric']):>12} "
-            f"{_figure(r['published'], r['metric']):>12} {r['error_pct']:>+6.0f}%  "
+            f"{'yes' if r['in_sample'] else 'no':<4} {_figure(r['predicted'], r['metric']):>14} "
+            f"{_figure(r['published'], r['metric']):>14} {r['error_pct']:>+6.0f}%  "
             f"{r['assumption'] or '-'}"
         )
     lines += [
