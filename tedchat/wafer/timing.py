@@ -26,10 +26,16 @@ stream through the regions back to back, so the latency terms are paid once and 
 bounded by the slowest region's per-token time.
 
 GPU (tensor parallel over N GPUs, one stage). Each step streams every GPU's weight share (and
-the KV entries in use) from HBM at a calibrated fraction of the spec bandwidth (``hbm``),
+the KV entries in use) from HBM at an assumed fraction of the spec bandwidth (``hbm``),
 computes (``compute``, beyond the HBM time), pays a per-kernel overhead (``kernel_overhead``)
 and two all-reduces per block between the GPUs (``allreduce``). Only the GPU profile's own
 figures are used: nothing is scaled from the wafer's.
+
+Speculative decoding (projected, :func:`project_speculative`): a step drafts k tokens (k decode
+steps of a draft model placed beside the target, or nothing for prompt-lookup drafts) and the
+target verifies them in one (k+1)-token step (:meth:`TimingModel.verify_step`, the same
+per-stage costs as a prefill chunk); at per-token acceptance a it yields
+(1 - a^(k+1)) / (1 - a) tokens on average.
 """
 
 from __future__ import annotations

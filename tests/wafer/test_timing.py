@@ -159,7 +159,7 @@ def test_gpu_prediction_comes_from_its_own_hbm_bandwidth() -> None:
     wafer = _model(L8B, CS3).predict(1000)
     assert wafer.decode_tokens_per_s > 5 * gpu.decode_tokens_per_s
     assert set(gpu.decode.parts) == {"hbm", "compute", "kernel_overhead", "allreduce"}
-    # Batch-1 decode streams every weight from HBM at the calibrated efficiency.
+    # Batch-1 decode streams every weight from HBM at the assumed efficiency.
     weights = L8B.weight_bytes(16)
     assert gpu.decode.get("hbm") >= weights / (H100.hbm_bandwidth * H100.hbm_efficiency)
     assert gpu.decode.get("hbm") < 1.1 * weights / (H100.hbm_bandwidth * H100.hbm_efficiency)
