@@ -50,15 +50,6 @@ class Provenance:
     fitted_on: tuple[str, ...] = ()
     plausible: tuple[float, float] | None = None
 
-    def label(self) -> str:
-        """One line for tables: ``spec (secondary): ...``, ``fitted on ...``, ``assumed: ...``."""
-        if self.kind == "spec":
-            basis = "" if self.basis == "primary" else f" ({self.basis})"
-            return f"spec{basis}: {self.note} [{self.source}]"
-        if self.kind == "fitted":
-            return f"fitted on {', '.join(self.fitted_on)}: {self.note}"
-        return f"assumed: {self.note}"
-
 
 def _spec(note: str, source: str, basis: SpecBasis = "primary") -> Provenance:
     return Provenance("spec", note, source=source, basis=basis)

@@ -22,7 +22,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from tedchat.wafer.hardware import get_hardware
+from tedchat.wafer.hardware import HARDWARE, get_hardware
 from tedchat.wafer.placement import Placement, plan, plan_draft
 from tedchat.wafer.shapes import get_shape
 from tedchat.wafer.timing import TimingModel, project_speculative
@@ -277,8 +277,25 @@ def median_abs_error(rows: list[dict[str, Any]], metric: str | None = None) -> f
     return statistics.median(errors)
 
 
+def fitted_constants() -> list[dict[str, Any]]:
+    """Every ``fitted`` constant of every profile, with its value and the rows it was fitted on
+    (everything else in :mod:`tedchat.wafer.hardware` is ``spec`` or ``assumed``)."""
+    return [
+        {
+            "hardware": name,
+            "constant": key,
+            "value": getattr(profile, key),
+            "fitted_on": list(prov.fitted_on),
+        }
+        for name, profile in HARDWARE.items()
+        for key, prov in profile.sources.items()
+        if prov.kind == "fitted"
+    ]
+
+
 def report() -> dict[str, Any]:
-    """``wafer validate --json``: the rows, the request they assume and the summary errors."""
+    """``wafer validate --json``: the rows, the request they assume, the fitted constants and
+    the summary errors."""
     rows = validation_rows()
     return {
         "emulated": True,
@@ -289,6 +306,7 @@ def report() -> dict[str, Any]:
             "precision_bits": PRECISION,
             "sequences": 1,
         },
+        "fitted_constants": fitted_constants(),
         "rows": rows,
         "out_of_sample_median_abs_error_pct": median_abs_error(rows),
         "out_of_sample_decode_median_abs_error_pct": median_abs_error(rows, "decode_tokens_per_s"),
@@ -319,9 +337,14 @@ def render_text(data: dict[str, Any]) -> str:
             f"{_figure(r['published'], r['metric']):>14} {r['error_pct']:>+6.0f}%  "
             f"{r['assumption'] or '-'}"
         )
+    fitted = "; ".join(
+        f"{c['hardware']}.{c['constant']} = {c['value']:g} (on {', '.join(c['fitted_on'])})"
+        for c in data["fitted_constants"]
+    )
     lines += [
         "",
-        "in = in sample (the fitted constants were fitted on it); sources in docs/validation.md.",
+        f"in = in sample. Fitted constants: {fitted}; every other constant is a published "
+        "figure or assumed (tedchat/wafer/hardware.py). Sources: docs/validation.md.",
         "out-of-sample median absolute error: "
         f"{data['out_of_sample_median_abs_error_pct']:.0f}% (decode rows only: "
         f"{data['out_of_sample_decode_median_abs_error_pct']:.0f}%)",
@@ -339,8 +362,14 @@ def render_markdown(data: dict[str, Any]) -> str:
         "",
         "In-sample rows are the ones the `fitted` constants of `tedchat/wafer/hardware.py` were "
         'fitted on; out-of-sample rows were fitted on by nothing (docs/hardware.md, "Published '
-        'figures NOT to fit on"). Nothing was changed to bring an out-of-sample prediction '
-        "closer. Every prediction assumes the `tedchat wafer plan` defaults: a "
+        'figures NOT to fit on"). Fitted constants: '
+        + "; ".join(
+            f"`{c['hardware']}.{c['constant']}` = {c['value']:g} (on {', '.join(c['fitted_on'])})"
+            for c in data["fitted_constants"]
+        )
+        + "; every other constant is a published figure or assumed. Nothing was changed to "
+        "bring an out-of-sample prediction closer. Every prediction assumes the "
+        "`tedchat wafer plan` defaults: a "
         f"{PROMPT_TOKENS:,}-token prompt, decode speed in the middle of a {OUTPUT_TOKENS}-token "
         f"answer, {CONTEXT:,} tokens of KV cache, {PRECISION}-bit weights, one sequence. Where "
         "the configuration is not published the row states what it assumes.",

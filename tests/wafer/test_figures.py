@@ -245,6 +245,12 @@ def test_validate_cli_json_and_text(tedchat_home: Path) -> None:
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["rows"] == json.loads(json.dumps(validation_rows()))
+    # One constant was fitted, on the two in-sample rows; everything else is spec or assumed.
+    assert [(c["hardware"], c["constant"]) for c in data["fitted_constants"]] == [
+        ("cs3", "hop_latency_s")
+    ]
+    in_sample = [r["id"] for r in data["rows"] if r["in_sample"]]
+    assert data["fitted_constants"][0]["fitted_on"] == in_sample
     assert data["out_of_sample_median_abs_error_pct"] == pytest.approx(
         median_abs_error(validation_rows())
     )
