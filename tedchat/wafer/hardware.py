@@ -68,9 +68,9 @@ def _fitted(low: float, high: float, rows: tuple[str, ...], why: str) -> Provena
 class WaferProfile:
     """A Cerebras wafer-scale system (one wafer per system).
 
-    Published figures first, then the timing model's constants (fitted or assumed). Grid rows x cols
-    is the processing-element array as the Cerebras SDK addresses it (``--fabric-dims``
-    width,height = cols,rows).
+    Published figures first, then the timing model's constants (fitted or assumed). Grid
+    rows x cols is the processing-element array as the Cerebras SDK addresses it
+    (``--fabric-dims`` width,height = cols,rows).
     """
 
     name: str
