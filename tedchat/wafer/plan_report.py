@@ -127,10 +127,24 @@ def _speculative(
             draft_hosts=list(beside.hosts),
             min_systems=beside.min_systems,
         )
-        if beside.placement is None:
+        if beside.placement is not None:
+            draft_model = TimingModel(beside.placement)
+        else:
+            # Still projected, flagged: the fit turns on assumed constants (the usable SRAM
+            # fraction), and the speed if it did fit is what the question asks. The draft is
+            # timed on the fewest systems that hold it alone.
+            alone = plan(
+                draft,
+                placement.hardware,
+                None,
+                context=placement.context,
+                sequences=placement.sequences,
+                precision=placement.precision,
+            )
             out.update(fits=False, reason=beside.reason)
-            return out
-        draft_model = TimingModel(beside.placement)
+            if not alone.fits:
+                return out
+            draft_model = TimingModel(alone)
     proj = project_speculative(model, acceptance, draft_tokens, context_len, draft_model)
     out.update(
         context_len=context_len,
@@ -466,10 +480,10 @@ def _speculative_table(columns: list[dict[str, Any]]) -> list[str]:
         for s in specs:
             if s is None:
                 cells.append("-")
-            elif not s["fits"]:
+            elif "tokens_per_s" not in s:
                 cells.append("draft too big")
             else:
-                cells.append(fn(s))
+                cells.append(fn(s) + ("" if s["fits"] else " *"))
         return f"{label:<24}" + "".join(f"{c:>{width}}" for c in cells)
 
     out.append(row("draft per step", lambda s: _time(s["draft_s_per_step"])))
@@ -488,6 +502,8 @@ def _speculative_table(columns: list[dict[str, Any]]) -> list[str]:
     for c, s in zip(columns, specs, strict=True):
         if s is not None and not s["fits"]:
             out.append(f"{c['hardware']} x{c['systems']}: {s['reason']}")
+            if "tokens_per_s" in s:
+                out.append("  * projected as if the draft fitted (timed alone on its own systems)")
     return out
 
 

@@ -157,6 +157,21 @@ def test_plan_refuses_a_draft_that_does_not_fit(tedchat_home: Path) -> None:
     [line] = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert line.startswith("does not fit: the llama-3.1-8b draft (17.1 GB")
     assert "9.0 GB free; both fit on 5 (--systems 5)" in line
+    # Still projected (the fit turns on an assumed SRAM fraction), and flagged as such.
+    plain, rate = [ln for ln in result.stdout.splitlines() if ln.startswith("decode tok/s")]
+    assert plain.split()[2] == "435" and rate.split()[2:4] == ["615", "*"], rate
+    assert "* projected as if the draft fitted" in result.stdout
+
+
+def test_a_draft_that_does_not_fit_is_projected_flagged_in_json(tedchat_home: Path) -> None:
+    args = ("wafer", "plan", "llama-3.1-70b", "--systems", "4", "--speculative", "--json")
+    result = run_cli(tedchat_home, *args, "--acceptance", "0.7", "--draft-model", "llama-3.1-8b")
+    assert result.returncode == 1
+    spec = json.loads(result.stdout)["columns"][0]["speculative"]
+    assert spec["fits"] is False and "does not fit beside" in spec["reason"]
+    assert round(spec["tokens_per_s"]) == 615 and spec["tokens_per_step"] == pytest.approx(
+        (1 - 0.7**5) / (1 - 0.7)
+    )
 
 
 @pytest.mark.parametrize(
