@@ -275,7 +275,8 @@ def format_metrics_line(m: StreamMetrics) -> str:
         e = m.emulated
         label = f"{e.systems}x {e.hardware}"
         if e.timing_target:
-            label += f" as {e.timing_target}"
+            # Timed as the target, while the text came from another (stand-in) model.
+            label += f" as {e.timing_target} (stand-in text)"
         kind = "replay" if e.replay else "emulated"
         line += (
             f" | {kind} {label}: TTFT {e.ttft_s * 1000:.1f} ms · {e.output_tokens_per_s:.0f} tok/s"

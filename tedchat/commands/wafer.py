@@ -1,4 +1,5 @@
-"""``tedchat wafer plan|verify``: the wafer-scale emulation engine's placement and accuracy."""
+"""``tedchat wafer plan|validate|verify``: the wafer-scale emulation engine's placement,
+predicted speed against published figures, and numerical accuracy."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "wafer",
         parents=parents,
-        help="plan a model's placement on emulated wafers; verify the emulator's numerics",
+        help="plan a model's placement on emulated wafers; validate and verify the emulator",
         description="The wafer-scale emulation engine: placement and predicted speed (plan), "
-        "and agreement of its NumPy forward pass with llama.cpp (verify). All times shown by "
-        "plan are emulated (the timing model's predictions).",
+        "the timing model against published figures (validate), and agreement of its NumPy "
+        "forward pass with llama.cpp (verify). All times shown by plan and validate are "
+        "emulated (the timing model's predictions).",
     )
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
 
@@ -27,8 +29,10 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         "column (H100 beside a wafer, CS-3 beside a GPU). Exit 1 when it does not fit.",
     )
     plan.add_argument(
+        "positional_model", nargs="?", metavar="MODEL", help="the model (or give --model)"
+    )
+    plan.add_argument(
         "--model",
-        required=True,
         metavar="M",
         help="preset (smollm2, tedllm, llama-3.1-8b, llama-3.1-70b, llama-3.1-405b) or a GGUF path",
     )
@@ -41,7 +45,46 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     plan.add_argument("--prompt-tokens", type=int, metavar="N", help="prompt length for TTFT")
     plan.add_argument("--precision", type=int, choices=(16, 8), default=16, help="weight bits")
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    spec = plan.add_argument_group(
+        "speculative decoding (projected)",
+        "Project decode speed with speculation: k drafted tokens per step, verified by the "
+        "target in one (k+1)-token step; tokens per step = (1 - A^(k+1)) / (1 - A).",
+    )
+    spec.add_argument(
+        "--speculative", action="store_true", help="add the speculative projection to the plan"
+    )
+    spec.add_argument(
+        "--acceptance",
+        type=float,
+        metavar="A",
+        help="per-token acceptance probability of a drafted token, 0 <= A < 1 (required)",
+    )
+    spec.add_argument(
+        "--draft-model",
+        metavar="M",
+        help="draft model (preset or GGUF) placed beside the target on the same systems; "
+        "default: prompt-lookup drafts, which cost nothing to draft",
+    )
+    spec.add_argument(
+        "--draft-tokens", type=int, metavar="K", help="tokens drafted per step, K >= 1 (4)"
+    )
     plan.set_defaults(run=run_plan)
+
+    validate = actions.add_parser(
+        "validate",
+        parents=parents,
+        help="the timing model's predictions beside published figures, in and out of sample",
+        description="Every published row of docs/hardware.md beside the timing model's "
+        "prediction: the rows the fitted constants were fitted on (in sample) and the ones "
+        "nothing was fitted on (out of sample), each with its error and the assumption it "
+        "needs where the configuration is unpublished. docs/validation.md is --markdown.",
+    )
+    form = validate.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="print the rows as JSON")
+    form.add_argument(
+        "--markdown", action="store_true", help="print docs/validation.md (the same rows)"
+    )
+    validate.set_defaults(run=run_validate)
 
     verify = actions.add_parser(
         "verify",
@@ -59,13 +102,34 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    from tedchat.wafer.plan_report import run_plan as plan
+    from tedchat.errors import UsageError
+    from tedchat.wafer.plan_report import problem, render, report_from_args
 
-    code, text = plan(args)
-    print(text)
-    if code:
-        print("does not fit: see the minimum number of systems above", file=sys.stderr)
-    return code
+    if args.positional_model and args.model and args.positional_model != args.model:
+        raise UsageError(f"two models given: {args.positional_model!r} and {args.model!r}")
+    args.model = args.model or args.positional_model
+    report = report_from_args(args)
+    print(render(report, args))
+    why = problem(report)
+    if why:
+        print(f"does not fit: {why}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    import json
+
+    from tedchat.wafer.validation import render_markdown, render_text, report
+
+    data = report()
+    if args.json:
+        print(json.dumps(data, indent=2))
+    elif args.markdown:
+        print(render_markdown(data), end="")
+    else:
+        print(render_text(data))
+    return 0
 
 
 def run_verify(args: argparse.Namespace) -> int:

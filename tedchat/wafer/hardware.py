@@ -1,66 +1,76 @@
 """Hardware profiles for the wafer virtual clock: data, not code.
 
 Each profile is a frozen dataclass of plain numbers in SI units (bytes, bytes/s, FLOP/s,
-seconds, Hz). Beside the numbers, ``sources`` says where every figure comes from:
+seconds, Hz). Beside the numbers, ``sources`` labels every figure with exactly one of three
+provenances:
 
-- ``spec``: a published figure (the table in ``docs/hardware.md`` names the document);
-- ``secondary``: quoted by secondary sources only, not confirmed by a primary one;
-- ``derived``: computed from other figures of the same profile;
-- ``calibrated``: a constant of the timing model, chosen per hardware (never per model) so that
-  the model reproduces published measurements; it carries a physically plausible range and a
-  one-line justification.
+- ``spec``: a published figure, with its ``source`` (a document named in ``docs/hardware.md``)
+  and its ``basis``: ``primary`` (the maker's own figure), ``secondary`` (quoted by secondary
+  sources only, not confirmed by a primary one) or ``derived`` (computed from published
+  figures, e.g. a unit conversion);
+- ``fitted``: a constant of the timing model whose value was fitted on published measurements;
+  ``fitted_on`` names the rows (ids of :data:`tedchat.wafer.validation.ROWS`, all in-sample
+  there);
+- ``assumed``: a constant chosen by reasoning, fitted on nothing; the note gives the reasoning.
 
-The timing model (:mod:`tedchat.wafer.timing`) reads only these profiles: the same profile
-object serves every model shape, so nothing in it can be tuned to one model.
+Constants of the timing model (fitted or assumed) also carry a physically plausible range; the
+tests check that every value lies in it. The timing model (:mod:`tedchat.wafer.timing`) reads
+only these profiles: the same profile object serves every model shape, so nothing in it can be
+tuned to one model.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import ClassVar, Literal
 
-ProvenanceKind = Literal["spec", "secondary", "derived", "calibrated", "assumed"]
+ProvenanceKind = Literal["spec", "fitted", "assumed"]
+SpecBasis = Literal["primary", "secondary", "derived"]
+
+#: The in-sample rows the fitted wafer constants were fitted on (ids in
+#: :data:`tedchat.wafer.validation.ROWS`; a test checks).
+CS3_DECODE_ROWS = ("cs3-llama-3.1-8b-aug2024", "cs3-llama-3.1-70b-aug2024")
 
 
 @dataclass(frozen=True)
 class Provenance:
-    """Where one figure of a profile comes from.
+    """Where one figure of a profile comes from (see the module docstring).
 
-    ``plausible`` (calibrated constants only) is the range a physically sensible value must lie
-    in; the tests check that every calibrated value does.
+    ``source`` and ``basis`` belong to ``spec`` only, ``fitted_on`` to ``fitted`` only;
+    ``plausible`` (timing-model constants, fitted or assumed) is the range a physically
+    sensible value must lie in.
     """
 
     kind: ProvenanceKind
     note: str
+    source: str | None = None
+    basis: SpecBasis | None = None
+    fitted_on: tuple[str, ...] = ()
     plausible: tuple[float, float] | None = None
 
 
-def _spec(note: str) -> Provenance:
-    return Provenance("spec", note)
+def _spec(note: str, source: str, basis: SpecBasis = "primary") -> Provenance:
+    return Provenance("spec", note, source=source, basis=basis)
 
 
-def _secondary(note: str) -> Provenance:
-    return Provenance("secondary", note)
+def _assumed(note: str, low: float | None = None, high: float | None = None) -> Provenance:
+    plausible = (low, high) if low is not None and high is not None else None
+    return Provenance("assumed", note, plausible=plausible)
 
 
-def _assumed(note: str) -> Provenance:
-    return Provenance("assumed", note)
-
-
-def _calibrated(low: float, high: float, why: str) -> Provenance:
-    return Provenance("calibrated", why, (low, high))
+def _fitted(low: float, high: float, rows: tuple[str, ...], why: str) -> Provenance:
+    return Provenance("fitted", why, fitted_on=rows, plausible=(low, high))
 
 
 @dataclass(frozen=True)
 class WaferProfile:
     """A Cerebras wafer-scale system (one wafer per system).
 
-    Spec-sheet figures first, then the timing model's calibrated constants. Grid rows x cols
-    is the processing-element array as the Cerebras SDK addresses it (``--fabric-dims``
-    width,height = cols,rows).
+    Published figures first, then the timing model's constants (fitted or assumed). Grid
+    rows x cols is the processing-element array as the Cerebras SDK addresses it
+    (``--fabric-dims`` width,height = cols,rows).
     """
 
     name: str
@@ -75,7 +85,7 @@ class WaferProfile:
     peak_flops: float  # FLOP/s as published (sparse FP16)
     system_io_bandwidth: float  # bytes/s in and out of one system
     clock_hz: float
-    # --- calibrated constants of the timing model (per hardware) ---
+    # --- constants of the timing model (per hardware; fitted or assumed) ---
     usable_sram_fraction: float
     dense_compute_fraction: float
     hop_latency_s: float
@@ -128,7 +138,7 @@ class GpuProfile:
     hbm_bandwidth: float  # bytes/s
     bf16_flops: float  # dense BF16 FLOP/s
     interconnect_bandwidth: float  # bytes/s per GPU (NVLink, total)
-    # --- calibrated constants of the timing model (per hardware) ---
+    # --- constants of the timing model (per hardware; fitted or assumed) ---
     usable_memory_fraction: float
     hbm_efficiency: float
     compute_efficiency: float
@@ -150,47 +160,56 @@ HardwareProfile = WaferProfile | GpuProfile
 # Wafer-scale systems
 # ---------------------------------------------------------------------------------------------
 
-# Calibrated on the two public CS-3 decode rows of docs/hardware.md (Llama 3.1 8B on 1 CS-3
-# ~1,800 tok/s; Llama 3.1 70B on 4 CS-3 ~450 tok/s), with the placement of
-# tedchat.wafer.placement.
-_WAFER_CALIBRATION: dict[str, Provenance] = {
-    "usable_sram_fraction": _calibrated(
+_WSE3 = "Cerebras WSE-3 announcement"
+_WSE2 = "Cerebras WSE-2 announcement"
+_WSE3_GRID = "SDK `--fabric-dims` used in public WSE-3 kernels"
+_WSE2_GRID = "SDK `--fabric-dims` used in public WSE-2 kernels"
+
+# The wafer timing model has one fitted constant, the per-hop latency, fitted (least squares in
+# log tokens/s, the others held at their assumed values) on the two public CS-3 decode rows of
+# docs/hardware.md (Llama 3.1 8B on 1 CS-3 ~1,800 tok/s; Llama 3.1 70B on 4 CS-3 ~450 tok/s):
+# the fit gives 6.9 ns, kept as 7 ns. Two rows cannot pin more than that; the other latency
+# constants are assumed, from the reasoning in their notes, and the fit depends on them.
+_WAFER_CONSTANTS: dict[str, Provenance] = {
+    "usable_sram_fraction": _assumed(
+        "0.875 = 42 of 48 KB per core for weights/KV; ~6 KB holds the core's program, "
+        "activation and partial-sum buffers and routing state (it decides what fits, and "
+        "agrees with Cerebras' '70B models on as few as four systems')",
         0.70,
         0.95,
-        "0.875 = 42 of 48 KB per core for weights/KV; ~6 KB holds the core's program, "
-        "activation and partial-sum buffers and routing state",
     ),
-    "dense_compute_fraction": _calibrated(
-        0.05,
-        0.5,
+    "dense_compute_fraction": _assumed(
         "0.125: the 125 PF figure counts sparse FP16; dense is about 900k cores x 1 GHz x 8 "
         "FP16 FMA (16 FLOP) per cycle = 14 PF, i.e. ~1/8 of it (not constrained by the decode "
         "rows, where SRAM reads and latency dominate; it sets prefill speed)",
+        0.05,
+        0.5,
     ),
-    "hop_latency_s": _calibrated(
+    "hop_latency_s": _fitted(
         1e-9,
         20e-9,
+        CS3_DECODE_ROWS,
         "7 ns per mesh hop of a reduce-and-forward chain: ~1 cycle in the router plus a few "
-        "cycles for each core to receive, add its partial sum and send on; fitted on the "
-        "8B/70B decode rows (the dominant term: hops grow with each layer's region)",
+        "cycles for each core to receive, add its partial sum and send on (the dominant "
+        "decode term: hops grow with each layer's region)",
     ),
-    "reduction_overhead_s": _calibrated(
-        0.05e-6,
-        2e-6,
+    "reduction_overhead_s": _assumed(
         "0.2 us (~200 cycles) fixed per dependent reduction phase: task activation, "
         "synchronisation of the region's cores and the tail of the vector stream",
+        0.05e-6,
+        2e-6,
     ),
-    "layer_handoff_s": _calibrated(
-        0.2e-6,
-        5e-6,
+    "layer_handoff_s": _assumed(
         "1 us per layer: moving the activation vector from one layer's region to the next "
         "(hundreds of hops at the region edges) and waking that layer's tasks",
+        0.2e-6,
+        5e-6,
     ),
-    "link_latency_s": _calibrated(
-        1e-6,
-        50e-6,
+    "link_latency_s": _assumed(
         "10 us one way between systems: 100 GbE with RDMA through a switch is a few us, plus "
         "the path from the wafer edge through the system's I/O to the network",
+        1e-6,
+        50e-6,
     ),
 }
 
@@ -214,23 +233,41 @@ CS3 = WaferProfile(
     link_latency_s=10e-6,
     sources=MappingProxyType(
         {
-            "cores": _spec("900,000 cores: Cerebras WSE-3 announcement; seed slide deck"),
-            "sram_bytes": _spec("44 GB on-chip SRAM (48 KB per core): WSE-3; Hot Chips 2024"),
-            "sram_bandwidth": _spec("21 PB/s aggregate SRAM bandwidth: WSE-3 announcement"),
+            "cores": _spec("900,000 cores", _WSE3),
+            "sram_bytes": _spec("44 GB on-chip SRAM (48 KB per core)", _WSE3),
+            "sram_bandwidth": _spec("21 PB/s aggregate SRAM bandwidth", _WSE3),
             "fabric_bandwidth": _spec(
-                "214 Pb/s aggregate, 2-D mesh to 4 neighbours: WSE-3; ALCF SC24 tutorial"
+                "214 Pb/s aggregate, 2-D mesh to 4 neighbours (stored in bytes/s)", _WSE3
             ),
-            "grid_rows": _spec("SDK --fabric-dims=762,1172 (width,height) in public kernels"),
-            "grid_cols": _spec("SDK --fabric-dims=762,1172 (width,height) in public kernels"),
-            "peak_flops": _spec("125 PFLOP/s peak (sparse FP16): Cerebras"),
+            "grid_rows": _spec("--fabric-dims=762,1172 (width,height)", _WSE3_GRID),
+            "grid_cols": _spec("--fabric-dims=762,1172 (width,height)", _WSE3_GRID),
+            "peak_flops": _spec("125 PFLOP/s peak (sparse FP16)", _WSE3),
             "system_io_bandwidth": _spec(
-                "1.2 Tb/s per CS-3 (12 x 100 GbE): CS-3 spec; ALCF tutorial"
+                "1.2 Tb/s per CS-3, 12 x 100 GbE (stored in bytes/s)", "Cerebras CS-3 spec"
             ),
-            "clock_hz": _secondary("about 1 GHz: secondary sources, no primary confirmation"),
-            **_WAFER_CALIBRATION,
+            "clock_hz": _spec(
+                "about 1 GHz; no primary confirmation", "secondary sources", basis="secondary"
+            ),
+            **_WAFER_CONSTANTS,
         }
     ),
 )
+
+# No public CS-2 inference rows: CS-3's constants carry over (WSE-2 and WSE-3 share the core,
+# router and mesh design), so on CS-2 every one of them is assumed.
+_CS2_CONSTANTS: dict[str, Provenance] = {
+    key: _assumed(
+        prov.note
+        + (
+            f" (fitted on CS-3 rows {', '.join(prov.fitted_on)}; carried over to WSE-2, "
+            "which shares the core, router and mesh design)"
+            if prov.kind == "fitted"
+            else " (as on CS-3; WSE-2 shares the core, router and mesh design)"
+        ),
+        *(prov.plausible or (None, None)),
+    )
+    for key, prov in _WAFER_CONSTANTS.items()
+}
 
 CS2 = WaferProfile(
     name="cs2",
@@ -253,63 +290,63 @@ CS2 = WaferProfile(
     link_latency_s=CS3.link_latency_s,
     sources=MappingProxyType(
         {
-            "cores": _spec("850,000 cores: Cerebras WSE-2"),
-            "sram_bytes": _spec("40 GB on-chip SRAM: Cerebras WSE-2"),
-            "sram_bandwidth": _spec("20 PB/s aggregate SRAM bandwidth: Cerebras WSE-2"),
-            "fabric_bandwidth": _spec("220 Pb/s aggregate fabric bandwidth: Cerebras WSE-2"),
-            "grid_rows": _spec("SDK --fabric-dims=757,996 (width,height)"),
-            "grid_cols": _spec("SDK --fabric-dims=757,996 (width,height)"),
-            "peak_flops": _assumed("no figure in docs/hardware.md: WSE-3's per-core rate assumed"),
-            "system_io_bandwidth": _assumed("12 x 100 GbE as on CS-3 (assumed, same chassis I/O)"),
-            "clock_hz": _assumed("about 1 GHz, as WSE-3 (assumed)"),
-            # No public CS-2 inference rows to calibrate on: the CS-3 constants carry over
-            # because WSE-2 and WSE-3 share the core, router and mesh design.
-            **{
-                key: dataclasses.replace(
-                    prov, note=prov.note + " (calibrated on CS-3, assumed for WSE-2)"
-                )
-                for key, prov in _WAFER_CALIBRATION.items()
-            },
+            "cores": _spec("850,000 cores", _WSE2),
+            "sram_bytes": _spec("40 GB on-chip SRAM", _WSE2),
+            "sram_bandwidth": _spec("20 PB/s aggregate SRAM bandwidth", _WSE2),
+            "fabric_bandwidth": _spec("220 Pb/s aggregate (stored in bytes/s)", _WSE2),
+            "grid_rows": _spec("--fabric-dims=757,996 (width,height)", _WSE2_GRID),
+            "grid_cols": _spec("--fabric-dims=757,996 (width,height)", _WSE2_GRID),
+            "peak_flops": _assumed(
+                "no WSE-2 figure in docs/hardware.md: WSE-3's per-core rate (125 PF / 900k "
+                "cores) times 850k cores"
+            ),
+            "system_io_bandwidth": _assumed(
+                "12 x 100 GbE as on CS-3: no CS-2 figure in docs/hardware.md, same chassis I/O"
+            ),
+            "clock_hz": _assumed("about 1 GHz, as WSE-3: no WSE-2 figure in docs/hardware.md"),
+            **_CS2_CONSTANTS,
         }
     ),
 )
 
 # ---------------------------------------------------------------------------------------------
 # GPUs: every figure below comes from the GPU's own spec sheet; nothing is scaled from the wafer.
+# No public GPU row was fitted on, so every constant of the GPU timing model is assumed.
 # ---------------------------------------------------------------------------------------------
 
 
-def _gpu_calibration(product: str) -> dict[str, Provenance]:
+def _gpu_constants(product: str) -> dict[str, Provenance]:
     return {
-        "usable_memory_fraction": _calibrated(
-            0.7,
-            0.95,
+        "usable_memory_fraction": _assumed(
             f"0.85 of {product} memory: vLLM's default 0.9 utilisation minus CUDA context, "
             "cuBLAS/NCCL workspaces and activation buffers",
+            0.7,
+            0.95,
         ),
-        "hbm_efficiency": _calibrated(
+        "hbm_efficiency": _assumed(
+            "0.75 of peak HBM bandwidth: large GEMV kernels reach ~80-90% in microbenchmarks, "
+            "a whole decode step with small kernels and attention reaches less (fitted on "
+            "no measured row)",
             0.5,
             0.95,
-            "0.75 of peak HBM bandwidth: large GEMV kernels reach ~80-90% in microbenchmarks, "
-            "a whole decode step with small kernels and attention reaches less",
         ),
-        "compute_efficiency": _calibrated(
+        "compute_efficiency": _assumed(
+            "0.5 of dense BF16 peak (model FLOPs utilisation) for prefill GEMMs, typical of "
+            "tuned inference stacks on long prompts (fitted on no measured row)",
             0.2,
             0.8,
-            "0.5 of dense BF16 peak (model FLOPs utilisation) for prefill GEMMs, typical of "
-            "tuned inference stacks on long prompts",
         ),
-        "kernel_overhead_s": _calibrated(
-            0.5e-6,
-            10e-6,
+        "kernel_overhead_s": _assumed(
             "2 us per kernel: launch (amortised by CUDA graphs) plus ramp-up/tail of small "
             "kernels that cannot fill all SMs at batch 1",
+            0.5e-6,
+            10e-6,
         ),
-        "allreduce_latency_s": _calibrated(
-            2e-6,
-            30e-6,
+        "allreduce_latency_s": _assumed(
             "5 us per small tensor-parallel all-reduce over NVLink (custom all-reduce kernels; "
             "NCCL's ring is ~10 us)",
+            2e-6,
+            30e-6,
         ),
     }
 
@@ -337,19 +374,31 @@ def _gpu(
         allreduce_latency_s=5e-6,
         sources=MappingProxyType(
             {
-                "memory_bytes": _spec(f"{memory / 1e9:.0f} GB: {sheet}"),
-                "hbm_bandwidth": _spec(f"{hbm / 1e12:.2f} TB/s: {sheet}"),
-                "bf16_flops": _spec(f"{flops / 1e12:.0f} TFLOP/s dense BF16: {sheet}"),
-                "interconnect_bandwidth": _spec(f"NVLink {link / 1e9:.0f} GB/s: {sheet}"),
-                **_gpu_calibration(label),
+                "memory_bytes": _spec(f"{memory / 1e9:.0f} GB of memory", sheet),
+                "hbm_bandwidth": _spec(f"{hbm / 1e12:.2f} TB/s HBM", sheet),
+                "bf16_flops": _spec(f"{flops / 1e12:.0f} TFLOP/s dense BF16", sheet),
+                "interconnect_bandwidth": _spec(f"NVLink {link / 1e9:.0f} GB/s", sheet),
+                **_gpu_constants(label),
             }
         ),
     )
 
 
-H100 = _gpu("h100", "NVIDIA H100 SXM", 80e9, 3.35e12, 989e12, 900e9, "NVIDIA H100 datasheet")
-H200 = _gpu("h200", "NVIDIA H200 SXM", 141e9, 4.8e12, 989e12, 900e9, "NVIDIA H200 datasheet")
-A100 = _gpu("a100", "NVIDIA A100 SXM 80GB", 80e9, 2.0e12, 312e12, 600e9, "NVIDIA A100 datasheet")
+H100 = _gpu(
+    "h100", "NVIDIA H100 SXM", 80e9, 3.35e12, 989e12, 900e9, "NVIDIA H100 Tensor Core GPU datasheet"
+)
+H200 = _gpu(
+    "h200", "NVIDIA H200 SXM", 141e9, 4.8e12, 989e12, 900e9, "NVIDIA H200 Tensor Core GPU datasheet"
+)
+A100 = _gpu(
+    "a100",
+    "NVIDIA A100 SXM 80GB",
+    80e9,
+    2.0e12,
+    312e12,
+    600e9,
+    "NVIDIA A100 Tensor Core GPU datasheet",
+)
 
 #: Every profile by name. Read-only: a variant for an experiment is made with
 #: ``dataclasses.replace(HARDWARE["h100"], hbm_bandwidth=...)``, never by editing one in place.

@@ -468,3 +468,103 @@ def _plan_gpu(
     return Placement(
         shape, hw, "tensor_parallel", n, context, sequences, bits, used, fits, min_systems, reason
     )
+
+
+# --- a draft model beside the target -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DraftPlacement:
+    """A speculative-decoding draft model placed beside a target on the target's systems.
+
+    The draft's SRAM (or GPU memory) counts: its parts must fit in what the target leaves free.
+    On wafers the draft is split into ``len(hosts)`` contiguous stages, stage ``i`` on target
+    system ``hosts[i]``; it is timed as laid out by :func:`plan` on that many systems of the
+    same hardware (its regions sized by its bytes; the shape of the leftover cores is not
+    modelled). On GPUs it is tensor-parallel over the same GPUs. ``placement`` is None when
+    it does not fit; ``reason`` then says why and ``min_systems`` how many systems would hold
+    target and draft together (None if none tried do).
+    """
+
+    target: Placement
+    shape: ModelShape
+    placement: Placement | None
+    hosts: tuple[int, ...]
+    draft_bytes: int
+    free_bytes: float
+    min_systems: int | None
+    reason: str = ""
+
+    @property
+    def fits(self) -> bool:
+        """True when the draft fits beside the target."""
+        return self.placement is not None
+
+
+def _beside(target: Placement, draft: ModelShape) -> tuple[Placement | None, tuple[int, ...]]:
+    """The draft's placement and host systems on ``target``'s systems, or (None, ())."""
+    hw = target.hardware
+    free = [s.capacity_bytes - s.used_bytes for s in target.systems]
+    opts = {"context": target.context, "sequences": target.sequences}
+    if isinstance(hw, GpuProfile):
+        alone = plan(draft, hw, target.n_systems, precision=target.precision, **opts)
+        ok = alone.fits and all(
+            use.used_bytes <= room for use, room in zip(alone.systems, free, strict=True)
+        )
+        return (alone, tuple(range(target.n_systems))) if ok else (None, ())
+    most = min(target.n_systems, draft.layers + 2)
+    for n in range(1, most + 1):
+        alone = plan(draft, hw, n, precision=target.precision, **opts)
+        if not alone.fits:
+            continue
+        # Largest draft stage on the system with the most room, and so on down.
+        stages = sorted(range(n), key=lambda i: -alone.systems[i].used_bytes)
+        rooms = sorted(range(len(free)), key=lambda i: -free[i])[:n]
+        if all(alone.systems[i].used_bytes <= free[j] for i, j in zip(stages, rooms, strict=True)):
+            hosts = dict(zip(stages, rooms, strict=True))
+            return alone, tuple(hosts[i] for i in range(n))
+    return None, ()
+
+
+def plan_draft(target: Placement, draft: ModelShape, max_systems: int = 64) -> DraftPlacement:
+    """Place ``draft`` beside the fitted ``target`` (same systems, same precision and context).
+
+    Raises:
+        ValueError: when the target itself does not fit.
+    """
+    if not target.fits:
+        raise ValueError(f"the target does not fit: {target.reason}")
+    hw = target.hardware
+    draft_bytes = draft.weight_bytes(target.precision) + draft.kv_bytes(
+        target.context, target.sequences
+    )
+    free = sum(s.capacity_bytes - s.used_bytes for s in target.systems)
+    placed, hosts = _beside(target, draft)
+    if placed is not None:
+        return DraftPlacement(target, draft, placed, hosts, draft_bytes, free, target.n_systems)
+    need = None
+    counts = _GPU_COUNTS if isinstance(hw, GpuProfile) else range(1, max_systems + 1)
+    for n in counts:
+        if n <= target.n_systems or n > max_systems:
+            continue
+        try:
+            bigger = plan(
+                target.shape,
+                hw,
+                n,
+                context=target.context,
+                sequences=target.sequences,
+                precision=target.precision,
+            )
+        except ValueError:
+            break
+        if bigger.fits and _beside(bigger, draft)[0] is not None:
+            need = n
+            break
+    where = f"{target.n_systems} x {hw.name}"
+    reason = (
+        f"the {draft.name} draft ({draft_bytes / 1e9:.1f} GB with its KV cache) does not fit "
+        f"beside {target.shape.name} on {where}: {free / 1e9:.1f} GB free"
+        + (f"; both fit on {need} (--systems {need})" if need else "")
+    )
+    return DraftPlacement(target, draft, None, (), draft_bytes, free, need, reason)

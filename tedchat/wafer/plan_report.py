@@ -5,6 +5,12 @@ predicted TTFT and decode speed with their breakdowns) for the chosen hardware a
 side, for a comparison column (H100s for a wafer, CS-3s for a GPU). :func:`render_text` turns
 it into a table plus a text floorplan. :func:`run_plan` is the entry point the CLI calls.
 
+With ``--speculative`` each column also gets a projection of decode speed with speculative
+decoding (:func:`tedchat.wafer.timing.project_speculative`): the draft model placed beside the
+target on the same systems (:func:`tedchat.wafer.placement.plan_draft`; prompt-lookup drafts
+without one), draft and verify time per step, expected tokens per step and tokens/s, at the
+given acceptance and across :data:`~tedchat.wafer.timing.ACCEPTANCE_SWEEP`.
+
 All times in the report are emulated (the timing model's predictions), never measured here.
 """
 
@@ -16,9 +22,15 @@ from typing import Any
 
 from tedchat.errors import UsageError
 from tedchat.wafer.hardware import GpuProfile, HardwareProfile, WaferProfile, get_hardware
-from tedchat.wafer.placement import Placement, Region, SystemUse, plan
+from tedchat.wafer.placement import Placement, Region, SystemUse, plan, plan_draft
 from tedchat.wafer.shapes import PRESETS, ModelShape, bytes_per_weight, get_shape, shape_from_gguf
-from tedchat.wafer.timing import COMPONENTS, TimingModel
+from tedchat.wafer.timing import (
+    ACCEPTANCE_SWEEP,
+    COMPONENTS,
+    TimingModel,
+    expected_tokens_per_step,
+    project_speculative,
+)
 
 #: Floorplan box size in characters (a terminal cell is about twice as tall as it is wide, so
 #: a 21 x 16 box has roughly the 762 x 1172 grid's proportions).
@@ -88,7 +100,100 @@ def _system_dict(system: SystemUse) -> dict[str, Any]:
     }
 
 
-def _column(placement: Placement, prompt_tokens: int, output_tokens: int) -> dict[str, Any]:
+def _speculative(
+    placement: Placement,
+    model: TimingModel,
+    context_len: int,
+    acceptance: float,
+    draft_tokens: int,
+    draft: ModelShape | None,
+) -> dict[str, Any]:
+    """A column's speculative projection (or why its draft does not fit)."""
+    out: dict[str, Any] = {
+        "emulated": True,
+        "mode": "draft" if draft is not None else "prompt-lookup",
+        "draft_model": draft.name if draft is not None else None,
+        "acceptance": acceptance,
+        "draft_tokens": draft_tokens,
+        "fits": True,
+        "reason": "",
+    }
+    draft_model = None
+    if draft is not None:
+        beside = plan_draft(placement, draft)
+        out.update(
+            draft_bytes=beside.draft_bytes,
+            free_bytes=beside.free_bytes,
+            draft_hosts=list(beside.hosts),
+            min_systems=beside.min_systems,
+        )
+        if beside.placement is not None:
+            draft_model = TimingModel(beside.placement)
+        else:
+            # Still projected, flagged: the fit turns on assumed constants (the usable SRAM
+            # fraction), and the speed if it did fit is what the question asks. The draft is
+            # timed on the fewest systems that hold it alone.
+            alone = plan(
+                draft,
+                placement.hardware,
+                None,
+                context=placement.context,
+                sequences=placement.sequences,
+                precision=placement.precision,
+            )
+            out.update(fits=False, reason=beside.reason)
+            if not alone.fits:
+                return out
+            draft_model = TimingModel(alone)
+    proj = project_speculative(model, acceptance, draft_tokens, context_len, draft_model)
+    out.update(
+        context_len=context_len,
+        draft_s_per_step=proj.draft.total,
+        draft_breakdown=proj.draft.as_dict(),
+        verify_s_per_step=proj.verify.total,
+        verify_breakdown=proj.verify.as_dict(),
+        step_s=proj.step_s,
+        tokens_per_step=proj.tokens_per_step,
+        tokens_per_s=proj.tokens_per_s,
+        plain_tokens_per_s=proj.plain_tokens_per_s,
+        speedup=proj.tokens_per_s / proj.plain_tokens_per_s,
+        sweep=[
+            {
+                "acceptance": a,
+                "tokens_per_step": proj.at(a).tokens_per_step,
+                "tokens_per_s": proj.at(a).tokens_per_s,
+            }
+            for a in ACCEPTANCE_SWEEP
+        ],
+    )
+    return out
+
+
+def _with_room_for(
+    placement: Placement, systems: int | None, speculative: dict[str, Any] | None
+) -> Placement:
+    """With no system count asked for, the fewest systems that hold the model and its draft."""
+    if systems is not None or not placement.fits or not speculative or not speculative["draft"]:
+        return placement
+    beside = plan_draft(placement, speculative["draft"])
+    if beside.fits or beside.min_systems is None:
+        return placement
+    return plan(
+        placement.shape,
+        placement.hardware,
+        beside.min_systems,
+        context=placement.context,
+        sequences=placement.sequences,
+        precision=placement.precision,
+    )
+
+
+def _column(
+    placement: Placement,
+    prompt_tokens: int,
+    output_tokens: int,
+    speculative: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     hw = placement.hardware
     column: dict[str, Any] = {
         "hardware": hw.name,
@@ -104,9 +209,15 @@ def _column(placement: Placement, prompt_tokens: int, output_tokens: int) -> dic
         "per_system": [_system_dict(s) for s in placement.systems],
         "grid": [hw.grid_rows, hw.grid_cols] if isinstance(hw, WaferProfile) else None,
         "prediction": None,
+        "speculative": None,
     }
     if placement.fits:
-        pred = TimingModel(placement).predict(prompt_tokens, output_tokens)
+        model = TimingModel(placement)
+        pred = model.predict(prompt_tokens, output_tokens)
+        if speculative is not None:
+            column["speculative"] = _speculative(
+                placement, model, pred.decode_context, **speculative
+            )
         column["prediction"] = {
             "emulated": True,
             "prompt_tokens": prompt_tokens,
@@ -130,6 +241,9 @@ def plan_report(
     precision: int | str = 16,
     output_tokens: int = 256,
     compare: str | None = None,
+    acceptance: float | None = None,
+    draft_tokens: int = 4,
+    draft_model: str | ModelShape | None = None,
 ) -> dict[str, Any]:
     """The ``wafer plan`` report as a JSON-ready dict.
 
@@ -144,11 +258,27 @@ def plan_report(
         output_tokens: answer length (decode speed is predicted mid-answer).
         compare: profile of the comparison column (default: h100 for a wafer, cs3 for a GPU),
             always with the fewest systems that fit.
+        acceptance: with a value, project speculative decoding at this per-token acceptance
+            probability (0 <= a < 1) in every column that fits.
+        draft_tokens: tokens drafted per speculative step (k >= 1).
+        draft_model: the draft (a preset, GGUF path or shape) placed beside the target; None
+            for prompt-lookup drafts, which cost nothing to draft.
 
     Raises:
-        UsageError: for an unknown model, hardware or precision, or non-positive sizes.
+        UsageError: for an unknown model, hardware or precision, non-positive sizes, or an
+            acceptance outside [0, 1) or fewer than one draft token.
     """
     shape = resolve_model(model)
+    speculative: dict[str, Any] | None = None
+    if acceptance is not None:
+        try:
+            expected_tokens_per_step(acceptance, draft_tokens)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        draft = resolve_model(draft_model) if draft_model is not None else None
+        speculative = {"acceptance": acceptance, "draft_tokens": draft_tokens, "draft": draft}
+    elif draft_model is not None:
+        raise UsageError("a draft model is for speculative decoding: add --speculative")
     try:
         bits = 8 * bytes_per_weight(precision)
         main_hw = get_hardware(hardware)
@@ -165,10 +295,16 @@ def plan_report(
     try:
         main = plan(shape, main_hw, systems, context=context, sequences=sequences, precision=bits)
         other = plan(shape, other_hw, None, context=context, sequences=sequences, precision=bits)
+        main = _with_room_for(main, systems, speculative)
+        other = _with_room_for(other, None, speculative)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    main_column = _column(main, prompt_tokens, output_tokens, speculative)
+    spec = main_column["speculative"]
     return {
         "emulated": True,
+        # Fits: the model, and its draft beside it when one is asked for.
+        "fits": main.fits and (spec is None or spec["fits"]),
         "model": {
             "name": shape.name,
             "layers": shape.layers,
@@ -189,12 +325,8 @@ def plan_report(
             "prompt_tokens": prompt_tokens,
             "output_tokens": output_tokens,
         },
-        "fits": main.fits,
         "min_systems": main.min_systems,
-        "columns": [
-            _column(main, prompt_tokens, output_tokens),
-            _column(other, prompt_tokens, output_tokens),
-        ],
+        "columns": [main_column, _column(other, prompt_tokens, output_tokens, speculative)],
     }
 
 
@@ -327,6 +459,54 @@ def _timing_table(columns: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def _speculative_table(columns: list[dict[str, Any]]) -> list[str]:
+    """The speculative projection of every column, side by side (empty without one)."""
+    specs = [c["speculative"] for c in columns]
+    first = next((s for s in specs if s is not None), None)
+    if first is None:
+        return []
+    draft = f"a {first['draft_model']} draft" if first["draft_model"] else "prompt-lookup drafts"
+    names = [f"{c['hardware']} x{c['systems']}" for c in columns]
+    width = 16
+    out = [
+        f"speculative decoding (projected): {draft}, k = {first['draft_tokens']} drafted tokens "
+        f"per step, acceptance {first['acceptance']:g}",
+        f"{'emulated':<24}" + "".join(f"{n:>{width}}" for n in names),
+    ]
+    out.append("-" * len(out[1]))
+
+    def row(label: str, fn: Any) -> str:
+        cells = []
+        for s in specs:
+            if s is None:
+                cells.append("-")
+            elif "tokens_per_s" not in s:
+                cells.append("draft too big")
+            else:
+                cells.append(fn(s) + ("" if s["fits"] else " *"))
+        return f"{label:<24}" + "".join(f"{c:>{width}}" for c in cells)
+
+    out.append(row("draft per step", lambda s: _time(s["draft_s_per_step"])))
+    out.append(row("verify per step", lambda s: _time(s["verify_s_per_step"])))
+    out.append(row("tokens per step", lambda s: f"{s['tokens_per_step']:.2f}"))
+    out.append(row("decode tok/s", lambda s: f"{s['tokens_per_s']:,.0f}"))
+    out.append(row("without speculation", lambda s: f"{s['plain_tokens_per_s']:,.0f}"))
+    for i, a in enumerate(ACCEPTANCE_SWEEP):
+        out.append(
+            row(f"  at acceptance {a:g}", lambda s, i=i: f"{s['sweep'][i]['tokens_per_s']:,.0f}")
+        )
+    out.append(
+        "tokens per step = (1 - a^(k+1)) / (1 - a); a step = k draft steps + one "
+        "(k+1)-token verify."
+    )
+    for c, s in zip(columns, specs, strict=True):
+        if s is not None and not s["fits"]:
+            out.append(f"{c['hardware']} x{c['systems']}: {s['reason']}")
+            if "tokens_per_s" in s:
+                out.append("  * projected as if the draft fitted (timed alone on its own systems)")
+    return out
+
+
 def render_text(report: dict[str, Any], width: int = 100) -> str:
     """The report as text: model line, placement table, floorplan, timing side by side."""
     m, req = report["model"], report["request"]
@@ -344,6 +524,15 @@ def render_text(report: dict[str, Any], width: int = 100) -> str:
     )
     if not main["fits"]:
         lines.append(main["reason"] or "does not fit")
+    spec = main["speculative"]
+    if spec is not None and spec["draft_model"]:
+        where = ", ".join(str(h) for h in spec.get("draft_hosts") or [])
+        lines.append(
+            f"draft {spec['draft_model']} beside it on system(s) {where}: "
+            f"{_gb(spec['draft_bytes'])} of {_gb(spec['free_bytes'])} free"
+            if spec["fits"]
+            else f"DRAFT DOES NOT FIT: {spec['reason']}"
+        )
     lines += _system_table(main)
     lines.append("")
     if main["fits"]:
@@ -356,25 +545,58 @@ def render_text(report: dict[str, Any], width: int = 100) -> str:
     )
     lines.append("")
     lines += _timing_table(report["columns"])
+    spec = _speculative_table(report["columns"])
+    if spec:
+        lines += ["", *spec]
     return "\n".join(lines)
 
 
-def run_plan(args: Any) -> tuple[int, str]:
-    """The CLI's ``wafer plan``: read options off ``args`` and return (exit code, output).
+def _speculative_args(args: Any) -> dict[str, Any]:
+    """``--speculative --acceptance A [--draft-model M] [--draft-tokens K]`` as keywords."""
+    acceptance = getattr(args, "acceptance", None)
+    draft_model = getattr(args, "draft_model", None)
+    draft_tokens = getattr(args, "draft_tokens", None)
+    if not getattr(args, "speculative", False):
+        if acceptance is not None or draft_model is not None or draft_tokens is not None:
+            raise UsageError("--acceptance, --draft-model and --draft-tokens need --speculative")
+        return {}
+    if acceptance is None:
+        raise UsageError(
+            "--speculative needs --acceptance A: the per-token acceptance probability, 0 <= A < 1"
+        )
+    return {
+        "acceptance": acceptance,
+        "draft_model": draft_model,
+        "draft_tokens": 4 if draft_tokens is None else draft_tokens,
+    }
+
+
+def problem(report: dict[str, Any]) -> str | None:
+    """Why the plan's main column does not fit (the model or its draft), in one line."""
+    main = report["columns"][0]
+    if not main["fits"]:
+        return main["reason"] or "does not fit"
+    spec = main["speculative"]
+    if spec is not None and not spec["fits"]:
+        return str(spec["reason"])
+    return None
+
+
+def report_from_args(args: Any) -> dict[str, Any]:
+    """The CLI's ``wafer plan`` report from options read off ``args``.
 
     ``args`` may carry ``model`` (required), ``hardware`` (cs3), ``systems`` (None),
     ``context`` (8192), ``sequences`` (1), ``prompt_tokens`` (1000, or half a shorter
-    context), ``precision`` (16), ``output_tokens`` (256), ``compare`` (None), ``json``
-    (False) and ``width`` (100). Exit code 0 if the model fits on the chosen hardware, 1 if it
-    does not (the output says how many systems it needs). Bad input raises a
-    :class:`~tedchat.errors.TedchatError` (``UsageError``, or ``GGUFShapeError`` for an
-    unreadable file) for the CLI to report.
+    context), ``precision`` (16), ``output_tokens`` (256), ``compare`` (None), and
+    ``speculative`` (False) with ``acceptance``, ``draft_model`` and ``draft_tokens`` (4).
+    Bad input raises a :class:`~tedchat.errors.TedchatError` (``UsageError``, or
+    ``GGUFShapeError`` for an unreadable file) for the CLI to report.
     """
     model = getattr(args, "model", None)
     if not model:
         raise UsageError("wafer plan needs a model: a preset name or a .gguf path")
     context = getattr(args, "context", None) or 8192
-    report = plan_report(
+    return plan_report(
         model,
         hardware=getattr(args, "hardware", None) or "cs3",
         systems=getattr(args, "systems", None),
@@ -385,12 +607,31 @@ def run_plan(args: Any) -> tuple[int, str]:
         precision=getattr(args, "precision", None) or 16,
         output_tokens=getattr(args, "output_tokens", None) or 256,
         compare=getattr(args, "compare", None),
+        **_speculative_args(args),
     )
+
+
+def render(report: dict[str, Any], args: Any) -> str:
+    """The report as ``args`` asks: JSON (``json``) or text ``width`` columns wide."""
     if getattr(args, "json", False):
-        text = json.dumps(report, indent=2)
-    else:
-        text = render_text(report, width=getattr(args, "width", None) or 100)
-    return (0 if report["fits"] else 1), text
+        return json.dumps(report, indent=2)
+    return render_text(report, width=getattr(args, "width", None) or 100)
 
 
-__all__ = ["plan_report", "render_text", "resolve_model", "run_plan"]
+def run_plan(args: Any) -> tuple[int, str]:
+    """``wafer plan`` as (exit code, output): 0 if the model (and its draft, if any) fits on
+    the chosen hardware, 1 if not (the output says how many systems it needs). ``args`` as for
+    :func:`report_from_args`, plus ``json`` (False) and ``width`` (100)."""
+    report = report_from_args(args)
+    return (0 if report["fits"] else 1), render(report, args)
+
+
+__all__ = [
+    "plan_report",
+    "problem",
+    "render",
+    "render_text",
+    "report_from_args",
+    "resolve_model",
+    "run_plan",
+]

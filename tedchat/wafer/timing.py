@@ -26,10 +26,16 @@ stream through the regions back to back, so the latency terms are paid once and 
 bounded by the slowest region's per-token time.
 
 GPU (tensor parallel over N GPUs, one stage). Each step streams every GPU's weight share (and
-the KV entries in use) from HBM at a calibrated fraction of the spec bandwidth (``hbm``),
+the KV entries in use) from HBM at an assumed fraction of the spec bandwidth (``hbm``),
 computes (``compute``, beyond the HBM time), pays a per-kernel overhead (``kernel_overhead``)
 and two all-reduces per block between the GPUs (``allreduce``). Only the GPU profile's own
 figures are used: nothing is scaled from the wafer's.
+
+Speculative decoding (projected, :func:`project_speculative`): a step drafts k tokens (k decode
+steps of a draft model placed beside the target, or nothing for prompt-lookup drafts) and the
+target verifies them in one (k+1)-token step (:meth:`TimingModel.verify_step`, the same
+per-stage costs as a prefill chunk); at per-token acceptance a it yields
+(1 - a^(k+1)) / (1 - a) tokens on average.
 """
 
 from __future__ import annotations
@@ -233,17 +239,18 @@ class TimingModel:
         the prompt follows behind at the pace of the slowest stage.
         """
         n = max(prompt_tokens, 1)
-        total = Breakdown()
-        worst_stream = Breakdown()
-        for s in range(self.n_stages):
-            busy, fill = self._stage(s, "prefill", n, n)
-            total = total + fill
-            stream = _minus(busy, fill)
-            if stream.total > worst_stream.total:
-                worst_stream = stream
-            if s < self.n_stages - 1:
-                total = total + self.link_time(s, 1)
-        return total + worst_stream
+        return self._stream(n, n)
+
+    def verify_step(self, context_len: int, n_tokens: int) -> Breakdown:
+        """One speculative verification: ``n_tokens`` tokens (the last accepted token and the
+        drafted ones) through every stage in one step, then the result back to the first stage.
+
+        The same per-stage costs as a prefill chunk ending at ``context_len``; with
+        ``n_tokens == 1`` it is exactly :meth:`decode_step`.
+        """
+        if n_tokens < 1:
+            raise ValueError("n_tokens must be at least 1")
+        return self._stream(n_tokens, max(context_len, n_tokens)) + self.return_link_time()
 
     def predict(self, prompt_tokens: int, output_tokens: int = 256) -> Prediction:
         """TTFT for ``prompt_tokens`` and decode time per token in the middle of the answer."""
@@ -258,6 +265,21 @@ class TimingModel:
         )
 
     # --- internals -----------------------------------------------------------------------------
+
+    def _stream(self, n_tokens: int, context_len: int) -> Breakdown:
+        """``n_tokens`` tokens streamed through every stage: each stage's first token crosses in
+        turn (fills and single-token links), the rest follow at the slowest stage's pace."""
+        total = Breakdown()
+        worst_stream = Breakdown()
+        for s in range(self.n_stages):
+            busy, fill = self._stage(s, "prefill", n_tokens, context_len)
+            total = total + fill
+            stream = _minus(busy, fill)
+            if stream.total > worst_stream.total:
+                worst_stream = stream
+            if s < self.n_stages - 1:
+                total = total + self.link_time(s, 1)
+        return total + worst_stream
 
     def _check_stage(self, stage_index: int) -> None:
         if not 0 <= stage_index < self.n_stages:
@@ -350,6 +372,104 @@ class TimingModel:
         )
         # A GPU step is one batched pass: nothing streams out before it ends.
         return step, step
+
+
+# --- speculative decoding -----------------------------------------------------------------------
+
+#: Acceptance rates the projection sweeps besides the one asked for.
+ACCEPTANCE_SWEEP = (0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def expected_tokens_per_step(acceptance: float, draft_tokens: int) -> float:
+    """Tokens a speculative step yields on average: ``(1 - a^(k+1)) / (1 - a)``.
+
+    ``acceptance`` (a) is the probability that a drafted token is accepted, independently per
+    token; with ``draft_tokens`` (k) drafted, the step yields the accepted prefix plus the
+    target's own next token (Leviathan et al. 2023, eq. 1).
+
+    Raises:
+        ValueError: unless 0 <= acceptance < 1 and draft_tokens >= 1.
+    """
+    if not 0.0 <= acceptance < 1.0:
+        raise ValueError(f"acceptance must be in [0, 1), not {acceptance:g}")
+    if draft_tokens < 1:
+        raise ValueError(f"draft tokens must be at least 1, not {draft_tokens}")
+    return (1.0 - acceptance ** (draft_tokens + 1)) / (1.0 - acceptance)
+
+
+@dataclass(frozen=True)
+class SpeculativeProjection:
+    """Projected decode speed with speculation (emulated figures, an expectation over a).
+
+    One step drafts ``draft_tokens`` tokens (``draft``: k draft-model decode steps, empty for
+    prompt-lookup drafts, which cost nothing to draft) and verifies them with one
+    (k+1)-token target step (``verify``). ``plain`` is one ordinary target decode step.
+    """
+
+    acceptance: float
+    draft_tokens: int
+    context_len: int
+    draft: Breakdown
+    verify: Breakdown
+    plain: Breakdown
+
+    @property
+    def tokens_per_step(self) -> float:
+        """Expected tokens per step, ``(1 - a^(k+1)) / (1 - a)``."""
+        return expected_tokens_per_step(self.acceptance, self.draft_tokens)
+
+    @property
+    def step_s(self) -> float:
+        """Seconds of one speculative step: drafting plus verification."""
+        return self.draft.total + self.verify.total
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Projected output tokens per second of one sequence."""
+        return self.tokens_per_step / self.step_s
+
+    @property
+    def plain_tokens_per_s(self) -> float:
+        """Output tokens per second without speculation, for comparison."""
+        return 1.0 / self.plain.total
+
+    def at(self, acceptance: float) -> SpeculativeProjection:
+        """The same step costs at another acceptance rate (costs do not depend on it)."""
+        expected_tokens_per_step(acceptance, self.draft_tokens)  # validates
+        return SpeculativeProjection(
+            acceptance, self.draft_tokens, self.context_len, self.draft, self.verify, self.plain
+        )
+
+
+def project_speculative(
+    target: TimingModel,
+    acceptance: float,
+    draft_tokens: int,
+    context_len: int,
+    draft: TimingModel | None = None,
+) -> SpeculativeProjection:
+    """The projected decode speed of ``target`` with speculative decoding at ``context_len``.
+
+    Built on the per-step costs the runner is charged with: ``draft`` (the draft model placed
+    beside the target, timed by its own model; None for prompt-lookup drafts) takes
+    ``draft_tokens`` decode steps, then the target verifies them in one
+    ``draft_tokens + 1``-token step (:meth:`TimingModel.verify_step`).
+
+    Raises:
+        ValueError: for an acceptance outside [0, 1) or fewer than one draft token.
+    """
+    expected_tokens_per_step(acceptance, draft_tokens)  # validates both
+    drafting = Breakdown()
+    if draft is not None:
+        drafting = draft.decode_step(context_len).scaled(draft_tokens)
+    return SpeculativeProjection(
+        acceptance=acceptance,
+        draft_tokens=draft_tokens,
+        context_len=context_len,
+        draft=drafting,
+        verify=target.verify_step(context_len, draft_tokens + 1),
+        plain=target.decode_step(context_len),
+    )
 
 
 def _minus(a: Breakdown, b: Breakdown) -> Breakdown:

@@ -83,3 +83,20 @@ async def test_the_floorplan_follows_the_real_wafer_engine_layer_by_layer(make_a
         layers = {h["layer"] for h in highlighted}
         assert layers <= set(range(30)) and len(layers) >= 3
         await wait_for(pilot, lambda: floorplan.active is None)
+
+
+async def test_the_status_bar_says_stand_in_when_another_model_writes_the_text(make_app) -> None:
+    # wafer-70b: the bundled SmolLM2 writes the text, timed as Llama-3.1-70B on 4 CS-3.
+    app = make_app(engine="wafer-70b", params=GenerationParams(max_tokens=6, temperature=0.0))
+    async with app.run_test(size=(140, 30)) as pilot:
+        await send(pilot, "Name a colour.")
+        await answered(pilot, timeout=120)
+        figures = app.chat_screen().query_one(StatusLine).figures_text
+        assert "◆ emulated 4x cs3 as llama-3.1-70b (stand-in text):" in figures
+    # wafer: the timed model is the one writing the text, so no stand-in.
+    app = make_app(engine="wafer", params=GenerationParams(max_tokens=6, temperature=0.0))
+    async with app.run_test(size=(140, 30)) as pilot:
+        await send(pilot, "Name a colour.")
+        await answered(pilot, timeout=120)
+        figures = app.chat_screen().query_one(StatusLine).figures_text
+        assert "◆ emulated 1x cs3:" in figures and "stand-in" not in figures
