@@ -351,3 +351,20 @@ async def test_the_arena_from_the_command_palette_picker(make_app) -> None:
         await start_arena(pilot, app)
         assert sorted(p.engine_name for p in blind_panes(app)) == ["fast", "frozen"]
         assert "frozen" not in screen_text(app) and "fast" not in screen_text(app)
+
+
+async def test_without_history_the_vote_still_reveals_and_says_it_was_not_saved(
+    make_app,
+) -> None:
+    app = make_app(PAIR + "\n[history]\nenabled = false\n", compare=list(ENGINES), blind=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await start_arena(pilot, app)
+        await send(pilot, "q")
+        await answered(pilot)
+        await pilot.press("x")
+        await wait_for(pilot, lambda: "not saved" in screen_text(app))
+        text = screen_text(app)
+        assert "all bad: not saved (history is disabled" in text
+        for word in identifying(ENGINES):
+            assert word in text
+        assert app.screen.last_vote_id is None
