@@ -19,12 +19,14 @@ prompt (Tab to the prompt) starts the next blind round.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from typing import Any
 
 from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import Static
+from textual.worker import Worker, WorkerCancelled, WorkerFailed
 
 from tedchat.arena import LABELS, build_vote, labels_for, shared_groups, text_model_key
 from tedchat.errors import HistoryError, TedchatError
@@ -81,6 +83,7 @@ class ArenaScreen(CompareScreen):
         self.last_vote_id: int | None = None
         self._prompt = ""
         self._held_notices: list[str] = []
+        self._saving: Worker[None] | None = None
 
     def _deal(self) -> list[str]:
         order = list(self._all_engines)
@@ -133,6 +136,9 @@ class ArenaScreen(CompareScreen):
         self.run_worker(self._new_round(prompt), group="arena-round", exclusive=True)
 
     async def _new_round(self, prompt: str) -> None:
+        if self._saving is not None:  # the vote reads its round's replies: the next waits
+            with contextlib.suppress(WorkerCancelled, WorkerFailed):
+                await self._saving.wait()
         order = self._deal()
         self.phase = "new"
         self.engine_names = order
@@ -158,7 +164,7 @@ class ArenaScreen(CompareScreen):
 
     def _summarise(self, jobs: list[Any], results: list[Any]) -> None:
         super()._summarise(jobs, results)
-        self.query_one(CompareSummary).hide()  # the figures name nobody, but rank the engines
+        self.query_one(CompareSummary).hide()  # the table names the engines: after the vote
         self.phase = "voting"
         n = len(self.engine_names)
         hint = VOTE_HINT.format(n=n, last="abcd"[n - 1])
@@ -200,7 +206,9 @@ class ArenaScreen(CompareScreen):
         self.phase = "revealed"
         self.outcome = (outcome, winner)
         self._reveal(winner)
-        self.run_worker(self._store_vote(outcome, winner), group="arena-vote", exit_on_error=False)
+        self._saving = self.run_worker(
+            self._store_vote(outcome, winner), group="arena-vote", exit_on_error=False
+        )
 
     def _reveal(self, winner: str | None) -> None:
         for pane in self.query(BlindPane):
