@@ -112,3 +112,25 @@ def test_the_arena_command_reads_as_compare_does(tedchat_home: Path) -> None:
     _compare_defaults(args)
     options = app_options(args, load_context())
     assert (options["compare"], options["replay"], options["seed"]) == (["local", "wafer"], True, 2)
+
+
+def test_the_text_leaderboard_lines_up_japanese_names() -> None:
+    """Wide characters take two cells: the columns after a Japanese name still line up."""
+    import unicodedata
+
+    from tedchat.history.votes import Pair
+    from tedchat.leaderboard import leaderboard, render_text
+
+    panes = (VotePane("A", "日本語エンジン", "モデル"), VotePane("B", "en", "model-b"))
+    votes = [Vote("q", "win", "A", panes, pairs=(Pair("A", "B", "first"),))] * 3
+    header, first, second = render_text(leaderboard(votes)).splitlines()[:3]
+
+    def cells(text: str) -> int:
+        return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+    assert "日本語エンジン" in first and "モデル" in first
+    # The model column starts at the same cell on every line...
+    assert cells(header[: header.index("model")]) == cells(first[: first.index("モデル")])
+    assert cells(header[: header.index("model")]) == cells(second[: second.index("model-b")])
+    # ...and the right-aligned last column ends at the same cell.
+    assert cells(header) == cells(first) == cells(second)
