@@ -181,3 +181,46 @@ def test_a_clean_sweep_of_a_few_votes_has_a_wide_interval() -> None:
     assert good.engine == "good" and good.rating is not None and bad.rating is not None
     assert good.ci_low is not None and good.ci_high is not None
     assert good.ci_high - good.ci_low > 400
+
+
+def test_leaderboard_properties_over_random_votes() -> None:
+    """Over any votes: the fitted ratings average 1000, every interval holds its rating, and
+    which label a pane had (its place on screen) changes nothing."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    engines = ["a", "b", "c", "日本"]
+    vote_st = st.tuples(
+        st.lists(st.sampled_from(engines), min_size=2, max_size=4, unique=True),
+        st.sampled_from(["win", "tie", "all_bad"]),
+        st.integers(0, 3),
+    )
+
+    def make(spec: tuple[list[str], str, int], flip: bool) -> Vote:
+        names, outcome, pick = spec
+        order = list(reversed(names)) if flip else names
+        labels = {name: "ABCD"[i] for i, name in enumerate(order)}
+        panes = tuple(sorted((pane(labels[n], n) for n in names), key=lambda p: p.label))
+        winner = labels[names[pick % len(names)]] if outcome == "win" else None
+        return Vote(
+            "q",
+            outcome,
+            winner,
+            panes,
+            pairs=pairs_for(outcome, winner, list("ABCD")[: len(names)]),
+        )
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.lists(vote_st, min_size=1, max_size=25))
+    def check(specs: list[tuple[list[str], str, int]]) -> None:
+        board = leaderboard([make(s, False) for s in specs])
+        flipped = leaderboard([make(s, True) for s in specs])
+        rated = [s for s in board.standings if s.rating is not None]
+        if rated:
+            assert sum(s.rating or 0 for s in rated) / len(rated) == pytest.approx(1000, abs=0.1)
+        for s in rated:
+            assert (s.ci_low or 0) <= (s.rating or 0) <= (s.ci_high or 0)
+        same = {(s.engine, s.rating, s.wins, s.losses, s.ties) for s in board.standings}
+        assert same == {(s.engine, s.rating, s.wins, s.losses, s.ties) for s in flipped.standings}
+
+    check()

@@ -270,7 +270,7 @@ async def test_a_japanese_prompt_through_a_vote_the_export_and_the_leaderboard(
     make_app, tui_home: Path
 ) -> None:
     prompt = "ウェハースケールの推論を説明してください。"
-    app = make_app(compare=["nihongo", "frozen"], blind=True, seed=2)
+    app = make_app(compare=["nihongo", "frozen"], blind=True, seed=2, preset="簡潔")
     async with app.run_test(size=SIZE) as pilot:
         await start_arena(pilot, app)
         await send(pilot, prompt)
@@ -286,6 +286,7 @@ async def test_a_japanese_prompt_through_a_vote_the_export_and_the_leaderboard(
     (line,) = exported.stdout.splitlines()
     vote = json.loads(line)
     assert vote["prompt"] == prompt and vote["winner_engine"] == "nihongo"
+    assert vote["preset"] == "簡潔"  # the --preset the arena was opened with
     replies = {p["engine"]: p["reply"] for p in vote["panes"]}
     assert replies["nihongo"] == NIHONGO_ANSWER
     assert vote["pairs"] == [{"first": "nihongo", "second": "frozen", "result": "first"}]
