@@ -2,11 +2,11 @@
 share a text model, and a vote built from a round's stored replies.
 
 A blind round shows 2-4 panes labelled ``A``, ``B``, ... in an order shuffled by a
-:class:`random.Random` (seeded by ``--seed``: the same seed, the same order). Two engines share
-a text model when their ``model`` setting resolves to the same model file (a registry name, an
-``hf:`` name or a path, as :func:`tedchat.models.registry.resolve_model` resolves them; a name
-that resolves to no file is compared as written). Such panes differ only in pacing, so they are
-flagged before the vote and the vote stays out of the quality ranking
+:class:`random.Random` (seeded by ``--seed``: the same seed, the same rounds; :func:`deal`).
+Two engines share a text model when their ``model`` setting resolves to the same model file
+(a registry name, an ``hf:`` name or a path, as :func:`tedchat.models.registry.resolve_model`
+resolves them; a name that resolves to no file is compared as written). Such panes differ only
+in pacing, so they are flagged before the vote and the vote stays out of the quality ranking
 (:attr:`tedchat.history.votes.Vote.ranked`).
 """
 
@@ -27,10 +27,11 @@ if TYPE_CHECKING:
 LABELS = ("A", "B", "C", "D")
 
 
-def blind_order(names: Sequence[str], seed: int | None) -> list[str]:
-    """``names`` shuffled: fixed by ``seed``, else different every time."""
+def deal(names: Sequence[str], rng: random.Random) -> list[str]:
+    """``names`` in the order of the next blind round (``rng`` seeded by ``--seed``: the same
+    seed deals the same rounds)."""
     order = list(names)
-    random.Random(seed).shuffle(order)
+    rng.shuffle(order)
     return order
 
 

@@ -28,7 +28,7 @@ from textual.binding import Binding
 from textual.widgets import Static
 from textual.worker import Worker, WorkerCancelled, WorkerFailed
 
-from tedchat.arena import LABELS, build_vote, labels_for, shared_groups, text_model_key
+from tedchat.arena import LABELS, build_vote, deal, labels_for, shared_groups, text_model_key
 from tedchat.errors import HistoryError, TedchatError
 from tedchat.tui.screens.compare import CompareScreen
 from tedchat.tui.services import Services
@@ -86,9 +86,7 @@ class ArenaScreen(CompareScreen):
         self._saving: Worker[None] | None = None
 
     def _deal(self) -> list[str]:
-        order = list(self._all_engines)
-        self._rng.shuffle(order)
-        return order
+        return deal(self._all_engines, self._rng)
 
     def _shared_with(self, name: str) -> list[str]:
         by_label = {self.labels[n]: self.text_models.get(n) for n in self.labels}
