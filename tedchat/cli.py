@@ -28,6 +28,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 COMMANDS = (
     "chat",
     "compare",
+    "arena",
     "ask",
     "engines",
     "tools",

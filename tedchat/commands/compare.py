@@ -17,7 +17,10 @@ done (the winner of each figure marked). Local engines share the machine's threa
 emulated time (engines without an emulated clock replay as they streamed): the way to see
 emulated hardware that is faster than this machine can make the text.
 --preset NAME applies [presets.NAME]'s system prompt, sampling and tools (not its engine).
-Engines with prices (price_input_per_mtok, price_output_per_mtok) get a cost column."""
+Engines with prices (price_input_per_mtok, price_output_per_mtok) get a cost column.
+When the answers are in, F3 continues the conversation in chat with the pane you pick (its
+reply becomes the conversation's reply; the others stay as siblings).
+--blind votes as 'tedchat arena' does (see 'tedchat arena --help'); --seed N fixes the order."""
 
 
 def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -35,6 +38,12 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         "--replay",
         action="store_true",
         help="compute the answers first, then play them from a common start on their clocks",
+    )
+    p.add_argument(
+        "--blind",
+        action="store_true",
+        help="blind mode, as 'tedchat arena': panes labelled A, B, ... in a shuffled order"
+        " (--seed N fixes it), engines named only after your vote",
     )
     add_generation_options(p)
     add_preset_option(p, engine=False)
@@ -72,4 +81,7 @@ def app_options(args: argparse.Namespace, context: Any) -> dict[str, Any]:
         "params": ui_params(args),
         "system": args.system or "",
         "new_history": args.new_history,
+        "blind": bool(getattr(args, "blind", False)),
+        "seed": args.seed,
+        "preset": getattr(args, "preset", None),
     }

@@ -9,7 +9,8 @@
 - ``search``: the CJK-aware text of the FTS5 search index;
 - ``liveness``: whether the process writing a reply still runs;
 - ``integrity``: checking an existing file before anything writes to it;
-- ``export``: conversations as JSON (to import again) and Markdown documents.
+- ``export``: conversations as JSON (to import again) and Markdown documents;
+- ``votes``: arena votes, their panes and pairwise results.
 
 Nothing here is imported by ``tedchat --help``.
 """

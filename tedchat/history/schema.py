@@ -20,8 +20,11 @@ shape of :meth:`tedchat.tools.base.ToolCallRecord.as_dict`; v4: attachments, sto
 content hash in ``attachments`` and linked to user messages by ``message_attachments``; v5: the
 message tree, a user message's ``follows_id`` (the message it was sent after) and a
 conversation's ``active_id``, backfilled so an old conversation is one branch through the
-newest reply of each prompt, as it was shown). Opening a store runs the missing steps in one
-transaction.
+newest reply of each prompt, as it was shown; v6: arena votes, ``votes`` (one per vote: the
+prompt, the outcome, the preset and parameters) with ``vote_panes`` (every pane voted on: its
+blind label, engine, model, text model, reply id, reply text and figures) and ``vote_pairs``
+(the pairwise results the vote stands for; see :mod:`tedchat.history.votes`)). Opening a store
+runs the missing steps in one transaction.
 """
 
 from __future__ import annotations
@@ -164,6 +167,51 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE conversations ADD COLUMN active_id INTEGER",
         ),
         _backfill_follows,
+    ),
+    Migration(
+        6,
+        (
+            # A vote outlives the conversation it was cast in: the prompt and the replies are
+            # copied, the ids are kept for as long as the messages exist.
+            """CREATE TABLE votes (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                created REAL NOT NULL,
+                conversation_id INTEGER REFERENCES conversations(id) ON DELETE SET NULL,
+                message_id INTEGER REFERENCES messages(id) ON DELETE SET NULL,
+                prompt TEXT NOT NULL,
+                outcome TEXT NOT NULL CHECK (outcome IN ('win', 'tie', 'all_bad')),
+                winner TEXT,
+                blind INTEGER NOT NULL DEFAULT 1,
+                shared_text_model INTEGER NOT NULL DEFAULT 0,
+                preset TEXT,
+                system TEXT,
+                params TEXT NOT NULL DEFAULT '{}'
+            )""",
+            """CREATE TABLE vote_panes (
+                vote_id INTEGER NOT NULL REFERENCES votes(id) ON DELETE CASCADE,
+                label TEXT NOT NULL,
+                engine TEXT NOT NULL,
+                model TEXT,
+                text_model TEXT,
+                reply_id INTEGER REFERENCES messages(id) ON DELETE SET NULL,
+                reply TEXT NOT NULL DEFAULT '',
+                finish_reason TEXT,
+                ttft_s REAL,
+                output_tokens_per_s REAL,
+                prompt_tokens INTEGER,
+                output_tokens INTEGER,
+                extra_json TEXT,
+                PRIMARY KEY (vote_id, label)
+            )""",
+            """CREATE TABLE vote_pairs (
+                vote_id INTEGER NOT NULL REFERENCES votes(id) ON DELETE CASCADE,
+                first TEXT NOT NULL,
+                second TEXT NOT NULL,
+                result TEXT NOT NULL CHECK (result IN ('first', 'tie', 'both_bad')),
+                PRIMARY KEY (vote_id, first, second)
+            )""",
+            "CREATE INDEX vote_panes_by_engine ON vote_panes(engine)",
+        ),
     ),
 )
 

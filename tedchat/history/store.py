@@ -58,6 +58,7 @@ from tedchat.history.records import (
 from tedchat.history.schema import SCHEMA_VERSION, migrate, newer_schema_error
 from tedchat.history.search import fts_query, index_text, snippet
 from tedchat.history.tree import ACTIVE_END, Node, Tree, branch_leaf
+from tedchat.history.votes import Vote, insert_vote, read_votes
 from tedchat.history.writer import FLUSH_INTERVAL_S, ReplyWriter
 from tedchat.metrics import Clock
 
@@ -624,6 +625,17 @@ class Store:
             return [str(r[-1]) for r in rows]
 
         return self._transaction(run, write=False)
+
+    # -- arena votes
+
+    def add_vote(self, vote: Vote) -> int:
+        """Store an arena vote with its panes and pairwise results; return its id."""
+        now = self._now()
+        return self._transaction(lambda conn: insert_vote(conn, vote, now))
+
+    def votes(self) -> list[Vote]:
+        """Every arena vote, oldest first (see :mod:`tedchat.history.votes`)."""
+        return self._transaction(read_votes, write=False)
 
     # -- export
 

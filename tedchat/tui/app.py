@@ -27,9 +27,11 @@ from tedchat.engines import Context
 from tedchat.errors import HistoryError, TedchatError
 from tedchat.metrics import Clock
 from tedchat.session import ToolRunner
+from tedchat.tui.continue_chat import ContinueInChat
 from tedchat.tui.live import GcPause
 from tedchat.tui.loader import EngineLoader
 from tedchat.tui.screens.approval import ApprovalDialog
+from tedchat.tui.screens.arena import ArenaScreen
 from tedchat.tui.screens.chat import ChatScreen
 from tedchat.tui.screens.compare import CompareScreen
 from tedchat.tui.screens.floorplan import FloorplanScreen
@@ -57,6 +59,7 @@ def binding_owners() -> list[tuple[str, type]]:
         ("prompt", PromptInput),
         ("chat", ChatScreen),
         ("compare", CompareScreen),
+        ("arena", ArenaScreen),
         ("conversations", HistoryScreen),
         ("settings", ParamsScreen),
         ("floorplan", FloorplanScreen),
@@ -94,6 +97,9 @@ class TedchatApp(App[int]):
         theme: str | None = None,
         compare: list[str] | None = None,
         replay: bool = False,
+        blind: bool = False,
+        seed: int | None = None,
+        preset: str | None = None,
         params: GenerationParams | None = None,
         system: str = "",
         clock_for: Callable[[Engine], Clock] | None = None,
@@ -109,6 +115,9 @@ class TedchatApp(App[int]):
         self.engine_name = engine or self.settings.default_engine
         self.compare_engines = compare
         self.replay = replay
+        self.blind = blind  # compare --blind / tedchat arena: the ArenaScreen
+        self.seed = seed
+        self.preset = preset
         self.preload = preload
         self.history = History(
             self.settings,
@@ -190,15 +199,28 @@ class TedchatApp(App[int]):
             self.call_after_refresh(self.tools.start)
         if self.compare_engines:
             services = self.services
-            self.push_screen(
-                CompareScreen(
-                    services,
-                    self.compare_engines,
-                    replay=self.replay,
-                    params=services.initial_params,
-                    system=services.initial_system,
+            if self.blind:
+                self.push_screen(
+                    ArenaScreen(
+                        services,
+                        self.compare_engines,
+                        seed=self.seed,
+                        preset=self.preset,
+                        replay=self.replay,
+                        params=services.initial_params,
+                        system=services.initial_system,
+                    )
                 )
-            )
+            else:
+                self.push_screen(
+                    CompareScreen(
+                        services,
+                        self.compare_engines,
+                        replay=self.replay,
+                        params=services.initial_params,
+                        system=services.initial_system,
+                    )
+                )
             self.call_after_refresh(gc.freeze)
         elif self.preload:
             # After the first frame: the prompt must take keys before any engine loads.
@@ -251,6 +273,15 @@ class TedchatApp(App[int]):
                 return screen
         return None
 
+    async def on_continue_in_chat(self, message: ContinueInChat) -> None:
+        """A side-by-side screen chose a pane: chat goes on with its conversation and engine."""
+        chat = self.chat_screen()
+        if chat is None:
+            return
+        if message.conversation_id is not None:
+            await chat.open_conversation(message.conversation_id)
+        chat.set_engine(message.engine)
+
     async def close_resources(self) -> None:
         """Close the history (open replies end as interrupted) and unload engines."""
         self.terminal.stop()
@@ -267,6 +298,29 @@ class TedchatApp(App[int]):
             return
         self.push_screen(HelpScreen(binding_rows(binding_owners(), self.keymap)))
 
+    def action_arena(self) -> None:
+        """Pick 2-4 engines, then open the arena on them (the chat's system prompt and
+        parameters)."""
+        chat = self.chat_screen()
+        current = [chat.engine_name] if chat is not None else []
+
+        def chosen(names: list[str] | None) -> None:
+            if not names:
+                return
+            conv = chat.conversation if chat is not None else None
+            self.push_screen(
+                ArenaScreen(
+                    self.services,
+                    names,
+                    seed=self.seed,
+                    preset=self.preset,
+                    params=conv.params if conv is not None else self.services.initial_params,
+                    system=conv.system if conv is not None else self.services.initial_system,
+                )
+            )
+
+        self.push_screen(ComparePicker(self.services.engine_choices(), current), chosen)
+
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand(
@@ -277,6 +331,11 @@ class TedchatApp(App[int]):
             "Compare engines",
             "Send one prompt to 2-4 engines side by side",
             chat.action_compare if chat is not None else self.action_help,
+        )
+        yield SystemCommand(
+            "Arena (blind vote)",
+            "2-4 engines answer blind in panes A, B, ...; vote, then see which was which",
+            self.action_arena,
         )
         if chat is None or screen is not chat:
             return

@@ -202,3 +202,52 @@ def test_the_v2_file_becomes_one_branch_per_regenerated_reply_shown_as_before(
         new = store.add_user_message(1, "続き")
         assert store.get_conversation(1).messages[-1].follows_id == two.replies[-1].id
         assert active_path(store.get_conversation(1))[-1].message.id == new
+
+
+FIXTURE_V5 = Path(__file__).parent / "fixtures" / "history-v5.db"
+
+
+def test_a_file_written_by_the_v5_code_migrates_with_nothing_lost(tmp_path: Path) -> None:
+    """tests/history/fixtures/history-v5.db was written by tedchat's main at commit 78624ee
+    (schema v5, the message tree, before arena votes) by ``make_history_v5.py`` beside it: an
+    edited prompt (a branch) whose other branch was stepped back to, a regenerated sibling, an
+    attachment, Japanese text, an interrupted reply and compare panes with emulated figures.
+    v6 adds the vote tables, empty; everything else reads back as before, and the migrated file
+    takes votes."""
+    from tedchat.history.votes import Vote, VotePane
+
+    db = tmp_path / "history.db"
+    shutil.copy(FIXTURE_V5, db)
+    tables = ("conversations", "messages", "attachments", "message_attachments")
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
+        before = {t: conn.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in tables}
+        fts_before = conn.execute("SELECT rowid, body FROM message_fts ORDER BY rowid").fetchall()
+    assert len(before["messages"]) == 10 and len(before["conversations"]) == 2
+    with Store.open(db) as store:
+        first = store.get_conversation(1)
+        path = active_path(first)
+        # The active path the v5 code left: the first prompt's newer reply, then "明日は?".
+        assert [s.message.content for s in path] == ["東京の天気は?", "明日は?"]
+        assert path[0].reply is not None and path[0].reply.content == "曇りの予報です。"
+        assert path[1].prompt_branch == (1, 2)
+        assert first.messages[0].attachments[0].name == "notes/天気.txt"
+        assert len(Tree.of(first).leaves()) == 3
+        race = store.get_conversation(2)
+        extra = race.messages[0].replies[0].metrics.extra
+        assert extra["emulated"]["output_tokens_per_s"] == 2100.0
+        assert store.search("天気")[0].message_id == 1
+        assert store.votes() == []
+        pane = VotePane("A", "wafer-70b", "smollm2-as-70b", reply_id=race.messages[0].replies[0].id)
+        other = VotePane("B", "gpu-70b", "smollm2", reply_id=race.messages[0].replies[1].id)
+        vid = store.add_vote(
+            Vote("Explain wafer-scale inference in one line.", "win", "A", (pane, other))
+        )
+        (vote,) = store.votes()
+        assert vote.id == vid and vote.conversation_id is None  # not given: none
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+        after = {t: conn.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in tables}
+        assert after == before
+        fts_after = conn.execute("SELECT rowid, body FROM message_fts ORDER BY rowid").fetchall()
+        assert fts_after == fts_before

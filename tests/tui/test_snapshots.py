@@ -84,6 +84,29 @@ def test_compare_screen_with_its_summary(make_app, snap_compare) -> None:
     assert snap_compare(app, terminal_size=(120, 34), run_before=run_before)
 
 
+def test_arena_screen_blind_then_revealed(make_app, snap_compare) -> None:
+    """The arena after the answers (labels only, the vote asked for), then after a vote for A
+    (engines, models, figures, the winner, the summary)."""
+    app = make_app(compare=["frozen", "frozen2"], blind=True, seed=1)
+
+    async def run_before(pilot: Any) -> None:
+        await pilot.pause(0.2)
+        await send(pilot, "Which of you is better?")
+        await answered(pilot)
+        await settle(pilot)
+
+    assert snap_compare(app, terminal_size=(120, 34), run_before=run_before)
+    revealed = make_app(compare=["frozen", "frozen2"], blind=True, seed=1)
+
+    async def vote(pilot: Any) -> None:
+        await run_before(pilot)
+        await pilot.press("a")
+        await wait_for(pilot, lambda: pilot.app.screen.last_vote_id is not None)
+        await settle(pilot)
+
+    assert snap_compare(revealed, terminal_size=(120, 34), run_before=vote)
+
+
 def test_help_screen(make_app, snap_compare) -> None:
     app = make_app()
 

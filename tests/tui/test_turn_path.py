@@ -49,6 +49,7 @@ STORE_WRITES = (
     "import_json",
     "set_active",
     "set_active_branch",
+    "add_vote",  # the arena's votes (tedchat.history.votes)
     "close",  # finishes replies still open as interrupted
 )
 STORE_OTHERS = (
@@ -60,6 +61,7 @@ STORE_OTHERS = (
     "explain_search",
     "export_json",
     "export_markdown",
+    "votes",
 )
 REPLY_WRITES = ("append", "flush", "finish", "interrupt", "add_tool_call")
 REPLY_OTHERS = ("text", "pending")

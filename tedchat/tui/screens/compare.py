@@ -60,6 +60,7 @@ class CompareScreen(Screen[None]):
     BINDINGS = [
         Binding("escape", "cancel", "Stop all", id="compare-cancel"),
         Binding("f12,ctrl+b", "close", "Back to chat", id="compare-close"),
+        Binding("f3", "continue_in_chat", "Continue in chat", id="compare-continue", show=False),
     ]
 
     def __init__(
@@ -94,13 +95,21 @@ class CompareScreen(Screen[None]):
                     model = self.services.loader.engine(name).model
                 except TedchatError:
                     model = "?"
-                yield ComparePane(name, model)
+                yield self.make_pane(name, model)
         yield CompareSummary()
         yield PromptInput(id="prompt")
         yield Footer()
 
+    def make_pane(self, name: str, model: str) -> ComparePane:
+        """The pane for engine ``name`` (the arena's panes are blind)."""
+        return ComparePane(name, model)
+
+    def heading(self) -> str:
+        """The header's subtitle (the arena's names no engine)."""
+        return "side by side: " + " · ".join(self.engine_names)
+
     def on_mount(self) -> None:
-        self.sub_title = "side by side: " + " · ".join(self.engine_names)
+        self.sub_title = self.heading()
         loader = self.services.loader
         engines = []
         for name in self.engine_names:
@@ -148,6 +157,8 @@ class CompareScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "cancel":
             return True if self.busy else None
+        if action == "continue_in_chat":
+            return True if not self.busy and self._conversation_id is not None else None
         return True
 
     # --- sending -----------------------------------------------------------------------------
@@ -298,6 +309,28 @@ class CompareScreen(Screen[None]):
     def action_cancel(self) -> None:
         if self._run is not None and self._run.is_running:
             self._run.cancel()
+
+    def action_continue_in_chat(self) -> None:
+        """Pick a pane; its reply becomes the conversation's and chat goes on with its engine."""
+        from tedchat.tui.continue_chat import ContinuePicker
+        from tedchat.tui.screens.pickers import EngineChoice
+
+        choices = [EngineChoice(p.engine_name, p.model) for p in self.query(ComparePane)]
+        self.app.push_screen(
+            ContinuePicker(choices, ""),
+            lambda name: self.continue_with(name) if name else None,
+        )
+
+    def continue_with(self, engine: str) -> None:
+        """Continue in chat with ``engine``'s reply to the last prompt (:mod:`continue_chat`)."""
+        from tedchat.tui.continue_chat import ContinueInChat, choose_reply
+
+        async def go() -> None:
+            await choose_reply(self.services, self._conversation_id, engine)
+            self.app.post_message(ContinueInChat(self._conversation_id, engine))
+            self.dismiss(None)
+
+        self.run_worker(go(), group="continue", exclusive=True, exit_on_error=False)
 
     def action_close(self) -> None:
         if self._run is not None and self._run.is_running:
