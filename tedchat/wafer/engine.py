@@ -312,6 +312,7 @@ class WaferEngine:
 
     def _load_sync(self, progress: ProgressCallback | None) -> None:
         from tedchat.wafer.numerics import Model, blas_threads
+        from tedchat.wafer.shared_weights import shared_weights
         from tedchat.wafer.stages import Pipeline
         from tedchat.wafer.timing import TimingModel
         from tedchat.wafer.tokenizer import Tokenizer
@@ -328,7 +329,8 @@ class WaferEngine:
                     progress(LoadProgress("dequantizing weights", done / total if total else None))
 
             with blas_threads(self.threads()):
-                model = Model.load(path, context=self.settings["context"], progress=report)
+                # Engines on one GGUF share its weights; the model (RoPE tables) is this one's.
+                model = Model(shared_weights(path, progress=report), self.settings["context"])
             if self.timing_target or placement.mode != "pipeline":
                 ranges = Pipeline.split(len(model.layers), placement.n_stages)
             else:
