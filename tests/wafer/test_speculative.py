@@ -19,7 +19,15 @@ from hypothesis import strategies as st
 
 from tedchat.bench.prompts import REPETITIVE_PROMPT
 from tedchat.bench.schema import RECORD_SCHEMA
-from tedchat.engine import EmulatedTimings, GenerationParams, Message, Runtime, TextDelta, Usage
+from tedchat.engine import (
+    Done,
+    EmulatedTimings,
+    GenerationParams,
+    Message,
+    Runtime,
+    TextDelta,
+    Usage,
+)
 from tedchat.errors import ConfigError
 from tedchat.metrics import speculative_part
 from tedchat.wafer.engine import WaferEngine
@@ -84,6 +92,23 @@ def test_greedy_text_is_the_same_with_speculation_on_the_verify_prompts(
             assert em.speculative is not None and em.speculative["mode"] == mode
             drafted += em.speculative["drafted"]
     assert drafted > 0
+
+
+def test_a_full_context_ends_at_the_same_token(engines: dict[str, WaferEngine]) -> None:
+    # Drafts stop short of the context's end; the answer runs out of room where it did off.
+    small = {"context": 160}
+    off, on = engine(**small), engine(**small, speculative="prompt-lookup")
+    asyncio.run(off.load())
+    asyncio.run(on.load())
+    gen = GenerationParams(max_tokens=400, temperature=0.0)
+    results = []
+    for e in (off, on):
+        timed = asyncio.run(e.record([Message("user", REPETITIVE_PROMPT.text)], gen))
+        texts = [ev.text for _, ev in timed if isinstance(ev, TextDelta)]
+        done = next(ev for _, ev in timed if isinstance(ev, Done))
+        results.append((texts, done.finish_reason))
+    assert results[0] == results[1]
+    assert results[0][1] == "length" and len(results[0][0]) < 400
 
 
 def test_seeded_sampling_is_the_same_with_speculation(engines: dict[str, WaferEngine]) -> None:
