@@ -157,7 +157,10 @@ def test_draft_against_a_stand_in_uses_the_assumed_acceptance(
     assert em.speculative is not None
     assert em.speculative["assumed_acceptance"] == 0.7
     assert em.speculative["assumed_tokens_per_step"] == pytest.approx(expected_tokens(0.7, 4))
-    assert em.output_tokens_per_s != em_off.output_tokens_per_s
+    # 2.77 tokens a step at alpha 0.7, k = 4; a 5-token verify costs the wafer little more
+    # than one token and the small draft's steps little: well over 1.5x the plain decode.
+    assert em.output_tokens_per_s > 1.5 * em_off.output_tokens_per_s
+    assert em.breakdown["draft"] > 0
     assert "assumed acceptance 0.7" in speculative_part(em.speculative)
 
 
