@@ -381,11 +381,11 @@ class WaferEngine:
                 progress(LoadProgress("ready", 1.0))
 
     def _load_draft(self, target: Any) -> None:
-        """The draft GGUF (same tokenizer, checked), its numerics and its timing model: laid
-        out by the placement planner on the target's hardware and charged beside it."""
-        from tedchat.wafer.hardware import get_hardware
+        """The draft GGUF (same tokenizer, checked), its numerics and its timing model: placed
+        beside the target on its systems (its SRAM counts, :func:`plan_draft`), refused when it
+        does not fit there."""
         from tedchat.wafer.numerics import Model
-        from tedchat.wafer.placement import plan
+        from tedchat.wafer.placement import plan_draft
         from tedchat.wafer.shapes import shape_from_gguf
         from tedchat.wafer.shared_weights import shared_weights
         from tedchat.wafer.speculative import DraftModel, check_same_tokenizer
@@ -399,16 +399,13 @@ class WaferEngine:
             check_same_tokenizer(self.tokenizer, draft_tokenizer, path)
         finally:
             draft_tokenizer.close()
-        placed = plan(
-            shape_from_gguf(path),
-            get_hardware(self.settings["hardware"]),
-            None,
-            context=self.settings["context"],
-            sequences=self.settings["sequences"],
-            precision=self.settings["precision"],
-        )
-        if not placed.fits:
-            raise EngineUnavailable(f"{self.name}: the draft model does not fit: {placed.reason}")
+        beside = plan_draft(target, shape_from_gguf(path))
+        if beside.placement is None:
+            raise EngineUnavailable(
+                f"{self.name}: {beside.reason}",
+                hint="set systems in the engine's table (wafer plan --speculative shows it)",
+            )
+        placed = beside.placement
         self.draft_timing = TimingModel(placed)
         self.draft = DraftModel(Model(shared_weights(path), self.settings["context"]))
 
