@@ -94,6 +94,7 @@ class TedchatApp(App[int]):
         theme: str | None = None,
         compare: list[str] | None = None,
         replay: bool = False,
+        live: bool = False,
         params: GenerationParams | None = None,
         system: str = "",
         clock_for: Callable[[Engine], Clock] | None = None,
@@ -109,6 +110,7 @@ class TedchatApp(App[int]):
         self.engine_name = engine or self.settings.default_engine
         self.compare_engines = compare
         self.replay = replay
+        self.live = live
         self.preload = preload
         self.history = History(
             self.settings,
@@ -195,6 +197,7 @@ class TedchatApp(App[int]):
                     services,
                     self.compare_engines,
                     replay=self.replay,
+                    live=self.live,
                     params=services.initial_params,
                     system=services.initial_system,
                 )
