@@ -196,6 +196,11 @@ class EmulatedTimings:
     # when its request arrived and when its last token was emitted, in emulated seconds.
     arrival_s: float = 0.0
     end_s: float | None = None
+    # Speculative decoding on the emulated hardware, when on: ``mode``, ``draft_tokens`` (k),
+    # ``drafted``, ``accepted``, ``acceptance_rate`` (accepted / drafted), ``tokens_per_step``
+    # (and ``assumed_acceptance`` / ``assumed_tokens_per_step`` where the clock used an
+    # assumed acceptance: a draft against a stand-in). None for engines without it.
+    speculative: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

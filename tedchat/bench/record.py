@@ -154,6 +154,7 @@ CSV_COLUMNS = (
     "error",
     "emulated_ttft_s",
     "emulated_output_tokens_per_s",
+    "emulated_acceptance_rate",
 )
 
 
@@ -169,6 +170,7 @@ def write_csv(data: Mapping[str, Any], path: Path) -> None:
         emulated = run.get("emulated") or {}
         row["emulated_ttft_s"] = emulated.get("ttft_s")
         row["emulated_output_tokens_per_s"] = emulated.get("output_tokens_per_s")
+        row["emulated_acceptance_rate"] = (emulated.get("speculative") or {}).get("acceptance_rate")
         writer.writerow(row)
     write_text(path, buffer.getvalue())
 

@@ -90,7 +90,25 @@ _RUN_EMULATED = _obj(
         "output_tokens_per_s": _NUM,
         "breakdown": {"type": "object", "additionalProperties": _NUM},
         "replay": {"type": "boolean"},
-    }
+    },
+    {
+        # Speculative decoding on the emulated hardware (wafer engines with it on).
+        "speculative": _obj(
+            {
+                "mode": {"enum": ["prompt-lookup", "draft"]},
+                "draft_tokens": {"type": "integer", "minimum": 1},
+                "drafted": _COUNT,
+                "accepted": _COUNT,
+                "acceptance_rate": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+                "tokens_per_step": {"type": ["number", "null"], "minimum": 1},
+            },
+            {
+                # A draft against a stand-in: the clock's acceptance is assumed, not measured.
+                "assumed_acceptance": {"type": "number", "minimum": 0, "maximum": 1},
+                "assumed_tokens_per_step": {"type": "number", "minimum": 1},
+            },
+        ),
+    },
 )
 
 _RUN = _obj(

@@ -486,6 +486,8 @@ def answer_record(engine: Any, text: str, metrics: Any, prices: Any = None) -> d
             "breakdown": dict(e.breakdown),
             "replay": e.replay,
         }
+        if e.speculative is not None:
+            record["emulated"]["speculative"] = dict(e.speculative)
     return record
 
 

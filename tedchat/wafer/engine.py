@@ -46,6 +46,7 @@ from tedchat.engine import (
 )
 from tedchat.errors import EngineError, EngineUnavailable, TedchatError
 from tedchat.models.registry import apply_model_defaults, model_label, resolve_model
+from tedchat.wafer.speculative import spec_settings
 
 # Released late by more than this (host slower than the emulated hardware), pacing says so.
 PACE_SLACK_S = 0.25
@@ -73,7 +74,10 @@ class _Sequence:
     first_emit: float | None = None
     last_emit: float | None = None
     busy: dict[str, float] = field(default_factory=dict)  # summed decode step breakdowns
-    decode_steps: int = 0
+    decode_steps: int = 0  # decode tokens the breakdowns in ``busy`` cover
+    tokens: list[int] = field(default_factory=list)  # prompt and sampled tokens (for drafts)
+    spec: Any = None  # speculative counters (tedchat.wafer.speculative.SpecStats), or None
+    pending: list[int] = field(default_factory=list)  # computed, not yet on the (assumed) clock
 
 
 class _Runner:
@@ -99,7 +103,12 @@ class _Runner:
             sampler=Sampler(params.temperature or 0.0, params.top_p or 1.0, seed=params.seed),
             decoder=e.tokenizer.stream(),
             out=queue.Queue(),
+            tokens=list(prompt_ids),
         )
+        if e.spec is not None:
+            from tedchat.wafer.speculative import SpecStats
+
+            seq.spec = SpecStats(e.spec.mode, e.spec.draft_tokens, e.spec.alpha)
         with self.cond:
             if not self.active:  # an idle pipeline: a new emulated timeline
                 self.scheduler = e.timing.scheduler()
@@ -107,6 +116,8 @@ class _Runner:
             seq.arrival = self.now
             self.scheduler.add_sequence(seq.id, arrival=seq.arrival)
             e.pipeline.open(seq.id)
+            if e.draft is not None:
+                e.draft.open(seq.id)
             self.active[seq.id] = seq
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self._loop, name="tedchat-wafer", daemon=True)
@@ -145,10 +156,17 @@ class _Runner:
     def _close(self, seq: _Sequence) -> None:
         self.active.pop(seq.id, None)
         self.engine.pipeline.close(seq.id)
+        if self.engine.draft is not None:
+            self.engine.draft.close(seq.id)
 
     def _step(self, seq: _Sequence) -> None:
         e = self.engine
         pipeline, timing = e.pipeline, e.timing
+        if seq.last_token is not None and seq.spec is not None:
+            from tedchat.wafer.speculative import speculative_step
+
+            speculative_step(self, seq)
+            return
         if seq.last_token is None:
             logits = pipeline.run(seq.id, seq.prompt_ids)
             n = len(seq.prompt_ids)
@@ -166,14 +184,21 @@ class _Runner:
             for part, t in timing.return_link_time().items():
                 seq.busy[part] = seq.busy.get(part, 0.0) + t
             seq.decode_steps += 1
+        self.deliver(seq, seq.sampler(logits), record.emit)
+
+    def deliver(self, seq: _Sequence, token: int, emit: float) -> bool:
+        """Hand ``seq``'s next sampled ``token``, emitted at emulated time ``emit``, to its
+        stream; finish and close the sequence when it ends there (True)."""
+        e = self.engine
+        pipeline = e.pipeline
         with self.cond:
-            self.now = max(self.now, record.emit)
-        t = record.emit - seq.arrival
+            self.now = max(self.now, emit)
+        t = emit - seq.arrival
         if seq.first_emit is None:
             seq.first_emit = t
         seq.last_emit = t
-        token = seq.sampler(logits)
         seq.last_token = token
+        seq.tokens.append(token)
         seq.generated += 1
         finish = None
         if e.tokenizer.is_end_of_turn(token):
@@ -194,12 +219,15 @@ class _Runner:
         counted = 0 if e.tokenizer.is_end_of_turn(token) else 1
         seq.output_tokens += counted
         seq.out.put((t, TextDelta(text, tokens=counted)))
-        if finish is None and pipeline.context_len(seq.id) >= pipeline.context:
+        # The positions a step-by-step decode would hold now: all tokens but this last one
+        # (a speculative step has already cached some of the tokens it delivers next).
+        if finish is None and len(seq.tokens) - 1 >= pipeline.context:
             finish = "length"
         if finish is not None:
             self._finish(seq, finish, t)
             with self.cond:
                 self._close(seq)
+        return finish is not None
 
     def _finish(self, seq: _Sequence, reason: str, t: float) -> None:
         e = self.engine
@@ -225,6 +253,7 @@ class _Runner:
                     timing_target=e.timing_target,
                     arrival_s=seq.arrival,
                     end_s=seq.arrival + t,
+                    speculative=seq.spec.as_dict() if seq.spec is not None else None,
                 ),
             )
         )
@@ -270,6 +299,9 @@ class WaferEngine:
         self._runner: _Runner | None = None
         self._path: Any = None  # the GGUF file, once loaded
         self._load_lock = threading.Lock()
+        self.spec = spec_settings(name, settings)
+        self.draft: Any = None  # the draft model's numerics (speculative = "draft")
+        self.draft_timing: Any = None  # its timing model, placed on the same hardware
 
     # --- loading -------------------------------------------------------------------------
 
@@ -315,6 +347,7 @@ class WaferEngine:
     def _load_sync(self, progress: ProgressCallback | None) -> None:
         from tedchat.wafer import host_speed
         from tedchat.wafer.numerics import Model, blas_threads
+        from tedchat.wafer.shared_weights import shared_weights
         from tedchat.wafer.stages import Pipeline
         from tedchat.wafer.timing import TimingModel
         from tedchat.wafer.tokenizer import Tokenizer
@@ -331,7 +364,8 @@ class WaferEngine:
                     progress(LoadProgress("dequantizing weights", done / total if total else None))
 
             with blas_threads(self.threads()):
-                model = Model.load(path, context=self.settings["context"], progress=report)
+                # Engines on one GGUF share its weights; the model (RoPE tables) is this one's.
+                model = Model(shared_weights(path, progress=report), self.settings["context"])
             if self.timing_target or placement.mode != "pipeline":
                 ranges = Pipeline.split(len(model.layers), placement.n_stages)
             else:
@@ -340,6 +374,8 @@ class WaferEngine:
                     for s in placement.systems
                     if s.first_layer is not None and s.last_layer is not None
                 ]
+            if self.spec is not None and self.spec.mode == "draft":
+                self._load_draft(placement)
             self.placement = placement
             self.timing = TimingModel(placement)
             self.pipeline = Pipeline(model, ranges, self.settings["context"])
@@ -361,6 +397,38 @@ class WaferEngine:
             raise EngineError(f"{self.name}: pace speeds are known once the engine is loaded")
         emulated = self.timing.predict(prompt_tokens=64, output_tokens=256).decode_tokens_per_s
         return PaceSpeeds(bool(self.settings["pace"]), emulated, host)
+
+    def _load_draft(self, target: Any) -> None:
+        """The draft GGUF (same tokenizer, checked), its numerics and its timing model: laid
+        out by the placement planner on the target's hardware and charged beside it."""
+        from tedchat.wafer.hardware import get_hardware
+        from tedchat.wafer.numerics import Model
+        from tedchat.wafer.placement import plan
+        from tedchat.wafer.shapes import shape_from_gguf
+        from tedchat.wafer.shared_weights import shared_weights
+        from tedchat.wafer.speculative import DraftModel, check_same_tokenizer
+        from tedchat.wafer.timing import TimingModel
+        from tedchat.wafer.tokenizer import Tokenizer
+
+        assert self.spec is not None
+        path = resolve_model(self.spec.draft_model)
+        draft_tokenizer = Tokenizer(path)
+        try:
+            check_same_tokenizer(self.tokenizer, draft_tokenizer, path)
+        finally:
+            draft_tokenizer.close()
+        placed = plan(
+            shape_from_gguf(path),
+            get_hardware(self.settings["hardware"]),
+            None,
+            context=self.settings["context"],
+            sequences=self.settings["sequences"],
+            precision=self.settings["precision"],
+        )
+        if not placed.fits:
+            raise EngineUnavailable(f"{self.name}: the draft model does not fit: {placed.reason}")
+        self.draft_timing = TimingModel(placed)
+        self.draft = DraftModel(Model(shared_weights(path), self.settings["context"]))
 
     async def status(self) -> EngineStatus:
         try:
@@ -405,6 +473,7 @@ class WaferEngine:
     async def close(self) -> None:
         self.pipeline = None
         self._runner = None
+        self.draft = None
 
     # --- generation ----------------------------------------------------------------------
 

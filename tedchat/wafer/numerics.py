@@ -38,6 +38,38 @@ F32 = np.float32
 # while keeping the projections large GEMMs.
 PREFILL_CHUNK = 256
 
+#: Calls of at most this many rows (a decode step, a speculative verify of k+1 tokens, one
+#: token of each of B sequences) compute every row exactly as a lone row: see :func:`product`.
+ROW_INVARIANT_ROWS = 16
+
+
+def product(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``x @ w`` (``x`` ``[T, in]`` float32, ``w`` ``[in, out]``), row-invariant for small T.
+
+    NumPy sends a one-row product to a GEMV and a many-row product to a GEMM, and the two sum
+    each output in different orders, so a row's result would depend on how many rows came
+    with it. Here, when ``T <= ROW_INVARIANT_ROWS``, every row is computed by the same call: a
+    vector-matrix product of that one contiguous row with ``w`` into one contiguous output row
+    (``np.matmul(x[i], w, out=y[i])``, a GEMV). A row's result is then a function of that row
+    and ``w`` alone: the call, its shapes, strides and BLAS thread count are the same whether
+    the row came alone (decode), as one of the k+1 rows of a speculative verify, or as one of
+    B sequences' rows of a batched decode; rows never meet. Alone, this is exactly the call
+    decode always made, so single-sequence decode costs nothing more; T rows read ``w`` T
+    times (from cache after the first), which on this 2-core host costs about what a T-row
+    GEMM does up to T = 4 and more beyond (docs: ``benchmarks/wafer_row_invariance.py``).
+
+    Larger T (prompt chunks) run as one GEMM: prompt rows need no such promise, and a row at a
+    time would make prefill many times slower.
+    """
+    n = x.shape[0]
+    if n > ROW_INVARIANT_ROWS:
+        return x @ w
+    x = np.ascontiguousarray(x)
+    y = np.empty((n, w.shape[1]), dtype=F32)
+    for i in range(n):
+        np.matmul(x[i], w, out=y[i])
+    return y
+
 
 @contextlib.contextmanager
 def blas_threads(n: int) -> Iterator[None]:
@@ -293,8 +325,8 @@ class Layer:
 
     def _product(self, x: np.ndarray, name: str) -> np.ndarray:
         """``x`` times the weight matrix called ``name`` (``wqkv``, ``wo``, ``w_gate_up``,
-        ``w_down``)."""
-        return x @ getattr(self, name)
+        ``w_down``); row-invariant for small calls (:func:`product`)."""
+        return product(x, getattr(self, name))
 
     def _check_room(self, kv: KVCache, start: int, n: int) -> None:
         have = kv.lengths.get(self.index)
@@ -315,7 +347,12 @@ class Layer:
     ) -> np.ndarray:
         """Grouped-query attention of T queries at ``start..`` over cached positions ``0..end``.
 
-        Stores k and v in ``kv`` and scales ``q`` in place.
+        Stores k and v in ``kv`` and scales ``q`` in place. Calls of at most
+        :data:`ROW_INVARIANT_ROWS` rows attend one query row at a time over exactly its own keys
+        (:meth:`_attend_row`): a masked multi-row softmax would sum over the masked zeros too,
+        and NumPy's pairwise sums and the score products group their terms by the length and
+        row count, so a verify row would not equal the same row decoded alone. Bigger calls
+        (prompt chunks) attend as one masked product.
         """
         cfg = self.config
         nkv, hd = cfg.n_kv_heads, cfg.head_dim
@@ -327,6 +364,11 @@ class Layer:
         kc[start:end] = k
         vc[start:end] = v
         kv.lengths[self.index] = end
+        if t <= ROW_INVARIANT_ROWS:
+            out = np.empty((t, cfg.q_dim), dtype=F32)
+            for i in range(t):
+                out[i] = self._attend_row(q[i], kc, vc, start + i)
+            return out
 
         # [T, kv_head, group, d] -> [kv_head, group*T, d]: each kv head serves its group's
         # queries in one matrix product.
@@ -340,6 +382,22 @@ class Layer:
         scores /= scores.sum(axis=-1, keepdims=True)
         out = scores @ vc[:end].transpose(1, 0, 2)  # [kv_head, group*T, d]
         return out.reshape(nkv, g, t, hd).transpose(2, 0, 1, 3).reshape(t, cfg.q_dim)
+
+    def _attend_row(
+        self, q: np.ndarray, kc: np.ndarray, vc: np.ndarray, position: int
+    ) -> np.ndarray:
+        """One (scaled) query row ``[q_dim]`` at ``position`` over cached keys ``0..position``:
+        the same operations on the same shapes whichever call the row came in."""
+        cfg = self.config
+        nkv = cfg.n_kv_heads
+        end = position + 1
+        qg = np.ascontiguousarray(q).reshape(nkv, cfg.n_heads // nkv, cfg.head_dim)
+        scores = qg @ kc[:end].transpose(1, 2, 0)  # [kv_head, group, end]
+        scores -= scores.max(axis=-1, keepdims=True)
+        np.exp(scores, out=scores)
+        scores /= scores.sum(axis=-1, keepdims=True)
+        out = scores @ vc[:end].transpose(1, 0, 2)  # [kv_head, group, d]
+        return out.reshape(cfg.q_dim)
 
 
 class Model:
@@ -411,8 +469,9 @@ class Model:
         return self.weights.embedding_rows(ids)
 
     def final_norm_and_logits(self, h: np.ndarray) -> np.ndarray:
-        """Logits ``[T, vocab]`` float32 from last-layer hidden states ``[T, hidden]``."""
-        return rms_norm(h, self.output_norm, self._eps) @ self.output
+        """Logits ``[T, vocab]`` float32 from last-layer hidden states ``[T, hidden]``
+        (row-invariant for small calls, :func:`product`)."""
+        return product(rms_norm(h, self.output_norm, self._eps), self.output)
 
     # ------------------------------------------------------------------ whole-model passes
 

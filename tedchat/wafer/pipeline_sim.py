@@ -133,6 +133,13 @@ class PipelineScheduler:
             raise ValueError("no sequences to choose from")
         return min(candidates, key=lambda s: (self._ready[s], self._served[s], self._order[s]))
 
+    def wait(self, seq_id: Hashable, seconds: float) -> None:
+        """Hold ``seq_id``'s next step back by ``seconds`` of work done off the stages (a
+        speculative draft model decoding beside them); other sequences' steps are not held."""
+        if seconds < 0:
+            raise ValueError("cannot wait a negative time")
+        self._ready[seq_id] += seconds
+
     def step(
         self, seq_id: Hashable, kind: StepKind, n_tokens: int = 1, context_len: int = 1
     ) -> StepRecord:

@@ -17,6 +17,13 @@ SETTINGS: dict[str, Any] = {
     "pace": False,  # release tokens at their emulated times
     "timing_target": "",  # a preset whose timing is emulated; `model` is then a stand-in
     "threads": 0,  # NumPy threads; 0 = this engine's share of [runtime] threads
+    # Speculative decoding on the emulated hardware (tedchat.wafer.speculative): "off",
+    # "prompt-lookup" (drafts from n-grams of the context, free to draft) or "draft" (a GGUF
+    # with the same tokenizer, draft_model, placed beside the target). The text is the same.
+    "speculative": "off",
+    "draft_model": "",  # for "draft": a registry name or GGUF path
+    "draft_tokens": 4,  # k: tokens drafted per step (1..15)
+    "alpha": 0.0,  # assumed per-token acceptance, only for "draft" with a timing_target
 }
 
 

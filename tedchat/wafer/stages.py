@@ -105,8 +105,16 @@ class Pipeline:
             stage.close(seq_id)
         self.positions.pop(seq_id, None)
 
-    def run(self, seq_id: Hashable, token_ids: Sequence[int], chunk: int = 256) -> np.ndarray:
-        """Append ``token_ids`` to the sequence; return the last position's logits ``[vocab]``.
+    def run(
+        self,
+        seq_id: Hashable,
+        token_ids: Sequence[int],
+        chunk: int = 256,
+        *,
+        all_logits: bool = False,
+    ) -> np.ndarray:
+        """Append ``token_ids`` to the sequence; return the last position's logits ``[vocab]``,
+        or with ``all_logits`` every position's ``[T, vocab]`` (a speculative verify).
 
         A prompt runs in chunks, each chunk's activations passing every stage in turn.
         """
@@ -118,16 +126,27 @@ class Pipeline:
                 f"{self.context} tokens"
             )
         h = None
+        outs = []
         try:
             for c0 in range(0, ids.size, chunk):
                 h = self.model.embed(ids[c0 : c0 + chunk])  # stage 0 holds the embeddings
                 for stage in self.stages:
                     h = stage.forward(seq_id, h, start + c0, self._at)
+                if all_logits:
+                    outs.append(self.model.final_norm_and_logits(h))
         finally:
             self.active = None
         self.positions[seq_id] = start + ids.size
         assert h is not None
+        if all_logits:
+            return np.concatenate(outs, axis=0)
         return self.model.final_norm_and_logits(h[-1:])[0]  # the last stage holds the head
+
+    def truncate(self, seq_id: Hashable, n: int) -> None:
+        """Keep the sequence's first ``n`` positions in every stage (drop rejected drafts)."""
+        for stage in self.stages:
+            stage.caches[seq_id].truncate(n)
+        self.positions[seq_id] = min(self.positions[seq_id], n)
 
     def _at(self, stage: int, layer: int) -> None:
         self.active = (stage, layer)

@@ -28,6 +28,7 @@ from tedchat.tui.screens.help import binding_rows, unknown_keymap_ids
 from tedchat.tui.screens.params import parse_params
 from tedchat.tui.widgets.compare_summary import PaneResult, summary_table, time_to_last_token
 from tedchat.tui.widgets.messages import code_blocks
+from tedchat.tui.widgets.status_bar import figures_content
 
 # --- context trimming ------------------------------------------------------------------------
 
@@ -99,7 +100,20 @@ def test_stored_reply_shows_the_same_figures_line_as_live(tmp_path: Path) -> Non
         meter.observe(TextDelta(f"t{i}", tokens=1), t)
     meter.observe(Usage(prompt_tokens=5, output_tokens=4), 0.41)
     meter.observe(
-        EmulatedTimings(hardware="CS-3", systems=4, ttft_s=0.01, output_tokens_per_s=2000.0),
+        EmulatedTimings(
+            hardware="CS-3",
+            systems=4,
+            ttft_s=0.01,
+            output_tokens_per_s=2000.0,
+            speculative={
+                "mode": "prompt-lookup",
+                "draft_tokens": 4,
+                "drafted": 20,
+                "accepted": 15,
+                "acceptance_rate": 0.75,
+                "tokens_per_step": 3.5,
+            },
+        ),
         0.41,
     )
     meter.observe(Done("stop"), 0.42)
@@ -118,6 +132,10 @@ def test_stored_reply_shows_the_same_figures_line_as_live(tmp_path: Path) -> Non
     assert exchange.reply.metrics is not None
     assert format_metrics_line(exchange.reply.metrics) == format_metrics_line(live)
     assert "emulated 4x CS-3" in format_metrics_line(exchange.reply.metrics)
+    # The status bar's emulated part carries the speculation, stored replies included.
+    shown = figures_content(exchange.reply.metrics).plain
+    assert "◆ emulated 4x CS-3" in shown
+    assert "prompt-lookup k=4: 15/20 accepted (75%), 3.5 tok/step" in shown
 
 
 def test_params_round_trip_and_ignore_junk() -> None:
