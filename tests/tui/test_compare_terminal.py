@@ -58,3 +58,17 @@ def test_compare_of_wafer_engines_draws_the_first_text_within_a_minute(tmp_path:
         assert done is not None, tmux.capture()
         rows = re.findall(r"· smollm2 .* 20 .* length", done.screen)  # the summary's rows
         assert len(rows) == len(ENGINES), done.screen
+
+
+def test_the_wafer_pane_finishes_first_at_its_emulated_time_from_the_race_start() -> None:
+    """Acceptance (issue 15): ``compare wafer-70b gpu-70b``, one prompt, default options: the
+    wafer pane's last line shows before the GPU pane's, and each pane's finish on screen,
+    counted from the race start, is within 25% of its emulated time.
+    ``benchmarks/compare_race.py`` measures the same over several runs (medians)."""
+    from compare_race import ENGINES, race_once
+
+    run = race_once(max_tokens=300)  # long enough that a frame (33 ms) is well inside 25%
+    wafer, gpu = ENGINES
+    assert run.screen_s[wafer] < run.screen_s[gpu], run
+    for engine in ENGINES:
+        assert 0.75 <= run.ratio(engine) <= 1.25, (engine, run)
