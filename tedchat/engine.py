@@ -16,11 +16,11 @@ worker between tokens when the consumer goes away.
 
 What an engine can do beyond streaming is *declared*, never probed: ``engine.capabilities`` is a
 :class:`Capabilities`, and each optional feature has a typed protocol here (:class:`Recorder`,
-:class:`HasFloorplan`, :class:`ModelLister`, :class:`CacheResetting`, :class:`HasTokenIds`).
-Callers read the declaration through :func:`capabilities_of` and reach the feature through its
-accessor (:func:`as_recorder`, ...), which checks the declaration. An engine that sets no
-``capabilities`` (plugins written before it existed) offers nothing optional:
-``Capabilities()``. :mod:`tedchat.testing` checks that declarations and members agree.
+:class:`Paced`, :class:`HasFloorplan`, :class:`ModelLister`, :class:`CacheResetting`,
+:class:`HasTokenIds`). Callers read the declaration through :func:`capabilities_of` and reach
+the feature through its accessor (:func:`as_recorder`, ...), which checks the declaration. An
+engine that sets no ``capabilities`` (plugins written before it existed) offers nothing
+optional: ``Capabilities()``. :mod:`tedchat.testing` checks that declarations and members agree.
 """
 
 from __future__ import annotations
@@ -265,6 +265,10 @@ class Capabilities:
     #: :class:`Recorder`: ``record()`` computes a whole answer with each event's own time
     #: (an emulated clock), used for replays.
     record: bool = False
+    #: :class:`Paced`: ``pace_speeds()`` says whether the engine releases tokens at emulated
+    #: times and how fast that is beside this machine's own speed for the model (compare's
+    #: race start prepares a pane first when the host is the slower).
+    pace: bool = False
     #: :class:`HasFloorplan`: ``floorplan()`` and ``activity()`` for the TUI's floorplan view.
     floorplan: bool = False
     #: :class:`ModelLister`: ``list_models()`` says which models the engine can serve.
@@ -335,10 +339,37 @@ class Recorder(Protocol):
     """``Capabilities.record``: answers computed ahead, each event with its own time."""
 
     async def record(
-        self, messages: Sequence[Message], params: GenerationParams
+        self,
+        messages: Sequence[Message],
+        params: GenerationParams,
+        progress: Callable[[int], None] | None = None,
     ) -> list[tuple[float, Event]]:
         """The whole answer as ``(seconds since the request, event)`` pairs, on the engine's
-        own (e.g. emulated) clock, computed as fast as possible."""
+        own (e.g. emulated) clock, computed as fast as possible. ``progress``, when given, is
+        called with the output tokens made so far (from any thread)."""
+        ...
+
+
+@dataclass(frozen=True)
+class PaceSpeeds:
+    """An emulated-clock engine's speeds (:class:`Paced`).
+
+    ``paced``: tokens are released at their emulated times (else as fast as they are made).
+    ``emulated_tokens_per_s``: the emulated hardware's decode speed for one answer.
+    ``host_tokens_per_s``: this machine's measured speed making the text of the engine's model
+    (None: not measured yet).
+    """
+
+    paced: bool
+    emulated_tokens_per_s: float
+    host_tokens_per_s: float | None
+
+
+class Paced(Protocol):
+    """``Capabilities.pace``: an emulated clock whose live pacing may outrun this machine."""
+
+    def pace_speeds(self) -> PaceSpeeds:
+        """The engine's speeds (call after ``load``: the host figure is measured there)."""
         ...
 
 
@@ -431,6 +462,7 @@ def declaration_problems(engine: object) -> list[str]:
         problems.append(f"context_size must be a positive int or None, not {caps.context_size!r}")
     features = (
         ("record", caps.record, ("record",), True),
+        ("pace", caps.pace, ("pace_speeds",), True),
         ("floorplan", caps.floorplan, ("floorplan", "activity"), True),
         ("list_models", caps.list_models, ("list_models",), True),
         ("cache_reset", caps.cache_reset, ("reset_cache",), True),
@@ -461,6 +493,13 @@ def as_recorder(engine: Engine) -> Recorder:
     if not capabilities_of(engine).record:
         raise _undeclared(engine, "record")
     return cast(Recorder, engine)
+
+
+def as_paced(engine: Engine) -> Paced:
+    """``engine`` as a :class:`Paced`; EngineUnavailable unless it declares ``pace``."""
+    if not capabilities_of(engine).pace:
+        raise _undeclared(engine, "pace speeds")
+    return cast(Paced, engine)
 
 
 def as_floorplan(engine: Engine) -> HasFloorplan:

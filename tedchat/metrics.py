@@ -61,6 +61,9 @@ class StreamMetrics:
     tool_s: float = 0.0
     #: Model steps in the turn (1 without tool calls).
     steps: int = 1
+    #: Seconds the answer was computed before compare's race start (a prepared pane; None:
+    #: it ran live). Not part of TTFT or tokens/s, which count from the race start.
+    prepare_s: float | None = None
 
     @property
     def approximate(self) -> bool:

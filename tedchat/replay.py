@@ -25,6 +25,7 @@ from tedchat.engine import (
     Event,
     GenerationParams,
     Message,
+    TextDelta,
     as_recorder,
     capabilities_of,
 )
@@ -33,16 +34,24 @@ Recording = list[tuple[float, Event]]
 
 
 async def record(
-    engine: Engine, messages: Sequence[Message], params: GenerationParams
+    engine: Engine,
+    messages: Sequence[Message],
+    params: GenerationParams,
+    progress: Callable[[int], None] | None = None,
 ) -> Recording:
-    """The engine's whole answer with each event's time since the request."""
+    """The engine's whole answer with each event's time since the request; ``progress`` is
+    told the output tokens made so far."""
     if capabilities_of(engine).record:
-        return await as_recorder(engine).record(messages, params)
+        return await as_recorder(engine).record(messages, params, progress)
     await engine.load()
     out: Recording = []
     t0 = time.monotonic()
+    tokens = 0
     async for event in engine.stream(messages, params):
         out.append((time.monotonic() - t0, event))
+        if progress is not None and isinstance(event, TextDelta) and event.text:
+            tokens += event.tokens or 1
+            progress(tokens)
     return out
 
 
@@ -77,9 +86,14 @@ class ReplayEngine:
         self.sleep = sleep
         self.recording: Recording | None = None
 
-    async def prepare(self, messages: Sequence[Message], params: GenerationParams) -> None:
+    async def prepare(
+        self,
+        messages: Sequence[Message],
+        params: GenerationParams,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
         """Compute the answer now, so that playing it later costs nothing."""
-        self.recording = await record(self.source, messages, params)
+        self.recording = await record(self.source, messages, params, progress)
 
     async def load(self, progress: Any = None) -> None:
         await self.source.load(progress)

@@ -64,6 +64,7 @@ from tedchat.engine import (
     stream_from_thread,
 )
 from tedchat.errors import ConfigError, EngineError, ModelFormatError, TedchatError
+from tedchat.llama_streams import LLAMA_PROCESS_LOCK
 from tedchat.models.prompt_formats import (
     CHAT_TEMPLATE,
     PLAIN_FORMATS,
@@ -249,27 +250,30 @@ class LlamaCppEngine:
                 from llama_cpp import Llama
             except ImportError as exc:  # pragma: no cover - a broken install
                 raise EngineError(f"llama-cpp-python is not installed: {exc}") from exc
-            _route_llama_logs()
             threads = self.threads()
-            try:
-                counter = self._draft_counter(draft_info, threads)
-                # A draft model makes llama-cpp-python keep every position's logits
-                # (logits_all): counted in the memory check above. It must be asked for
-                # explicitly too: llama-cpp-python sizes its logits array by the argument
-                # (n_batch rows without it), and a prompt past 512 tokens then overflows it.
-                llm = Llama(
-                    model_path=str(path),
-                    n_ctx=self.settings["n_ctx"],
-                    n_threads=threads,
-                    n_threads_batch=threads,
-                    n_gpu_layers=self.settings["n_gpu_layers"],
-                    flash_attn=self.settings["flash_attn"],
-                    draft_model=counter,
-                    logits_all=counter is not None,
-                    verbose=False,
-                )
-            except (ValueError, RuntimeError) as exc:
-                raise ModelFormatError(f"llama.cpp could not load {path}: {exc}") from exc
+            # One thread at a time (tedchat.llama_streams): a quiet load points fds 1 and 2
+            # at /dev/null and back, which two loads at once can leave on /dev/null.
+            with LLAMA_PROCESS_LOCK:
+                _route_llama_logs()
+                try:
+                    counter = self._draft_counter(draft_info, threads)
+                    # A draft model makes llama-cpp-python keep every position's logits
+                    # (logits_all): counted in the memory check above. It must be asked for
+                    # explicitly too: llama-cpp-python sizes its logits array by the argument
+                    # (n_batch rows without it), and a prompt past 512 tokens then overflows it.
+                    llm = Llama(
+                        model_path=str(path),
+                        n_ctx=self.settings["n_ctx"],
+                        n_threads=threads,
+                        n_threads_batch=threads,
+                        n_gpu_layers=self.settings["n_gpu_layers"],
+                        flash_attn=self.settings["flash_attn"],
+                        draft_model=counter,
+                        logits_all=counter is not None,
+                        verbose=False,
+                    )
+                except (ValueError, RuntimeError) as exc:
+                    raise ModelFormatError(f"llama.cpp could not load {path}: {exc}") from exc
             self._counter = counter
             self._formatter = self._chat_formatter(llm, info) if fmt == CHAT_TEMPLATE else None
             self._template_tools = self._formatter is not None and template_knows_tools(

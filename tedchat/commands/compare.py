@@ -13,9 +13,13 @@ DESCRIPTION = """\
 Open the side-by-side screen: every prompt goes to all the engines at once, each answer streams
 in its own pane with its own live TTFT and tokens/s, and a table compares them when all are
 done (the winner of each figure marked). Local engines share the machine's thread budget.
---replay computes every answer first, then plays them from a common start, each token at its
-emulated time (engines without an emulated clock replay as they streamed): the way to see
-emulated hardware that is faster than this machine can make the text.
+The race start: a paced pane whose emulated hardware streams faster than this machine can
+make the text (its tokens/s, measured when the engine loads) prepares first: its answer is
+computed, shown as "preparing N%". Then every pane starts on one instant: prepared panes play
+each token at its emulated time, live engines get their request then; TTFT and tokens/s count
+from that start, the preparation time is shown (and stored) apart. Esc cancels a preparation.
+--replay prepares every pane (engines without an emulated clock replay as they streamed);
+--live prepares none (paced panes then show this machine's speed).
 --preset NAME applies [presets.NAME]'s system prompt, sampling and tools (not its engine).
 Engines with prices (price_input_per_mtok, price_output_per_mtok) get a cost column.
 When the answers are in, F3 continues the conversation in chat with the pane you pick (its
@@ -34,10 +38,16 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("engines", nargs="+", metavar="ENGINE", help="2 to 4 engine names")
-    p.add_argument(
+    pacing = p.add_mutually_exclusive_group()
+    pacing.add_argument(
         "--replay",
         action="store_true",
-        help="compute the answers first, then play them from a common start on their clocks",
+        help="prepare every pane: compute the answers first, then play them from the race start",
+    )
+    pacing.add_argument(
+        "--live",
+        action="store_true",
+        help="prepare no pane: every engine streams live from the race start",
     )
     p.add_argument(
         "--blind",
@@ -77,6 +87,7 @@ def app_options(args: argparse.Namespace, context: Any) -> dict[str, Any]:
     return {
         "compare": list(args.engines),
         "replay": args.replay,
+        "live": args.live,
         "theme": getattr(args, "theme", None),
         "params": ui_params(args),
         "system": args.system or "",

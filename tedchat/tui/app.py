@@ -100,6 +100,7 @@ class TedchatApp(App[int]):
         blind: bool = False,
         seed: int | None = None,
         preset: str | None = None,
+        live: bool = False,
         params: GenerationParams | None = None,
         system: str = "",
         clock_for: Callable[[Engine], Clock] | None = None,
@@ -118,6 +119,7 @@ class TedchatApp(App[int]):
         self.blind = blind  # compare --blind / tedchat arena: the ArenaScreen
         self.seed = seed
         self.preset = preset
+        self.live = live
         self.preload = preload
         self.history = History(
             self.settings,
@@ -207,6 +209,7 @@ class TedchatApp(App[int]):
                         seed=self.seed,
                         preset=self.preset,
                         replay=self.replay,
+                        live=self.live,
                         params=services.initial_params,
                         system=services.initial_system,
                     )
@@ -217,6 +220,7 @@ class TedchatApp(App[int]):
                         services,
                         self.compare_engines,
                         replay=self.replay,
+                        live=self.live,
                         params=services.initial_params,
                         system=services.initial_system,
                     )

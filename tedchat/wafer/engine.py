@@ -36,6 +36,7 @@ from tedchat.engine import (
     LoadProgress,
     Message,
     Notice,
+    PaceSpeeds,
     ProgressCallback,
     Runtime,
     StopCheck,
@@ -287,7 +288,7 @@ class WaferEngine:
         self.timing_target: str | None = settings["timing_target"] or None
         self.hardware_name = settings["hardware"]
         self.capabilities = Capabilities(
-            record=True, floorplan=True, context_size=int(settings["context"])
+            record=True, pace=True, floorplan=True, context_size=int(settings["context"])
         )
         self.clock = clock
         self.sleep = sleep
@@ -296,6 +297,7 @@ class WaferEngine:
         self.timing: Any = None
         self.placement: Any = None
         self._runner: _Runner | None = None
+        self._path: Any = None  # the GGUF file, once loaded
         self._load_lock = threading.Lock()
         self.spec = spec_settings(name, settings)
         self.draft: Any = None  # the draft model's numerics (speculative = "draft")
@@ -343,6 +345,7 @@ class WaferEngine:
             await asyncio.to_thread(self._load_sync, progress)
 
     def _load_sync(self, progress: ProgressCallback | None) -> None:
+        from tedchat.wafer import host_speed
         from tedchat.wafer.numerics import Model, blas_threads
         from tedchat.wafer.shared_weights import shared_weights
         from tedchat.wafer.stages import Pipeline
@@ -377,8 +380,23 @@ class WaferEngine:
             self.timing = TimingModel(placement)
             self.pipeline = Pipeline(model, ranges, self.settings["context"])
             self._runner = _Runner(self)
+            self._path = path
+            if progress:
+                progress(LoadProgress("measuring this machine's speed", None))
+            with blas_threads(self.threads()):
+                host_speed.measure(path, self.pipeline, self.tokenizer.bos_id)
             if progress:
                 progress(LoadProgress("ready", 1.0))
+
+    def pace_speeds(self) -> PaceSpeeds:
+        """Paced or not, the emulated decode speed and this machine's (measured at load)."""
+        from tedchat.wafer import host_speed
+
+        host = host_speed.host_tokens_per_s(self._path) if self._path is not None else None
+        if self.timing is None:
+            raise EngineError(f"{self.name}: pace speeds are known once the engine is loaded")
+        emulated = self.timing.predict(prompt_tokens=64, output_tokens=256).decode_tokens_per_s
+        return PaceSpeeds(bool(self.settings["pace"]), emulated, host)
 
     def _load_draft(self, target: Any) -> None:
         """The draft GGUF (same tokenizer, checked), its numerics and its timing model: placed
@@ -477,11 +495,34 @@ class WaferEngine:
         ):
             yield event
 
-    async def record(self, messages: Sequence[Message], params: GenerationParams) -> list[Timed]:
-        """The whole answer with each event's emulated time, computed as fast as possible."""
+    async def record(
+        self,
+        messages: Sequence[Message],
+        params: GenerationParams,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[Timed]:
+        """The whole answer with each event's emulated time, computed as fast as possible;
+        ``progress`` is told the output tokens made so far (from the runner's thread)."""
         await self.load()
         ids, params = self._prompt(messages, params)
-        return await asyncio.to_thread(lambda: list(self._timed(ids, params, lambda: False)))
+
+        stop = threading.Event()  # set when the caller stops waiting (Esc): the runner stops
+
+        def run() -> list[Timed]:
+            out: list[Timed] = []
+            tokens = 0
+            for item in self._timed(ids, params, stop.is_set):
+                out.append(item)
+                if progress is not None and isinstance(item[1], TextDelta):
+                    tokens += item[1].tokens or 0
+                    progress(tokens)
+            return out
+
+        try:
+            return await asyncio.to_thread(run)
+        except asyncio.CancelledError:
+            stop.set()
+            raise
 
     def _timed(
         self, ids: list[int], params: GenerationParams, should_stop: StopCheck

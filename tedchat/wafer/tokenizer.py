@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tedchat.errors import WaferModelError
+from tedchat.llama_streams import LLAMA_PROCESS_LOCK
 
 # Known end-of-turn spellings, checked in addition to what llama.cpp marks end-of-generation.
 _END_OF_TURN_TEXTS = ("<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<end_of_turn>", "<|end|>")
@@ -108,7 +109,8 @@ class Tokenizer:
         if not self.path.is_file():
             raise WaferModelError(f"model file not found: {self.path}")
         try:
-            with quiet_llama_logs():
+            # One thread at a time: the quiet load swaps process-wide fds and the log callback.
+            with LLAMA_PROCESS_LOCK, quiet_llama_logs():
                 self._llm = llama_cpp.Llama(str(self.path), vocab_only=True, verbose=False)
         except (ValueError, RuntimeError, OSError) as e:
             raise WaferModelError(

@@ -137,7 +137,9 @@ def reference_llama(
     import llama_cpp
 
     kv_type = llama_cpp.GGML_TYPE_F32 if float32_kv else None  # None: llama.cpp's default
-    with plain_cpu_buffers(), quiet_llama_logs():
+    from tedchat.llama_streams import LLAMA_PROCESS_LOCK
+
+    with LLAMA_PROCESS_LOCK, plain_cpu_buffers(), quiet_llama_logs():
         return llama_cpp.Llama(
             str(model_path),
             n_ctx=n_ctx,

@@ -1,9 +1,10 @@
 """Side by side: one prompt to 2-4 engines at once, each streaming in its own pane.
 
-All engines are loaded first, then every answer starts in the same event-loop step, so no
-engine's TTFT includes another's load. Local engines running together share the machine's
-thread budget: ``runtime.local_engines_at_once`` is set to how many of them are local before
-they load or run, and restored when the screen closes.
+All engines are loaded first; a pane whose emulated hardware outruns this machine prepares
+its answer (:mod:`tedchat.race`); then every answer starts in the same event-loop step, the race
+start, so no engine's TTFT includes another's load or preparation. Local engines running
+together share the machine's thread budget: ``runtime.local_engines_at_once`` is set to how
+many of them are local before they load or run, and restored when the screen closes.
 
 Each pane's answer runs through :func:`tedchat.tui.live.stream_answer` like the chat screen's,
 all drawn on one frame clock. When all have finished, a summary table compares their figures.
@@ -30,6 +31,7 @@ from tedchat.conversation import engine_context_tokens
 from tedchat.engine import Engine, GenerationParams, Message, capabilities_of
 from tedchat.errors import EngineError, HistoryError, TedchatError
 from tedchat.gauges import measure_context, reply_cost
+from tedchat.race import Mode, PreparedRecorder, Race
 from tedchat.session import Turn, TurnHistory
 from tedchat.tui.live import FrameClock, stream_answer
 from tedchat.tui.loader import LoadState
@@ -69,6 +71,7 @@ class CompareScreen(Screen[None]):
         engine_names: list[str],
         *,
         replay: bool = False,
+        live: bool = False,
         params: GenerationParams | None = None,
         system: str = "",
     ) -> None:
@@ -78,6 +81,8 @@ class CompareScreen(Screen[None]):
         self.services = services
         self.engine_names = list(engine_names)
         self.replay = replay
+        # tedchat.race: prepare when needed (auto), always (--replay) or never (--live).
+        self.mode: Mode = "replay" if replay else "live" if live else "auto"
         self.params = params or GenerationParams()
         self.system = system
         self.frame_clock = FrameClock(self)
@@ -210,8 +215,10 @@ class CompareScreen(Screen[None]):
                 continue
             ready.append((pane, view, engine))
         messages = self._messages(prompt)
-        if self.replay:
-            ready = await self._prepare_replays(ready, messages)
+        race = Race([engine for _p, _v, engine in ready], self.mode)
+        if race.prepares:
+            ready = await self._prepare(race, ready, messages)
+        prepare_s = {id(e.engine): e.prepare_s for e in race.entrants}
         if services.tools is not None and any(capabilities_of(e).tools for _p, _v, e in ready):
             for line in await services.tools_ready():  # MCP servers still starting
                 self._notice(line)
@@ -226,6 +233,14 @@ class CompareScreen(Screen[None]):
         jobs = []
         for pane, view, engine in ready:
             recorder = services.reply_recorder(await history.begin_reply(engine))
+            prepared = prepare_s.get(id(engine))
+            if prepared is not None:
+                view.add_notice(
+                    f"prepared in {prepared:.1f} s before the race start "
+                    "(TTFT and tok/s count from the start)"
+                )
+                if recorder is not None:
+                    recorder = PreparedRecorder(recorder, prepared)
             turn = Turn(engine, messages, self.params, clock=services.clock_for(engine))
             jobs.append(
                 (
@@ -244,7 +259,8 @@ class CompareScreen(Screen[None]):
                     ),
                 )
             )
-        # Every answer starts in this same step: a fair start for TTFT.
+        # The race start: every answer starts in this same step (prepared panes play from
+        # here, live engines get their request now), a fair start for TTFT.
         try:
             results = await asyncio.gather(*(job for _p, _t, job in jobs), return_exceptions=True)
         except asyncio.CancelledError:
@@ -253,26 +269,39 @@ class CompareScreen(Screen[None]):
             raise
         self._summarise(jobs, list(results))
 
-    async def _prepare_replays(
-        self, ready: list[tuple[ComparePane, Any, Engine]], messages: list[Message]
+    async def _prepare(
+        self, race: Race, ready: list[tuple[ComparePane, Any, Engine]], messages: list[Message]
     ) -> list[tuple[ComparePane, Any, Engine]]:
-        """Compute every answer first; the replays then start together (tedchat.replay)."""
-        from tedchat.replay import ReplayEngine, ReplayStart
+        """Prepare the panes that need it (tedchat.race), showing each pane's state:
+        ``preparing`` with its progress, then ``waiting`` for the race start."""
+        max_tokens = max(1, self.params.max_tokens)
+        entrants = race.entrants
 
-        start = ReplayStart()
-        replays = [(pane, view, ReplayEngine(engine, start)) for pane, view, engine in ready]
-        for pane, view, _replay in replays:
-            view.set_caption(f"{pane.engine_name} · computing the answer for the replay…")
-        outcomes = await asyncio.gather(
-            *(r.prepare(messages, self.params) for _p, _v, r in replays), return_exceptions=True
-        )
+        def show() -> None:
+            for (pane, view, _e), entrant in zip(ready, entrants, strict=True):
+                if entrant.prepares and not entrant.prepared:
+                    pct = min(99, 100 * entrant.tokens // max_tokens)
+                    view.set_caption(f"{pane.engine_name} · preparing {pct}%…")
+                else:
+                    view.set_caption(f"{pane.engine_name} · waiting for the race start…")
+
+        show()
+        timer = self.set_interval(0.25, show, name="race-prepare")
+        try:
+            outcomes = await race.prepare(messages, self.params)
+        except asyncio.CancelledError:
+            for _pane, view, _e in ready:
+                view.set_caption("preparation cancelled")
+            raise
+        finally:
+            timer.stop()
         kept: list[tuple[ComparePane, Any, Engine]] = []
-        for (pane, view, replay), outcome in zip(replays, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
+        for (pane, view, _e), entrant, outcome in zip(ready, entrants, outcomes, strict=True):
+            if outcome is not None:
                 message = outcome.message if isinstance(outcome, TedchatError) else str(outcome)
                 view.set_result(None, message)
             else:
-                kept.append((pane, view, replay))
+                kept.append((pane, view, entrant.engine))
         return kept
 
     def _summarise(self, jobs: list[tuple[ComparePane, Turn, Any]], results: list[Any]) -> None:
