@@ -201,30 +201,18 @@ class TedchatApp(App[int]):
             self.call_after_refresh(self.tools.start)
         if self.compare_engines:
             services = self.services
-            if self.blind:
-                self.push_screen(
-                    ArenaScreen(
-                        services,
-                        self.compare_engines,
-                        seed=self.seed,
-                        preset=self.preset,
-                        replay=self.replay,
-                        live=self.live,
-                        params=services.initial_params,
-                        system=services.initial_system,
-                    )
-                )
-            else:
-                self.push_screen(
-                    CompareScreen(
-                        services,
-                        self.compare_engines,
-                        replay=self.replay,
-                        live=self.live,
-                        params=services.initial_params,
-                        system=services.initial_system,
-                    )
-                )
+            options: dict[str, Any] = {
+                "replay": self.replay,
+                "live": self.live,
+                "params": services.initial_params,
+                "system": services.initial_system,
+            }
+            engines = self.compare_engines
+            self.push_screen(
+                ArenaScreen(services, engines, seed=self.seed, preset=self.preset, **options)
+                if self.blind
+                else CompareScreen(services, engines, **options)
+            )
             self.call_after_refresh(gc.freeze)
         elif self.preload:
             # After the first frame: the prompt must take keys before any engine loads.

@@ -192,14 +192,19 @@ def test_draft_without_a_model_is_one_line_and_exit_2(tedchat_home: Path) -> Non
     assert 'speculative = "draft" needs draft_model' in one_error_line(result.stderr)
 
 
-def test_ask_json_carries_the_speculative_block(tedchat_home: Path) -> None:
-    import jsonschema
-
+def _prompt_lookup_engine(tedchat_home: Path) -> None:
+    """A config with engine ``spec``: the bundled model, prompt-lookup drafts."""
     config = tedchat_home / "config" / "config.toml"
     config.parent.mkdir(parents=True)
     config.write_text(
         '[engines.spec]\ntype = "wafer"\ncontext = 1024\nspeculative = "prompt-lookup"\n'
     )
+
+
+def test_ask_json_carries_the_speculative_block(tedchat_home: Path) -> None:
+    import jsonschema
+
+    _prompt_lookup_engine(tedchat_home)
     result = run_cli(
         tedchat_home,
         *("ask", "--engine", "spec", "--temperature", "0", "--max-tokens", "48"),
@@ -219,11 +224,7 @@ def test_ask_json_carries_the_speculative_block(tedchat_home: Path) -> None:
 
 def test_the_metrics_line_shows_the_speculation(tedchat_home: Path) -> None:
     # The line ask prints to stderr is the status bar's (format_metrics_line).
-    config = tedchat_home / "config" / "config.toml"
-    config.parent.mkdir(parents=True)
-    config.write_text(
-        '[engines.spec]\ntype = "wafer"\ncontext = 1024\nspeculative = "prompt-lookup"\n'
-    )
+    _prompt_lookup_engine(tedchat_home)
     result = run_cli(
         tedchat_home,
         *("ask", "--engine", "spec", "--temperature", "0", "--max-tokens", "32"),
