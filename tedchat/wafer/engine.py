@@ -18,6 +18,7 @@ always labelled; the meter's own figures stay wall-clock.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import queue
 import threading
@@ -50,6 +51,9 @@ from tedchat.wafer.speculative import spec_settings
 
 # Released late by more than this (host slower than the emulated hardware), pacing says so.
 PACE_SLACK_S = 0.25
+#: Sequences one batched decode pass advances at most (the numerics keep rows invariant up to
+#: ``numerics.ROW_INVARIANT_ROWS``).
+MAX_BATCH = 8
 
 #: One emitted item: (emulated seconds since the request arrived, event).
 Timed = tuple[float, Event]
@@ -78,6 +82,7 @@ class _Sequence:
     tokens: list[int] = field(default_factory=list)  # prompt and sampled tokens (for drafts)
     spec: Any = None  # speculative counters (tedchat.wafer.speculative.SpecStats), or None
     pending: list[int] = field(default_factory=list)  # computed, not yet on the (assumed) clock
+    ready: Any = None  # next decode step's logits, computed early in another's batch
 
 
 class _Runner:
@@ -131,7 +136,7 @@ class _Runner:
             self.cond.notify()
 
     def _loop(self) -> None:
-        from tedchat.wafer.numerics import blas_threads
+        from tedchat.wafer.kernels import on_numerics_thread
 
         while True:
             with self.cond:
@@ -146,12 +151,20 @@ class _Runner:
                 sid = self.scheduler.next_ready(list(self.active))
                 seq = self.active[sid]
             try:
-                with blas_threads(self.engine.threads()):
+                if seq.ready is not None:  # computed in an earlier batch: nothing to compute
                     self._step(seq)
+                else:
+                    on_numerics_thread(functools.partial(self._threaded_step, seq))
             except BaseException as exc:  # handed to the request's stream
                 seq.out.put(exc)
                 with self.cond:
                     self._close(seq)
+
+    def _threaded_step(self, seq: _Sequence) -> None:
+        from tedchat.wafer.numerics import compute_threads
+
+        with compute_threads(self.engine.threads()):
+            self._step(seq)
 
     def _close(self, seq: _Sequence) -> None:
         self.active.pop(seq.id, None)
@@ -172,7 +185,7 @@ class _Runner:
             n = len(seq.prompt_ids)
             record = self.scheduler.step(seq.id, "prefill", n, n)
         else:
-            logits = pipeline.run(seq.id, [seq.last_token])
+            logits = self._decode(seq)
             ctx = pipeline.context_len(seq.id)
             record = self.scheduler.step(seq.id, "decode", 1, ctx)
             for s in range(timing.n_stages):
@@ -185,6 +198,38 @@ class _Runner:
                 seq.busy[part] = seq.busy.get(part, 0.0) + t
             seq.decode_steps += 1
         self.deliver(seq, seq.sampler(logits), record.emit)
+
+    def _decode(self, seq: _Sequence) -> Any:
+        """``seq``'s next decode logits: computed already in an earlier batch, or now, in one
+        batched pass with every other sequence waiting for a plain decode step (up to
+        :data:`MAX_BATCH` rows). The others keep theirs for when the scheduler picks them, so
+        the emulated timeline is the scheduler's alone; a row's logits do not depend on the
+        batch (row-invariant numerics), so neither does any text."""
+        if seq.ready is not None:
+            logits, seq.ready = seq.ready, None
+            return logits
+        assert seq.last_token is not None
+        with self.cond:
+            others = [
+                s
+                for s in self.active.values()
+                if s is not seq
+                and s.ready is None
+                and s.last_token is not None
+                and s.spec is None
+                and not s.cancelled
+                and self.engine.pipeline.context_len(s.id) < self.engine.pipeline.context
+            ][: MAX_BATCH - 1]
+        if not others:
+            return self.engine.pipeline.run(seq.id, [seq.last_token])
+        batch = [seq, *others]
+        rows = self.engine.pipeline.run_batch(
+            [s.id for s in batch],
+            [int(s.last_token) for s in batch],  # type: ignore[arg-type]
+        )
+        for s, row in zip(others, rows[1:], strict=True):
+            s.ready = row
+        return rows[0]
 
     def deliver(self, seq: _Sequence, token: int, emit: float) -> bool:
         """Hand ``seq``'s next sampled ``token``, emitted at emulated time ``emit``, to its
@@ -346,7 +391,8 @@ class WaferEngine:
 
     def _load_sync(self, progress: ProgressCallback | None) -> None:
         from tedchat.wafer import host_speed
-        from tedchat.wafer.numerics import Model, blas_threads
+        from tedchat.wafer.kernels import on_numerics_thread
+        from tedchat.wafer.numerics import Model, compute_threads
         from tedchat.wafer.shared_weights import shared_weights
         from tedchat.wafer.stages import Pipeline
         from tedchat.wafer.timing import TimingModel
@@ -363,7 +409,7 @@ class WaferEngine:
                 if progress:
                     progress(LoadProgress("dequantizing weights", done / total if total else None))
 
-            with blas_threads(self.threads()):
+            with compute_threads(self.threads()):
                 # Engines on one GGUF share its weights; the model (RoPE tables) is this one's.
                 model = Model(shared_weights(path, progress=report), self.settings["context"])
             if self.timing_target or placement.mode != "pipeline":
@@ -383,8 +429,13 @@ class WaferEngine:
             self._path = path
             if progress:
                 progress(LoadProgress("measuring this machine's speed", None))
-            with blas_threads(self.threads()):
-                host_speed.measure(path, self.pipeline, self.tokenizer.bos_id)
+            pipeline, bos = self.pipeline, self.tokenizer.bos_id
+
+            def timed_steps() -> None:
+                with compute_threads(self.threads()):
+                    host_speed.measure(path, pipeline, bos)
+
+            on_numerics_thread(timed_steps)
             if progress:
                 progress(LoadProgress("ready", 1.0))
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from tedchat.errors import ModelFormatError, WaferModelError
 from tedchat.models.memory import mem_available_bytes
+from tedchat.wafer.kernels import Panels
 
 # Bytes of float32 output dequantized per step: bounds the transient memory of loading and
 # paces progress reports.
@@ -205,11 +206,11 @@ class LayerWeights:
 
     index: int
     attn_norm: np.ndarray  # (hidden,)
-    wqkv: np.ndarray  # (hidden, q_dim + 2 * kv_dim): [q | k | v] columns
-    wo: np.ndarray  # (q_dim, hidden)
+    wqkv: Panels  # (hidden, q_dim + 2 * kv_dim): [q | k | v] columns
+    wo: Panels  # (q_dim, hidden)
     ffn_norm: np.ndarray  # (hidden,)
-    w_gate_up: np.ndarray  # (hidden, 2 * ffn): [gate | up] columns
-    w_down: np.ndarray  # (ffn, hidden)
+    w_gate_up: Panels  # (hidden, 2 * ffn): [gate | up] columns
+    w_down: Panels  # (ffn, hidden)
     bqkv: np.ndarray | None = None  # (q_dim + 2 * kv_dim,)
     bo: np.ndarray | None = None  # (hidden,)
     sources: dict[str, MatrixSource] = field(default_factory=dict)
@@ -217,9 +218,9 @@ class LayerWeights:
 
     @property
     def nbytes(self) -> int:
-        arrays = (self.attn_norm, self.wqkv, self.wo, self.ffn_norm, self.w_gate_up, self.w_down)
-        extra = (a for a in (self.bqkv, self.bo) if a is not None)
-        return sum(a.nbytes for a in (*arrays, *extra))
+        matrices = (self.wqkv, self.wo, self.w_gate_up, self.w_down)
+        vectors = (a for a in (self.attn_norm, self.ffn_norm, self.bqkv, self.bo) if a is not None)
+        return sum(m.nbytes for m in matrices) + sum(v.nbytes for v in vectors)
 
 
 @dataclass
@@ -230,7 +231,7 @@ class LlamaWeights:
     path: Path
     layers: list[LayerWeights]
     output_norm: np.ndarray  # (hidden,)
-    output: np.ndarray  # (hidden, vocab)
+    output: Panels  # (hidden, vocab)
     token_embd: np.ndarray | None = None  # (vocab, hidden); None when tied (gather `output`)
     rope_freq_factors: np.ndarray | None = None  # (n_rot // 2,)
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -242,7 +243,7 @@ class LlamaWeights:
         """Embedding vectors of ``token_ids`` as a C-contiguous ``(len, hidden)`` float32 array."""
         if self.token_embd is not None:
             return self.token_embd[token_ids]
-        return np.ascontiguousarray(self.output[:, token_ids].T)
+        return self.output.columns(token_ids)
 
     @property
     def nbytes(self) -> int:
@@ -551,8 +552,9 @@ class _Loader:
         self._report(out.nbytes)
         return out
 
-    def matrix_into(self, name: str, n_in: int, n_out: int, out: np.ndarray) -> None:
-        """Write tensor ``name`` (GGUF shape [n_in, n_out]) into ``out`` shaped (n_in, n_out).
+    def matrix_into(self, name: str, n_in: int, n_out: int, out: Panels, start: int = 0) -> None:
+        """Write tensor ``name`` (GGUF shape [n_in, n_out]) into columns ``start ..
+        start + n_out`` of the ``(n_in, ...)`` matrix ``out``.
 
         GGUF rows are output features; they become columns of ``out``.
         """
@@ -561,15 +563,15 @@ class _Loader:
         for r0 in range(0, n_out, step):
             r1 = min(n_out, r0 + step)
             block = self._dequantize(t, slice(r0, r1)).reshape(r1 - r0, n_in)
-            out[:, r0:r1] = block.T
+            out.set_columns(start + r0, block.T)
             self._report(block.nbytes)
 
-    def fused_into(self, parts: list[tuple[str, int]], n_in: int, out: np.ndarray) -> MatrixSource:
+    def fused_into(self, parts: list[tuple[str, int]], n_in: int, out: Panels) -> MatrixSource:
         """Write tensors ``(name, n_out)`` side by side into the columns of ``out``."""
         slices = []
         start = 0
         for name, n_out in parts:
-            self.matrix_into(name, n_in, n_out, out[:, start : start + n_out])
+            self.matrix_into(name, n_in, n_out, out, start)
             qtype = int(self.tensors[name].tensor_type)
             slices.append(WeightSlice(name, qtype, start, start + n_out))
             start += n_out
@@ -593,15 +595,15 @@ def _load_layer(ld: _Loader, cfg: LlamaConfig, i: int) -> LayerWeights:
     h, q, kv, ffn = cfg.hidden, cfg.q_dim, cfg.kv_dim, cfg.ffn
     p = f"blk.{i}."
     sources = {}
-    wqkv = np.empty((h, cfg.qkv_dim), dtype=np.float32)
+    wqkv = Panels.empty(h, cfg.qkv_dim)
     qkv_parts = [(p + "attn_q.weight", q), (p + "attn_k.weight", kv), (p + "attn_v.weight", kv)]
     sources["wqkv"] = ld.fused_into(qkv_parts, h, wqkv)
-    wo = np.empty((q, h), dtype=np.float32)
+    wo = Panels.empty(q, h)
     sources["wo"] = ld.fused_into([(p + "attn_output.weight", h)], q, wo)
-    w_gate_up = np.empty((h, 2 * ffn), dtype=np.float32)
+    w_gate_up = Panels.empty(h, 2 * ffn)
     gate_up = [(p + "ffn_gate.weight", ffn), (p + "ffn_up.weight", ffn)]
     sources["w_gate_up"] = ld.fused_into(gate_up, h, w_gate_up)
-    w_down = np.empty((ffn, h), dtype=np.float32)
+    w_down = Panels.empty(ffn, h)
     sources["w_down"] = ld.fused_into([(p + "ffn_down.weight", h)], ffn, w_down)
     bqkv = bo = None
     if cfg.attn_bias:
@@ -656,7 +658,7 @@ def load_weights(
 
     layers = [_load_layer(ld, cfg, i) for i in range(cfg.n_layers)]
     output_norm = ld.vector("output_norm.weight", cfg.hidden)
-    output = np.empty((cfg.hidden, cfg.vocab), dtype=np.float32)
+    output = Panels.empty(cfg.hidden, cfg.vocab)
     token_embd = None
     head = "token_embd.weight" if cfg.tied_output else "output.weight"
     output_source = ld.fused_into([(head, cfg.vocab)], cfg.hidden, output)
@@ -760,10 +762,11 @@ def load_quant_blocks(weights: LlamaWeights) -> None:
 
 def _check_finite(w: LlamaWeights) -> None:
     """Corrupt quantization scales show up as inf/NaN: catch them here, not as NaN logits."""
-    named = [("output", w.output), ("output_norm", w.output_norm)]
+    named = [("output", w.output.data), ("output_norm", w.output_norm)]
     for layer in w.layers:
-        named += [(f"layer {layer.index}", a) for a in (layer.wqkv, layer.wo, layer.w_gate_up)]
-        named += [(f"layer {layer.index}", a) for a in (layer.w_down, layer.attn_norm)]
+        matrices = (layer.wqkv, layer.wo, layer.w_gate_up, layer.w_down)
+        named += [(f"layer {layer.index}", a.data) for a in matrices]
+        named.append((f"layer {layer.index}", layer.attn_norm))
     for what, arr in named:
         if not math.isfinite(float(arr.sum())):
             raise WaferModelError(f"corrupt GGUF {w.path}: {what} weights are not finite")

@@ -32,6 +32,7 @@ from tedchat.wafer.gguf_weights import (
     load_weights,
     vec_dot_type,
 )
+from tedchat.wafer.kernels import Panels
 from tedchat.wafer.numerics import (
     F32,
     KVCache,
@@ -435,7 +436,7 @@ class _LlamaCppMatmul:
     join tensors of different types), and with ``sum_order`` the products summed in ggml's
     order where it is known: 32-weight block types (Q4_0 ... Q8_0) and F16/F32 weights."""
 
-    def __init__(self, w: np.ndarray, source: MatrixSource | None, sum_order: bool) -> None:
+    def __init__(self, w: Panels, source: MatrixSource | None, sum_order: bool) -> None:
         self.w = w
         self.blocks = source.blocks if source is not None else None
         if source is not None and source.has_blocks and self.blocks is None:
@@ -463,7 +464,7 @@ class _LlamaCppMatmul:
         }
         # tinyBLAS reads F16/F32 weights row by row: (out, in) rows for the lane order.
         self.rows = {
-            (a, b): np.ascontiguousarray(w[:, a:b].T)[None]
+            (a, b): np.ascontiguousarray(w.dense(a, b).T)[None]
             for a, b, _, how in self.groups
             if how == "lanes"
         }
@@ -483,7 +484,7 @@ class _LlamaCppMatmul:
         if how == "lanes":
             exact = kind == "f16"
             return _ggml_dot(xr[None], self.rows[(a, b)], exact, xr.shape[0])[0]
-        y = xr @ self.w[:, a:b]
+        y = self.w.matmul(xr, a, b)
         if sum_err is not None and self.blocks is not None and self.blocks.mins is not None:
             y += sum_err @ self.blocks.mins[:, a:b]
         return y
@@ -675,7 +676,7 @@ class RoundedModel(Model):
     def final_norm_and_logits(self, h: np.ndarray) -> np.ndarray:
         norm = rms_norm_ggml if self.rounding.rms_norm else rms_norm
         hn = norm(h, self.output_norm, self._eps)
-        return hn @ self.output if self._head is None else self._head(hn)
+        return self.output.matmul(hn) if self._head is None else self._head(hn)
 
 
 def with_rounding(model: Model, rounding: LlamaCppRounding | None) -> Model:

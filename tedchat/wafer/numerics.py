@@ -12,8 +12,9 @@ The pieces are separate objects so the pipeline can place them on emulated syste
 
 Everything stays float32: a float64 intermediate (a cos/sin table, a Python-float scalar
 promoted by old NumPy rules) silently makes NumPy many times slower. Decode is bandwidth-bound
-by design: each layer is four matrix-vector products over contiguous ``(in, out)`` matrices
-(fused q/k/v, output projection, fused gate/up, down), so a token streams every weight once.
+by design: each layer is four matrix products (fused q/k/v, output projection, fused gate/up,
+down) over ``(in, out)`` matrices stored as column panels (:mod:`tedchat.wafer.kernels`), so a
+decode step streams every weight once, for one sequence or several.
 
 This module is the plain float32 pass the engine runs. Verification also reproduces llama.cpp's
 own rounding on the same weights; that lives in :mod:`tedchat.wafer.llamacpp_rounding`, whose
@@ -31,6 +32,9 @@ import numpy as np
 
 from tedchat.errors import ContextFullError
 from tedchat.wafer.gguf_weights import LayerWeights, LlamaConfig, LlamaWeights, load_weights
+from tedchat.wafer.kernels import Panels, blas_threads, rows_times
+from tedchat.wafer.kernels import set_threads as set_kernel_threads
+from tedchat.wafer.kernels import threads as kernel_threads
 
 F32 = np.float32
 
@@ -43,48 +47,32 @@ PREFILL_CHUNK = 256
 ROW_INVARIANT_ROWS = 16
 
 
-def product(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """``x @ w`` (``x`` ``[T, in]`` float32, ``w`` ``[in, out]``), row-invariant for small T.
+def product(x: np.ndarray, w: Panels) -> np.ndarray:
+    """``x @ w`` (``x`` ``[T, in]`` float32, ``w`` an ``(in, out)`` matrix as panels).
 
-    NumPy sends a one-row product to a GEMV and a many-row product to a GEMM, and the two sum
-    each output in different orders, so a row's result would depend on how many rows came
-    with it. Here, when ``T <= ROW_INVARIANT_ROWS``, every row is computed by the same call: a
-    vector-matrix product of that one contiguous row with ``w`` into one contiguous output row
-    (``np.matmul(x[i], w, out=y[i])``, a GEMV). A row's result is then a function of that row
-    and ``w`` alone: the call, its shapes, strides and BLAS thread count are the same whether
-    the row came alone (decode), as one of the k+1 rows of a speculative verify, or as one of
-    B sequences' rows of a batched decode; rows never meet. Alone, this is exactly the call
-    decode always made, so single-sequence decode costs nothing more; T rows read ``w`` T
-    times (from cache after the first), which on this 2-core host costs about what a T-row
-    GEMM does up to T = 4 and more beyond (docs: ``benchmarks/wafer_row_invariance.py``).
-
-    Larger T (prompt chunks) run as one GEMM: prompt rows need no such promise, and a row at a
-    time would make prefill many times slower.
+    Calls of at most :data:`ROW_INVARIANT_ROWS` rows run the row-invariant kernel
+    (:func:`tedchat.wafer.kernels.rows_times`): a row's result is a function of that row and
+    ``w`` alone, whether it came alone (decode), as one of the k+1 rows of a speculative
+    verify, or as one of B sequences' rows of a batched decode, and the weights are streamed
+    once for all the rows. Larger T (prompt chunks) run as GEMMs: prompt rows need no such
+    promise, and the kernel's plain multiply-adds would make prefill several times slower.
     """
-    n = x.shape[0]
-    if n > ROW_INVARIANT_ROWS:
-        return x @ w
-    x = np.ascontiguousarray(x)
-    y = np.empty((n, w.shape[1]), dtype=F32)
-    for i in range(n):
-        np.matmul(x[i], w, out=y[i])
-    return y
+    if x.shape[0] > ROW_INVARIANT_ROWS:
+        return w.matmul(x)
+    return rows_times(x, w)
 
 
 @contextlib.contextmanager
-def blas_threads(n: int) -> Iterator[None]:
-    """Limit NumPy's BLAS to ``n`` threads inside the block (needs ``threadpoolctl``).
-
-    BLAS thread pools are process-wide, so this limits every thread's NumPy while active.
-    Without threadpoolctl it does nothing: set the count another way (e.g. the environment).
-    """
+def compute_threads(n: int) -> Iterator[None]:
+    """Use ``n`` threads in the block: NumPy's BLAS (process-wide, needs ``threadpoolctl``)
+    and the product kernel (for calls from this thread)."""
+    before = kernel_threads()
+    set_kernel_threads(n)
     try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(limits=n, user_api="blas"):
-        yield
+        with blas_threads(n):
+            yield
+    finally:
+        set_kernel_threads(before)
 
 
 def rms_norm(x: np.ndarray, weight: np.ndarray, eps: np.float32) -> np.ndarray:
@@ -242,9 +230,9 @@ class Layer:
     @property
     def nbytes(self) -> int:
         """Float32 weight bytes this layer holds (and a decoded token streams)."""
-        arrays = [self.attn_norm, self.wqkv, self.wo, self.ffn_norm, self.w_gate_up, self.w_down]
-        arrays += [a for a in (self.bqkv, self.bo) if a is not None]
-        return sum(a.nbytes for a in arrays)
+        matrices = (self.wqkv, self.wo, self.w_gate_up, self.w_down)
+        vectors = (a for a in (self.attn_norm, self.ffn_norm, self.bqkv, self.bo) if a is not None)
+        return sum(m.nbytes for m in matrices) + sum(v.nbytes for v in vectors)
 
     def forward(
         self, x: np.ndarray, kv: KVCache, positions: int | Sequence[int] | np.ndarray

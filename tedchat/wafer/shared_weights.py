@@ -19,8 +19,10 @@ import threading
 import weakref
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tedchat.wafer.gguf_weights import LlamaWeights, load_weights
+from tedchat.wafer.kernels import Panels
 
 _Key = tuple[str, int, int]
 
@@ -72,11 +74,14 @@ def loaded_count() -> int:
 
 
 def _read_only(weights: LlamaWeights) -> None:
-    arrays = [weights.output_norm, weights.output, weights.token_embd, weights.rope_freq_factors]
+    arrays: list[Any] = [weights.output_norm, weights.output, weights.token_embd]
+    arrays.append(weights.rope_freq_factors)
     for layer in weights.layers:
         arrays += [getattr(layer, name) for name in _LAYER_ARRAYS]
     for a in arrays:
-        if a is not None:
+        if isinstance(a, Panels):
+            a.data.flags.writeable = False
+        elif a is not None:
             a.flags.writeable = False
 
 

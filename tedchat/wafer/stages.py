@@ -62,6 +62,22 @@ class Stage:
             h = layer.forward(h, cache, start)
         return h
 
+    def forward_batch(
+        self,
+        seq_ids: Sequence[Hashable],
+        h: np.ndarray,
+        positions: Sequence[int],
+        on_layer: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
+        """One new token of each sequence (row b of ``h`` at ``positions[b]``) through this
+        stage's layers, the weights streamed once for all the rows."""
+        caches = [self.caches[s] for s in seq_ids]
+        for layer in self.layers:
+            if on_layer is not None:
+                on_layer(self.index, layer.index)
+            h = layer.forward_batch(h, caches, positions)
+        return h
+
 
 class Pipeline:
     """The model split into stages; :meth:`run` moves one sequence-step through all of them."""
@@ -141,6 +157,30 @@ class Pipeline:
         if all_logits:
             return np.concatenate(outs, axis=0)
         return self.model.final_norm_and_logits(h[-1:])[0]  # the last stage holds the head
+
+    def run_batch(self, seq_ids: Sequence[Hashable], token_ids: Sequence[int]) -> np.ndarray:
+        """Append one token to each sequence in one pass; return logits ``[B, vocab]``.
+
+        Row b's logits equal what :meth:`run` gives that sequence alone, bit for bit (the
+        numerics are row-invariant), so batching changes the host's work, never a result.
+        """
+        if len(seq_ids) != len(token_ids) or len(set(seq_ids)) != len(seq_ids):
+            raise ValueError("one token for each of distinct sequences")
+        positions = [self.positions[s] for s in seq_ids]
+        for p in positions:
+            if p + 1 > self.context:
+                raise ContextFullError(
+                    f"context full: {p + 1} positions exceed the context of {self.context} tokens"
+                )
+        try:
+            h = self.model.embed(token_ids)
+            for stage in self.stages:
+                h = stage.forward_batch(seq_ids, h, positions, self._at)
+        finally:
+            self.active = None
+        for s, p in zip(seq_ids, positions, strict=True):
+            self.positions[s] = p + 1
+        return self.model.final_norm_and_logits(h)
 
     def truncate(self, seq_id: Hashable, n: int) -> None:
         """Keep the sequence's first ``n`` positions in every stage (drop rejected drafts)."""

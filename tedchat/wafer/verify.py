@@ -39,8 +39,9 @@ import numpy as np
 
 from tedchat.errors import WaferModelError
 from tedchat.wafer.gguf_weights import open_gguf
+from tedchat.wafer.kernels import blas_threads
 from tedchat.wafer.llamacpp_rounding import LlamaCppRounding, with_rounding
-from tedchat.wafer.numerics import Model, blas_threads
+from tedchat.wafer.numerics import Model
 from tedchat.wafer.tokenizer import Tokenizer, quiet_llama_logs
 
 CORPUS_PATH = Path(__file__).with_name("corpus.txt")

@@ -84,7 +84,7 @@ def test_default_numerics_take_no_rounding_path(tiny: Path) -> None:
     assert with_rounding(rounded, LlamaCppRounding()) is rounded
     assert isinstance(rounded.rope, GgmlRope)
     assert all(isinstance(layer, RoundedLayer) for layer in rounded.layers)
-    assert np.shares_memory(rounded.layers[1].w_down, model.layers[1].w_down)
+    assert np.shares_memory(rounded.layers[1].w_down.data, model.layers[1].w_down.data)
     # Back to the plain numerics: the same weights, none of the rounded pieces.
     plain = with_rounding(rounded, None)
     assert type(plain) is Model and type(plain.layers[0]) is Layer

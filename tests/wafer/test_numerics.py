@@ -159,8 +159,9 @@ def test_numerics_never_import_llama_cpp(tiny: Path) -> None:
 
 def test_everything_is_float32_and_contiguous(tiny_model: Model) -> None:
     for layer in tiny_model.layers:
-        for a in (layer.wqkv, layer.wo, layer.w_gate_up, layer.w_down, layer.attn_norm):
+        for a in (layer.wqkv.data, layer.wo.data, layer.w_gate_up.data, layer.w_down.data):
             assert a.dtype == np.float32 and a.flags.c_contiguous
+        assert layer.attn_norm.dtype == np.float32 and layer.attn_norm.flags.c_contiguous
     cfg = tiny_model.config
     assert tiny_model.layers[0].wqkv.shape == (cfg.hidden, cfg.q_dim + 2 * cfg.kv_dim)
     assert tiny_model.layers[0].w_gate_up.shape == (cfg.hidden, 2 * cfg.ffn)
@@ -246,11 +247,11 @@ def check_layout(path: Path) -> None:
 
     layer = w.layers[1]
     q, kv = cfg.q_dim, cfg.kv_dim
-    np.testing.assert_array_equal(layer.wqkv[:, :q], deq("blk.1.attn_q.weight").T)
-    np.testing.assert_array_equal(layer.wqkv[:, q + kv :], deq("blk.1.attn_v.weight").T)
-    np.testing.assert_array_equal(layer.w_gate_up[:, cfg.ffn :], deq("blk.1.ffn_up.weight").T)
-    np.testing.assert_array_equal(layer.w_down, deq("blk.1.ffn_down.weight").T)
-    np.testing.assert_array_equal(w.output, deq("token_embd.weight").T)
+    np.testing.assert_array_equal(layer.wqkv.dense(0, q), deq("blk.1.attn_q.weight").T)
+    np.testing.assert_array_equal(layer.wqkv.dense(q + kv), deq("blk.1.attn_v.weight").T)
+    np.testing.assert_array_equal(layer.w_gate_up.dense(cfg.ffn), deq("blk.1.ffn_up.weight").T)
+    np.testing.assert_array_equal(layer.w_down.dense(), deq("blk.1.ffn_down.weight").T)
+    np.testing.assert_array_equal(w.output.dense(), deq("token_embd.weight").T)
     model = Model(w)
     logits = model.forward(TOKENS, model.new_cache(), all_logits=True)
     assert logits.dtype == np.float32 and np.isfinite(logits).all()
@@ -267,7 +268,7 @@ def check_layout(path: Path) -> None:
             rebuilt = b.scales[:, None, :] * b.ints.astype(np.float32)
             if b.mins is not None:
                 rebuilt += b.mins[:, None, :]
-            np.testing.assert_array_equal(rebuilt.reshape(n_in, -1), getattr(layer, name))
+            np.testing.assert_array_equal(rebuilt.reshape(n_in, -1), getattr(layer, name).dense())
 
 
 # ----------------------------------------------------------------------------- bad files

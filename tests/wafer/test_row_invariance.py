@@ -2,9 +2,9 @@
 
 A decode step (one row), a speculative verify (k+1 rows continuing a cache) and a batched
 decode (one row of each of B sequences) must give each row bit-identical logits
-(``np.array_equal``), at one BLAS thread and at two. Real shapes matter (BLAS picks kernels by
-shape), so the main checks run the bundled SmolLM2-135M; Hypothesis explores the products and
-random tiny models.
+(``np.array_equal``), at one thread and at two. Real shapes matter, so the main checks run the
+bundled SmolLM2-135M; Hypothesis explores the products (any row count, thread count, shape,
+and a row's place in the call) and random tiny models.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tedchat.wafer.numerics import ROW_INVARIANT_ROWS, KVCache, Model, blas_threads, product
+from tedchat.wafer.kernels import PANEL, Panels
+from tedchat.wafer.numerics import ROW_INVARIANT_ROWS, KVCache, Model, compute_threads, product
 from tests.wafer.test_verify import bundled_model
 from tests.wafer.tiny_llama import write_tiny_llama
 
@@ -28,13 +29,13 @@ MAX_ROWS = 8
 
 @pytest.fixture(scope="module")
 def model() -> Model:
-    with blas_threads(1):
+    with compute_threads(1):
         return Model.load(bundled_model(), context=128)
 
 
 @pytest.fixture(params=THREADS, ids=lambda n: f"{n}-thread")
 def threads(request: pytest.FixtureRequest) -> Iterator[int]:
-    with blas_threads(request.param):
+    with compute_threads(request.param):
         yield request.param
 
 
@@ -101,8 +102,8 @@ def test_rejected_verify_rows_roll_back_to_the_decode_path(model: Model, threads
 @settings(max_examples=60, deadline=None)
 @given(
     rows=st.integers(1, ROW_INVARIANT_ROWS),
-    n_in=st.sampled_from([8, 64, 576, 1536]),
-    n_out=st.sampled_from([1, 7, 128, 960, 3072]),
+    n_in=st.sampled_from([1, 7, 8, 9, 64, 576, 1536]),
+    n_out=st.sampled_from([1, 7, PANEL - 1, PANEL, PANEL + 1, 960, 3072]),
     seed=st.integers(0, 2**16),
     thread_count=st.sampled_from(THREADS),
 )
@@ -111,11 +112,40 @@ def test_product_rows_do_not_depend_on_the_other_rows(
 ) -> None:
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((rows, n_in), dtype=np.float32)
-    w = rng.standard_normal((n_in, n_out), dtype=np.float32)
-    with blas_threads(thread_count):
+    dense = rng.standard_normal((n_in, n_out), dtype=np.float32)
+    w = Panels.pack(dense)
+    with compute_threads(1):
+        alone = [product(x[i : i + 1], w)[0] for i in range(rows)]
+    with compute_threads(thread_count):
         together = product(x, w)
-        for i in range(rows):
-            assert np.array_equal(together[i], product(x[i : i + 1], w)[0])
+        backwards = product(x[::-1].copy(), w)[::-1]
+    for i in range(rows):
+        assert np.array_equal(together[i], alone[i]), f"row {i} of {rows}"
+        assert np.array_equal(backwards[i], alone[i]), f"row {i} of {rows}, reversed"
+    # The product itself: the kernel's fixed order is still x @ w to float32 accuracy.
+    scale = np.abs(x) @ np.abs(dense) + 1.0
+    assert np.all(np.abs(together - x.astype(np.float64) @ dense) <= 1e-5 * scale)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n_in=st.integers(1, 200),
+    n_out=st.integers(1, 300),
+    start=st.integers(0, 299),
+    seed=st.integers(0, 2**16),
+)
+def test_panels_hold_the_matrix(n_in: int, n_out: int, start: int, seed: int) -> None:
+    w = np.random.default_rng(seed).standard_normal((n_in, n_out), dtype=np.float32)
+    p = Panels.pack(w)
+    assert p.shape == (n_in, n_out) and p.nbytes == w.nbytes
+    assert np.array_equal(p.dense(), w)
+    a = min(start, n_out - 1)
+    assert np.array_equal(p.dense(a, n_out), w[:, a:])
+    ids = np.random.default_rng(seed).integers(0, n_out, 5)
+    assert np.array_equal(p.columns(ids), w[:, ids].T)
+    x = np.random.default_rng(seed + 1).standard_normal((20, n_in), dtype=np.float32)
+    np.testing.assert_allclose(p.matmul(x), x @ w, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(p.matmul(x, a, n_out), x @ w[:, a:], rtol=1e-4, atol=1e-4)
 
 
 @pytest.fixture(scope="module")

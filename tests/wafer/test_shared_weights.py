@@ -46,7 +46,7 @@ async def test_engines_on_one_gguf_share_weights_and_outlive_each_other(gguf: Pa
         for name in ("attn_norm", "wqkv", "wo", "ffn_norm", "w_gate_up", "w_down"):
             assert getattr(la, name) is getattr(lb, name)
     assert ma.output is mb.output
-    assert not ma.layers[0].wqkv.flags.writeable  # nobody can change another engine's weights
+    assert not ma.layers[0].wqkv.data.flags.writeable  # nobody can change another engine's weights
     # Per-engine state stays per engine: each has its own pipeline, caches and timing.
     assert a.pipeline is not b.pipeline and a.timing is not b.timing
 
@@ -74,6 +74,6 @@ def test_a_rewritten_file_is_loaded_afresh(gguf: Path, tmp_path: Path) -> None:
     shutil.copyfile(gguf, other)
     second = shared_weights(other)
     assert second is not first  # another file, another copy
-    np.testing.assert_array_equal(second.output, first.output)
+    np.testing.assert_array_equal(second.output.data, first.output.data)
     gguf.touch()  # rewritten in place (a new modification time)
     assert shared_weights(gguf) is not first

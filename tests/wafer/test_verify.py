@@ -177,4 +177,4 @@ def test_special_tokens_and_chat_template(tokenizer: Tokenizer) -> None:
 def test_model_and_tokenizer_agree_on_the_vocabulary(model: Model, tokenizer: Tokenizer) -> None:
     assert model.config.vocab == tokenizer.vocab_size
     assert model.config.n_layers == 30 and model.config.n_kv_heads == 3
-    assert np.isfinite(model.output).all()
+    assert np.isfinite(model.output.data).all()
