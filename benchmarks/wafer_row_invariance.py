@@ -1,8 +1,9 @@
 """What row invariance costs the wafer numerics (tedchat.wafer.numerics.product).
 
-Calls of up to ``ROW_INVARIANT_ROWS`` rows compute each row by the same GEMV a lone decode
-makes, and attend one query row at a time, so a row's logits do not depend on the rows beside
-it. Before, a multi-row call was one GEMM (and one masked attention). This script runs both,
+Calls of up to ``ROW_INVARIANT_ROWS`` rows compute each row by the row-invariant kernel
+(tedchat.wafer.kernels) a lone decode also uses, and attend one query row at a time, so a row's
+logits do not depend on the rows beside it. Before, a multi-row call was one GEMM (a GEMM per
+weight panel now) and one masked attention. This script runs both,
 interleaved, on the bundled SmolLM2-135M (``ROW_INVARIANT_ROWS = 0`` gives the old code path
 exactly), and prints medians:
 
@@ -13,7 +14,7 @@ exactly), and prints medians:
 "ratio" is invariant / before: the median of the ratios of back-to-back pairs (their order
 alternating), which a shared machine's drifting load disturbs far less than the medians.
 
-Bound: (a) within 5% of before (the lone row makes the same GEMV call it always made).
+Bound: (a) within 5% of before (a lone row takes the same kernel either way).
 
     .venv/bin/python benchmarks/wafer_row_invariance.py [--threads 1] [--runs 7] [--json]
 """

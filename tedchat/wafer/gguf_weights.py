@@ -4,11 +4,12 @@ The `gguf` package reads the file; `gguf.quants.dequantize` turns every tensor t
 (F32, F16, BF16, Q4_0 ... Q8_0, the K-quants, the I-quants) into float32. Weights are stored in
 the layout the forward pass wants, so that a token reads each matrix exactly once, front to back:
 
-* every matrix is float32, C-contiguous, shaped ``(in, out)`` and applied as ``x @ W``
-  (measured on this machine: ~3% faster than ``W @ x`` over an ``(out, in)`` matrix, and the
-  same BLAS call serves a single token and a whole prompt);
+* every matrix is float32, an ``(in, out)`` matrix applied as ``x @ W`` and stored as
+  64-column panels (:class:`tedchat.wafer.kernels.Panels`), each ``(in, 64)`` contiguous:
+  the row-invariant kernel streams a panel once for every row of a decode step, and a prompt
+  chunk runs a GEMM per panel;
 * q, k and v are fused into one ``(hidden, q_dim + 2 * kv_dim)`` matrix, gate and up into one
-  ``(hidden, 2 * ffn)`` matrix, so a layer costs four GEMVs per token;
+  ``(hidden, 2 * ffn)`` matrix, so a layer costs four matrix products per token;
 * q and k keep the row order GGUF stores them in (permuted for llama.cpp's "normal" RoPE, which
   rotates adjacent pairs), so :mod:`tedchat.wafer.numerics` applies RoPE exactly as llama.cpp does.
 
