@@ -169,7 +169,9 @@ def test_sighup_with_the_terminal_still_there_exits_cleanly(tmp_path: Path) -> N
         record = (
             "import os, subprocess, sys\n"
             "code = subprocess.run(sys.argv[1:]).returncode\n"
-            "open(os.environ['STATUS_FILE'], 'w').write(str(code))\n"
+            # Written aside and renamed: the test never reads a created but still empty file.
+            "open(os.environ['STATUS_FILE'] + '.tmp', 'w').write(str(code))\n"
+            "os.replace(os.environ['STATUS_FILE'] + '.tmp', os.environ['STATUS_FILE'])\n"
         )
         env = {**clean_env(home), "STATUS_FILE": str(status_file)}
         tmux.start([sys.executable, "-c", record, tedchat_exe(), "chat", "--engine", "slow"], env)
