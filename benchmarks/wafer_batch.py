@@ -92,7 +92,7 @@ async def batch(engine: Any, n: int, tokens: int) -> tuple[int, float]:
 def roofline_bytes_per_s(threads: int) -> float:
     import numpy as np
 
-    from tedchat.wafer.numerics import blas_threads
+    from tedchat.wafer.kernels import blas_threads
 
     w = np.ones((8192, 16384), dtype=np.float32)  # 512 MB
     x = np.ones(8192, dtype=np.float32)

@@ -161,7 +161,7 @@ class _Runner:
                     self._close(seq)
 
     def _threaded_step(self, seq: _Sequence) -> None:
-        from tedchat.wafer.numerics import compute_threads
+        from tedchat.wafer.kernels import compute_threads
 
         with compute_threads(self.engine.threads()):
             self._step(seq)
@@ -391,8 +391,8 @@ class WaferEngine:
 
     def _load_sync(self, progress: ProgressCallback | None) -> None:
         from tedchat.wafer import host_speed
-        from tedchat.wafer.kernels import on_numerics_thread
-        from tedchat.wafer.numerics import Model, compute_threads
+        from tedchat.wafer.kernels import compute_threads, on_numerics_thread
+        from tedchat.wafer.numerics import Model
         from tedchat.wafer.shared_weights import shared_weights
         from tedchat.wafer.stages import Pipeline
         from tedchat.wafer.timing import TimingModel

@@ -88,10 +88,6 @@ class Panels:
         """The matrix's own float32 bytes (what a decoded token reads; no padding)."""
         return 4 * self.shape[0] * self.shape[1]
 
-    @property
-    def dtype(self) -> np.dtype:
-        return self.data.dtype
-
     def columns(self, ids: np.ndarray) -> np.ndarray:
         """Columns ``ids`` as rows: a C-contiguous ``(len(ids), in)`` array (a gather)."""
         ids = np.asarray(ids, dtype=np.int64)
@@ -126,10 +122,6 @@ class Panels:
                 np.matmul(x, self.data[p0 : p0 + mid], out=out[:, :mid].transpose(1, 0, 2))
                 job.result()
         return out.reshape(x.shape[0], -1)[:, start - p0 * PANEL : stop - p0 * PANEL]
-
-    def rows_times(self, x: np.ndarray) -> np.ndarray:
-        """``x @ w``, row-invariant (see the module doc); ``x`` is ``[T, in]`` float32."""
-        return rows_times(x, self)
 
 
 # --------------------------------------------------------------------------- the kernel
@@ -288,9 +280,17 @@ def threads() -> int:
     return int(getattr(_local, "n", 1))
 
 
-def can_use_threads() -> bool:
-    """Whether this machine has a thread-safe threading layer for the kernel."""
-    return _kernel()[1]
+@contextlib.contextmanager
+def compute_threads(n: int) -> Iterator[None]:
+    """Use ``n`` threads in the block: NumPy's BLAS (process-wide, needs ``threadpoolctl``)
+    and the product kernel (for calls from this thread)."""
+    before = threads()
+    set_threads(n)
+    try:
+        with blas_threads(n):
+            yield
+    finally:
+        set_threads(before)
 
 
 def rows_times(x: np.ndarray, w: Panels) -> np.ndarray:

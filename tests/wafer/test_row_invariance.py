@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tedchat.wafer.kernels import PANEL, Panels
-from tedchat.wafer.numerics import ROW_INVARIANT_ROWS, KVCache, Model, compute_threads, product
+from tedchat.wafer.kernels import PANEL, Panels, compute_threads
+from tedchat.wafer.numerics import ROW_INVARIANT_ROWS, KVCache, Model, product
 from tests.wafer.test_verify import bundled_model
 from tests.wafer.tiny_llama import write_tiny_llama
 

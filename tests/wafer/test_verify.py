@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tedchat.wafer.numerics import Model, blas_threads
+from tedchat.wafer.kernels import blas_threads
+from tedchat.wafer.numerics import Model
 from tedchat.wafer.sampling import Sampler
 from tedchat.wafer.tokenizer import Tokenizer
 from tedchat.wafer.verify import VerifyReport, load_corpus, verify
