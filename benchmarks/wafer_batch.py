@@ -17,7 +17,7 @@ reads, and the new single-sequence speed as a fraction of it.
 Bounds (issue 16): aggregate at N = 2 and 4 at least 1.6x and 2.5x the N = 1 figure (same
 run, medians); new single-sequence speed within 5% of before (ratio >= 0.95).
 
-    .venv/bin/python benchmarks/wafer_batch.py [--threads N] [--runs 5] [--tokens 48] [--json]
+    .venv/bin/python benchmarks/wafer_batch.py [--threads N] [--runs 5] [--tokens 256] [--json]
 
 ``--threads 0`` (default) is what the engine uses by default: every core.
 """
@@ -162,7 +162,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--threads", type=int, default=0, help="engine threads (0: every core)")
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--tokens", type=int, default=48, help="output tokens per request")
+    ap.add_argument("--tokens", type=int, default=256, help="output tokens per request")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     out = asyncio.run(main_async(args))
