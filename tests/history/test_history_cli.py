@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import signal
+import sqlite3
 import time
 from pathlib import Path
 
@@ -21,6 +22,26 @@ def history_file(home: Path) -> Path:
     return home / "data" / "history.db"
 
 
+def wait_for_saved_reply(path: Path, chars: int, timeout: float = 60.0) -> None:
+    """Poll the history file (read-only) until an assistant reply holds ``chars`` characters."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+            try:
+                row = conn.execute(
+                    "SELECT max(length(content)) FROM messages WHERE role = 'assistant'"
+                ).fetchone()
+            except sqlite3.OperationalError:  # not created yet
+                row = None
+            finally:
+                conn.close()
+            if row and row[0] is not None and row[0] >= chars:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"no reply of {chars} characters saved in {path} after {timeout} s")
+
+
 def test_sigkill_mid_answer_leaves_prompt_and_partial_reply_interrupted(
     tedchat_home: Path,
 ) -> None:
@@ -28,7 +49,8 @@ def test_sigkill_mid_answer_leaves_prompt_and_partial_reply_interrupted(
     try:
         assert proc.stdout is not None
         received = proc.stdout.read(200)  # well into the answer
-        time.sleep(0.6)  # past the store's 250 ms flush interval
+        # Until the store's flush (every 250 ms) has written at least 100 characters of it.
+        wait_for_saved_reply(history_file(tedchat_home), 100)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:

@@ -68,24 +68,56 @@ async def test_a_full_history_keeps_the_text_on_screen_and_the_prompt_working(ma
 
 
 async def test_the_prompt_takes_keys_while_the_history_waits_for_a_lock(make_app) -> None:
-    app = make_app("\n[history]\nlock_timeout_s = 2\n")
+    # The lock is held from before the question until after the typing, and the question is
+    # saved only once it is released: so the history was waiting all the while the screen
+    # took keys. No race with the clock: the deadline (60 s) is far off. The turn itself
+    # waits for its prompt to be saved (the reply hangs under it in the history's tree).
+    app = make_app("\n[history]\nlock_timeout_s = 60\n")
     async with app.run_test(size=SIZE) as pilot:
         store = await first_exchange_saved(pilot)
         path = store.path
-        assert store.lock_timeout_s == 2.0
-        with LockHolder(path):
+        holder = LockHolder(path)
+        try:
             await send(pilot, "asked while locked")
-            # The history thread now waits for the lock (2 s); the screen does not.
             prompt = app.screen.query_one(PromptInput)
             await pilot.press(*"typing on")
             assert prompt.text == "typing on"
-            assert not history_notices(app)  # typed while the history was still waiting
+            assert app.screen.busy  # the turn is still waiting for the history
+            assert rows(path) == [  # nothing of the locked exchange is written yet
+                ("user", "saved before", None),
+                ("assistant", FAST_ANSWER, "stop"),
+            ]
+        finally:
+            holder.release()
+        await answered(pilot)
+        await app.history_idle()
+        assert [r.text for r in app.screen.query(ReplyView)] == [FAST_ANSWER, FAST_ANSWER]
+        assert not history_notices(app)
+        assert prompt.text == "typing on"
+    assert rows(path) == [  # written once the lock was released: nothing lost
+        ("user", "saved before", None),
+        ("assistant", FAST_ANSWER, "stop"),
+        ("user", "asked while locked", None),
+        ("assistant", FAST_ANSWER, "stop"),
+    ]
+
+
+async def test_a_lock_held_past_the_timeout_gives_one_line_and_keeps_the_screen(make_app) -> None:
+    app = make_app("\n[history]\nlock_timeout_s = 1\n")
+    async with app.run_test(size=SIZE) as pilot:
+        store = await first_exchange_saved(pilot)
+        path = store.path
+        assert store.lock_timeout_s == 1.0
+        with LockHolder(path):
+            await send(pilot, "asked while locked")
             await wait_for(pilot, lambda: bool(history_notices(app)), timeout=30)
             await answered(pilot)
+            prompt = app.screen.query_one(PromptInput)
+            await pilot.press(*"typing on")
         [notice] = history_notices(app)
         assert notice == (
             f"history not saved: history file {path} stayed locked by another process for "
-            "2 s ([history] lock_timeout_s)"
+            "1 s ([history] lock_timeout_s)"
         )
         # The answer still came, and everything typed is still on screen.
         assert [u.prompt for u in app.screen.query(UserMessage)] == [
