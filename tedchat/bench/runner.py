@@ -28,10 +28,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tedchat.answer_record import answer_record
 from tedchat.bench.prompts import Prompt
 from tedchat.bench.record import BenchRecord, now_iso
 from tedchat.bench.stats import aggregate_tokens_per_s, is_ok
-from tedchat.commands.ask import answer_record
 from tedchat.engine import (
     Engine,
     GenerationParams,

@@ -143,7 +143,7 @@ _RUN = _obj(
         "reasoning_tokens": _COUNT,
         "time_to_first_reasoning_s": _NUM_OR_NULL,
     },
-    extra=True,  # the answer fields are ask --json's answer_record, which may grow
+    extra=True,  # the answer fields are tedchat.answer_record's, which may grow
 )
 
 _BATCH = _obj(

@@ -450,47 +450,6 @@ def _print_metrics_line(engine: Any, metrics: Any, prices: Any = None) -> None:
     print(line, file=sys.stderr)
 
 
-def answer_record(engine: Any, text: str, metrics: Any, prices: Any = None) -> dict[str, Any]:
-    """The JSON shape of one answer, shared by ``ask --json`` and ``bench`` records; with the
-    engine's ``prices`` (:class:`tedchat.gauges.Prices`) it holds ``cost_usd``."""
-    m = metrics.as_dict()
-    record: dict[str, Any] = {
-        "engine": engine.name,
-        "model": engine.model,
-        "text": text,
-        "prompt_tokens": m["prompt_tokens"],
-        "output_tokens": m["output_tokens"],
-        "output_tokens_source": m["output_tokens_source"],
-        "ttft_s": m["ttft_s"],
-        "output_tokens_per_s": m["output_tokens_per_s"],
-        "elapsed_s": m["elapsed_s"],
-        "finish_reason": m["finish_reason"],
-        "timings": m["timings"],
-    }
-    if prices is not None:
-        from tedchat.gauges import reply_cost
-
-        cost = reply_cost(prices, m["prompt_tokens"], m["output_tokens"])
-        record["cost_usd"] = cost.as_dict() if cost is not None else None
-    if m["reasoning_tokens"]:
-        record["reasoning_tokens"] = m["reasoning_tokens"]
-        record["time_to_first_reasoning_s"] = m["time_to_first_reasoning_s"]
-    if metrics.emulated is not None:
-        e = metrics.emulated
-        record["emulated"] = {
-            "hardware": e.hardware,
-            "systems": e.systems,
-            "timing_target": e.timing_target,
-            "ttft_s": e.ttft_s,
-            "output_tokens_per_s": e.output_tokens_per_s,
-            "breakdown": dict(e.breakdown),
-            "replay": e.replay,
-        }
-        if e.speculative is not None:
-            record["emulated"]["speculative"] = dict(e.speculative)
-    return record
-
-
 def _print_json(
     engine: Any,
     text: str,
@@ -500,6 +459,8 @@ def _print_json(
     calls: list[Any] | None = None,
     prices: Any = None,
 ) -> None:
+    from tedchat.answer_record import answer_record
+
     record = answer_record(engine, text, metrics, prices)
     if calls is not None:
         record["tool_calls"] = [
