@@ -48,6 +48,10 @@ async def no_tool_sources() -> list[str]:
     return []
 
 
+SLOW_SAVE_S = 0.5
+"""How long a prompt's save may take before the screen says what it is waiting for."""
+
+
 class History:
     """The history as the screens use it: opened on first use (in a worker thread, after the
     first frame), written only through its :class:`~tedchat.session.HistoryWriter`.
@@ -136,6 +140,38 @@ class History:
         """A write to the history failed: say so once per failure, keep chatting."""
         message = getattr(exc, "message", str(exc))
         self._notify_error(f"history not saved: {message}")
+
+    async def save_prompt(
+        self, save: Awaitable[None], on_wait: Callable[[str | None], None]
+    ) -> bool:
+        """Wait for a turn's prompt to be saved (``save``: its
+        :meth:`~tedchat.session.TurnHistory.save_prompt`), which the request waits for. When it
+        takes longer than :data:`SLOW_SAVE_S` (another process holds the file's lock),
+        ``on_wait`` is told one line, so the wait is not a blank screen, and None when the wait
+        is over. False when the save failed (said once, as :meth:`failed` does): the turn goes
+        on unsaved."""
+        from tedchat.errors import HistoryError
+
+        task = asyncio.ensure_future(save)
+        waited = False
+        try:
+            done, _ = await asyncio.wait({task}, timeout=SLOW_SAVE_S)
+            if not done:
+                waited = True
+                limit = self.settings.history.lock_timeout_s
+                on_wait(
+                    f"waiting for the history file: another process holds its lock "
+                    f"(up to {limit:g} s, [history] lock_timeout_s)…"
+                )
+            await task
+        except HistoryError as exc:
+            self.failed(exc)
+            return False
+        finally:
+            task.cancel()  # a no-op once it is done; stops the save if this turn was cancelled
+            if waited:
+                on_wait(None)
+        return True
 
     async def idle(self) -> None:
         """Wait until every history write queued so far is done."""

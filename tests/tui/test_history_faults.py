@@ -28,6 +28,16 @@ def rows(path: Path) -> list[tuple[Any, ...]]:
         conn.close()
 
 
+WAITING = (
+    "waiting for the history file: another process holds its lock "
+    "(up to 60 s, [history] lock_timeout_s)…"
+)
+
+
+def caption(view: ReplyView) -> str:
+    return str(view.caption.render())
+
+
 def history_notices(app: Any) -> list[str]:
     return [n.message for n in app._notifications if "history not saved" in n.message]
 
@@ -83,6 +93,10 @@ async def test_the_prompt_takes_keys_while_the_history_waits_for_a_lock(make_app
             await pilot.press(*"typing on")
             assert prompt.text == "typing on"
             assert app.screen.busy  # the turn is still waiting for the history
+            # The reply says what it waits for (after half a second), not a blank space.
+            view = app.screen.query(ReplyView)[-1]
+            await wait_for(pilot, lambda: WAITING in caption(view), timeout=30)
+            assert caption(view) == f"fast · script-fast · {WAITING}"
             assert rows(path) == [  # nothing of the locked exchange is written yet
                 ("user", "saved before", None),
                 ("assistant", FAST_ANSWER, "stop"),
@@ -92,6 +106,7 @@ async def test_the_prompt_takes_keys_while_the_history_waits_for_a_lock(make_app
         await answered(pilot)
         await app.history_idle()
         assert [r.text for r in app.screen.query(ReplyView)] == [FAST_ANSWER, FAST_ANSWER]
+        assert WAITING not in caption(view)  # the figures, once answered
         assert not history_notices(app)
         assert prompt.text == "typing on"
     assert rows(path) == [  # written once the lock was released: nothing lost
@@ -131,3 +146,27 @@ async def test_a_lock_held_past_the_timeout_gives_one_line_and_keeps_the_screen(
         ("user", "saved before", None),
         ("assistant", FAST_ANSWER, "stop"),
     ]
+
+
+async def test_compare_panes_say_they_wait_for_a_locked_history(make_app) -> None:
+    from tedchat.tui.screens.compare import CompareScreen
+    from tedchat.tui.widgets.compare_pane import ComparePane
+
+    app = make_app("\n[history]\nlock_timeout_s = 60\n", compare=["frozen", "frozen2"])
+    async with app.run_test(size=(140, 36)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen))
+        path = (await app.history.open()).path
+        with LockHolder(path):
+            await send(pilot, "race while locked")
+            views = [pane.query(ReplyView)[-1] for pane in app.screen.query(ComparePane)]
+            await wait_for(pilot, lambda: all(WAITING in caption(v) for v in views), timeout=30)
+            assert [caption(v) for v in views] == [f"frozen · {WAITING}", f"frozen2 · {WAITING}"]
+            assert app.screen.busy
+        await answered(pilot)
+        await app.history_idle()
+        assert not history_notices(app)
+        assert not any(WAITING in caption(v) for v in views)
+        [summary] = app.history.store.list_conversations()
+        [message] = app.history.store.get_conversation(summary.id).messages
+        assert message.content == "race while locked"  # saved once the lock was released
+        assert sorted(r.engine for r in message.replies) == ["frozen", "frozen2"]

@@ -90,7 +90,13 @@ from tedchat.tui.widgets.attachments import (
     CompletionList,
     PathSuggester,
 )
-from tedchat.tui.widgets.messages import Notice, ReplyView, UserMessage, code_blocks
+from tedchat.tui.widgets.messages import (
+    Notice,
+    ReplyView,
+    UserMessage,
+    code_blocks,
+    reply_caption,
+)
 from tedchat.tui.widgets.prompt import PromptInput
 from tedchat.tui.widgets.status_bar import StatusLine
 
@@ -358,12 +364,15 @@ class ChatScreen(Screen[None]):
             message_id=exchange.message_id,
             follows=exchange.follows,
         )
-        try:
-            await history.save_prompt(
-                exchange.prompt, engine=engine, attachments=exchange.attachments
-            )
-        except HistoryError as exc:
-            services.history.failed(exc)
+        saved = await services.history.save_prompt(
+            history.save_prompt(exchange.prompt, engine=engine, attachments=exchange.attachments),
+            on_wait=lambda line: view.set_caption(
+                f"{engine.name} · {engine.model} · {line}"
+                if line
+                else reply_caption(engine.name, engine.model, None)
+            ),
+        )
+        if not saved:
             history.writer = None
         conv.id, exchange.message_id = history.conversation_id, history.message_id
         loader = services.loader

@@ -29,7 +29,7 @@ from textual.worker import Worker
 
 from tedchat.conversation import engine_context_tokens
 from tedchat.engine import Engine, GenerationParams, Message, capabilities_of
-from tedchat.errors import EngineError, HistoryError, TedchatError
+from tedchat.errors import EngineError, TedchatError
 from tedchat.gauges import measure_context, reply_cost
 from tedchat.race import Mode, PreparedRecorder, Race
 from tedchat.session import Turn, TurnHistory
@@ -38,7 +38,7 @@ from tedchat.tui.loader import LoadState
 from tedchat.tui.services import Services
 from tedchat.tui.widgets.compare_pane import ComparePane
 from tedchat.tui.widgets.compare_summary import CompareSummary, PaneResult, time_to_last_token
-from tedchat.tui.widgets.messages import Notice
+from tedchat.tui.widgets.messages import Notice, reply_caption
 from tedchat.tui.widgets.prompt import PromptInput
 
 MIN_PANES, MAX_PANES = 2, 4
@@ -195,10 +195,14 @@ class CompareScreen(Screen[None]):
             system=self.system,
             params=self.params,
         )
-        try:
-            await history.save_prompt(prompt)  # one prompt, one message: every pane answers it
-        except HistoryError as exc:
-            services.history.failed(exc)
+
+        def waiting(line: str | None) -> None:
+            for pane, view in zip(panes, views, strict=True):
+                plain = reply_caption(view.engine_name, view.model_name, None)
+                view.set_caption(f"{pane.engine_name} · {line}" if line else plain)
+
+        # One prompt, one message: every pane answers it.
+        if not await services.history.save_prompt(history.save_prompt(prompt), waiting):
             history.writer = None
         self._conversation_id = history.conversation_id
         for pane, view in zip(panes, views, strict=True):
