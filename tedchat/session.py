@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol, TypeVar
@@ -39,6 +39,7 @@ from tedchat.engine import (
     capabilities_of,
 )
 from tedchat.errors import EngineError, HistoryError
+from tedchat.history.integrity import waiting_for_lock
 from tedchat.history.tree import ACTIVE_END
 from tedchat.metrics import Clock, StreamMeter, StreamMetrics
 from tedchat.tools.base import Approver, ToolCallRecord
@@ -394,6 +395,30 @@ class HistoryWriter:
         self.store.close()
 
 
+SLOW_SAVE_S = 0.5
+"""How long a prompt's save (or the history's opening) may take before the turn says what it
+is waiting for."""
+
+
+async def said_if_slow(
+    work: Awaitable[T], on_wait: Callable[[str | None], None] | None, line: str
+) -> T:
+    """Await ``work``; if it takes longer than :data:`SLOW_SAVE_S`, tell ``on_wait`` ``line``
+    first and None once it is over (done, failed or cancelled)."""
+    task = asyncio.ensure_future(work)
+    waited = False
+    try:
+        done, _ = await asyncio.wait({task}, timeout=SLOW_SAVE_S)
+        if not done and on_wait is not None:
+            waited = True
+            on_wait(line)
+        return await task
+    finally:
+        task.cancel()  # a no-op once done; a cancelled turn stops waiting for it
+        if waited and on_wait is not None:
+            on_wait(None)
+
+
 @dataclass
 class TurnHistory:
     """One turn's place in the history: its conversation, its user message, its replies.
@@ -420,11 +445,14 @@ class TurnHistory:
         *,
         engine: Engine | None = None,
         attachments: Sequence[Attachment] = (),
+        on_wait: Callable[[str | None], None] | None = None,
     ) -> None:
         """Create the conversation if needed and commit ``prompt`` with its ``attachments``:
         call it before the request is sent. ``engine`` names where it went when there is one
-        target (not for compare). Raises :class:`HistoryError` (the caller says so and goes
-        on, or stops)."""
+        target (not for compare). The request waits for this, so when it takes longer than
+        :data:`SLOW_SAVE_S` (another process holds the file's lock) ``on_wait`` is told one
+        line saying so, and None once the wait is over. Raises :class:`HistoryError` (the
+        caller says so and goes on, or stops)."""
         if self.writer is None or self.message_id is not None:
             return
         store = self.writer.store
@@ -448,7 +476,7 @@ class TurnHistory:
                 follows=follows,
             )
 
-        await self.writer.run(save)
+        await said_if_slow(self.writer.run(save), on_wait, waiting_for_lock(store.lock_timeout_s))
 
     async def begin_reply(self, engine: Engine) -> ReplyBuffer | None:
         """Open ``engine``'s reply to the saved prompt and return the buffer that records it as

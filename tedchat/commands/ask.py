@@ -243,12 +243,10 @@ def run(args: argparse.Namespace) -> int:
     attachments = read_attachments(files, engine, context.settings)
     history = None
     if not args.no_history and context.settings.history.enabled:
-        from tedchat.history.files import open_history
         from tedchat.session import HistoryWriter
 
         history = HistoryWriter(
-            open_history(context.settings, new_history=args.new_history),
-            on_error=_history_not_saved,
+            _open_history(context.settings, args.new_history), on_error=_history_not_saved
         )
     elif args.continue_ or args.conversation:
         raise UsageError("--continue and --conversation need the history, which is turned off")
@@ -364,7 +362,9 @@ async def _ask_with(
     record = TurnHistory(history, conversation_id, system=args.system or "", params=params)
     try:
         # before it is sent: nothing typed (or attached) is lost
-        await record.save_prompt(prompt, engine=engine, attachments=attachments)
+        await record.save_prompt(
+            prompt, engine=engine, attachments=attachments, on_wait=_say_history_wait
+        )
     except HistoryError as exc:
         _history_not_saved(exc)  # the question is still worth an answer
     await engine.load()
@@ -437,6 +437,30 @@ def _history_not_saved(exc: HistoryError) -> None:
     print(f"warning: history not saved: {exc.message}", file=sys.stderr)
     if exc.hint:
         print(f"hint: {exc.hint}", file=sys.stderr)
+
+
+def _open_history(settings: Any, new_history: bool) -> Any:
+    """The history store; opening writes (replies whose writer died are marked), so it waits
+    for another process's lock like any write: after half a second, one line says so."""
+    import threading
+
+    from tedchat.history.files import open_history
+    from tedchat.history.integrity import waiting_for_lock
+    from tedchat.session import SLOW_SAVE_S
+
+    line = waiting_for_lock(settings.history.lock_timeout_s)
+    timer = threading.Timer(SLOW_SAVE_S, _say_history_wait, args=(line,))
+    timer.daemon = True
+    timer.start()
+    try:
+        return open_history(settings, new_history=new_history)
+    finally:
+        timer.cancel()
+
+
+def _say_history_wait(line: str | None) -> None:
+    if line:
+        print(f"note: {line}", file=sys.stderr)
 
 
 def _print_metrics_line(engine: Any, metrics: Any, prices: Any = None) -> None:

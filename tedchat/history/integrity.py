@@ -33,6 +33,14 @@ NEW_HISTORY_HINT = "start a fresh history with --new-history"
 """What to do about a history file this tedchat cannot use (ends its error messages)."""
 
 
+def waiting_for_lock(lock_timeout_s: float) -> str:
+    """What a front end says while a write waits for another process's lock on the file."""
+    return (
+        "waiting for the history file: another process holds its lock "
+        f"(up to {lock_timeout_s:g} s, [history] lock_timeout_s)…"
+    )
+
+
 def is_busy(exc: sqlite3.Error) -> bool:
     """SQLITE_BUSY or SQLITE_LOCKED: another connection holds a lock; try again later."""
     code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+

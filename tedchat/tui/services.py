@@ -21,8 +21,15 @@ from tedchat.config import Settings
 from tedchat.engine import Engine, GenerationParams
 from tedchat.engines import Context
 from tedchat.errors import TedchatError
+from tedchat.history.integrity import waiting_for_lock
 from tedchat.metrics import Clock
-from tedchat.session import DEFAULT_MAX_STEPS, HistoryWriter, ReplyRecorder, ToolRunner
+from tedchat.session import (
+    DEFAULT_MAX_STEPS,
+    HistoryWriter,
+    ReplyRecorder,
+    ToolRunner,
+    said_if_slow,
+)
 from tedchat.tools.base import Approval, ApprovalRequest, Approver
 from tedchat.tui.live import GcPause
 from tedchat.tui.loader import EngineLoader
@@ -46,10 +53,6 @@ def unwatched(recorder: ReplyRecorder) -> ReplyRecorder:
 async def no_tool_sources() -> list[str]:
     """Tools that need no start (or none at all): nothing to wait for, nothing to say."""
     return []
-
-
-SLOW_SAVE_S = 0.5
-"""How long a prompt's save may take before the screen says what it is waiting for."""
 
 
 class History:
@@ -114,6 +117,13 @@ class History:
             self._writer = self._writer_for(store)
         return self._writer
 
+    async def turn_writer(self, on_wait: Callable[[str | None], None]) -> HistoryWriter | None:
+        """:meth:`writer` for a turn, which waits for it: opening writes (replies whose writer
+        died are marked), so it may wait for another process's lock; ``on_wait`` is told so
+        after half a second (:func:`~tedchat.session.said_if_slow`)."""
+        line = waiting_for_lock(self.settings.history.lock_timeout_s)
+        return await said_if_slow(self.writer(), on_wait, line)
+
     async def open(self) -> Store | None:
         """The store for reading (opened on first use); None if disabled or failed."""
         writer = await self.writer()
@@ -141,36 +151,16 @@ class History:
         message = getattr(exc, "message", str(exc))
         self._notify_error(f"history not saved: {message}")
 
-    async def save_prompt(
-        self, save: Awaitable[None], on_wait: Callable[[str | None], None]
-    ) -> bool:
-        """Wait for a turn's prompt to be saved (``save``: its
-        :meth:`~tedchat.session.TurnHistory.save_prompt`), which the request waits for. When it
-        takes longer than :data:`SLOW_SAVE_S` (another process holds the file's lock),
-        ``on_wait`` is told one line, so the wait is not a blank screen, and None when the wait
-        is over. False when the save failed (said once, as :meth:`failed` does): the turn goes
-        on unsaved."""
+    async def saved(self, save: Awaitable[None]) -> bool:
+        """Await a turn's prompt save (:meth:`~tedchat.session.TurnHistory.save_prompt`);
+        False when it failed (said once, as :meth:`failed` does): the turn goes on unsaved."""
         from tedchat.errors import HistoryError
 
-        task = asyncio.ensure_future(save)
-        waited = False
         try:
-            done, _ = await asyncio.wait({task}, timeout=SLOW_SAVE_S)
-            if not done:
-                waited = True
-                limit = self.settings.history.lock_timeout_s
-                on_wait(
-                    f"waiting for the history file: another process holds its lock "
-                    f"(up to {limit:g} s, [history] lock_timeout_s)…"
-                )
-            await task
+            await save
         except HistoryError as exc:
             self.failed(exc)
             return False
-        finally:
-            task.cancel()  # a no-op once it is done; stops the save if this turn was cancelled
-            if waited:
-                on_wait(None)
         return True
 
     async def idle(self) -> None:

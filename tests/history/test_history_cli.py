@@ -135,3 +135,58 @@ def test_corrupt_history_one_line_untouched_and_new_history(tedchat_home: Path) 
     assert again.returncode == 0 and len(json.loads(again.stdout)) == 1
     assert hashlib.sha256(db.read_bytes()).hexdigest() == before
     assert len(list(db.parent.glob("history*.db"))) == 2
+
+
+def test_ask_says_it_waits_for_a_locked_history_then_saves(tedchat_home: Path) -> None:
+    import select
+    import subprocess
+    import sys
+
+    from tests.conftest import cli_env
+    from tests.history.test_faults import LockHolder
+
+    config = tedchat_home / "config" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text("[history]\nlock_timeout_s = 60\n", encoding="utf-8")
+    first = run_cli(tedchat_home, "ask", "--max-tokens", "4", "Hi.", **ONE_THREAD)
+    assert first.returncode == 0, first.stderr
+    asked = "What is the capital of France?"
+    with LockHolder(history_file(tedchat_home)):
+        proc = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "tedchat", "ask"),
+                *("--temperature", "0", "--max-tokens", "12", asked),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=cli_env(tedchat_home, **ONE_THREAD),
+            cwd=str(tedchat_home),
+        )
+        try:
+            assert proc.stderr is not None
+            deadline = time.monotonic() + 120
+            line = b""
+            while b"waiting" not in line and time.monotonic() < deadline:
+                ready, _, _ = select.select([proc.stderr], [], [], 1.0)
+                if ready:
+                    line = proc.stderr.readline()
+                    if not line:
+                        break
+            assert line.decode().strip() == (
+                "note: waiting for the history file: another process holds its lock "
+                "(up to 60 s, [history] lock_timeout_s)…"
+            )
+            assert proc.poll() is None  # still waiting, not given up
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert out.strip()
+    shown = run_cli(tedchat_home, "history", "show", "2", "--json")
+    assert shown.returncode == 0, shown.stderr
+    [user] = json.loads(shown.stdout)["messages"]
+    assert user["content"] == asked
+    assert user["replies"][0]["content"].strip() == out.decode().strip()

@@ -170,3 +170,23 @@ async def test_compare_panes_say_they_wait_for_a_locked_history(make_app) -> Non
         [message] = app.history.store.get_conversation(summary.id).messages
         assert message.content == "race while locked"  # saved once the lock was released
         assert sorted(r.engine for r in message.replies) == ["frozen", "frozen2"]
+
+
+async def test_a_history_locked_at_start_is_waited_for_with_a_caption(make_app) -> None:
+    app = make_app("\n[history]\nlock_timeout_s = 60\n")
+    async with app.run_test(size=SIZE) as pilot:
+        path = (await first_exchange_saved(pilot)).path
+    # A new app, the file locked before it starts: its opening (a write) waits for the lock.
+    with LockHolder(path) as holder:
+        app = make_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await send(pilot, "asked at start")
+            view = app.screen.query(ReplyView)[-1]
+            await wait_for(pilot, lambda: WAITING in caption(view), timeout=30)
+            assert caption(view) == f"fast · script-fast · {WAITING}"
+            holder.release()
+            await answered(pilot)
+            await app.history_idle()
+            assert WAITING not in caption(view)
+            assert not history_notices(app)
+    assert rows(path)[-2:] == [("user", "asked at start", None), ("assistant", FAST_ANSWER, "stop")]

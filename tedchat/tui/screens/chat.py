@@ -356,23 +356,23 @@ class ChatScreen(Screen[None]):
     async def _answer_exchange(self, exchange: Exchange, engine: Engine, view: ReplyView) -> None:
         services = self.services
         conv = self.conversation
+
+        def waiting(line: str | None) -> None:  # the history file is locked: say so
+            plain = reply_caption(engine.name, engine.model, None)
+            view.set_caption(f"{engine.name} · {engine.model} · {line}" if line else plain)
+
         history = TurnHistory(
-            await services.history.writer(),
+            await services.history.turn_writer(waiting),
             conv.id,
             system=conv.system,
             params=conv.params,
             message_id=exchange.message_id,
             follows=exchange.follows,
         )
-        saved = await services.history.save_prompt(
-            history.save_prompt(exchange.prompt, engine=engine, attachments=exchange.attachments),
-            on_wait=lambda line: view.set_caption(
-                f"{engine.name} · {engine.model} · {line}"
-                if line
-                else reply_caption(engine.name, engine.model, None)
-            ),
+        save = history.save_prompt(
+            exchange.prompt, engine=engine, attachments=exchange.attachments, on_wait=waiting
         )
-        if not saved:
+        if not await services.history.saved(save):
             history.writer = None
         conv.id, exchange.message_id = history.conversation_id, history.message_id
         loader = services.loader

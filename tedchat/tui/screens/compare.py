@@ -189,20 +189,20 @@ class CompareScreen(Screen[None]):
     async def _run_all(self, prompt: str, panes: list[ComparePane], views: list[Any]) -> None:
         services = self.services
         loader = services.loader
-        history = TurnHistory(
-            await services.history.writer(),
-            self._conversation_id,
-            system=self.system,
-            params=self.params,
-        )
 
-        def waiting(line: str | None) -> None:
+        def waiting(line: str | None) -> None:  # the history file is locked: say so
             for pane, view in zip(panes, views, strict=True):
                 plain = reply_caption(view.engine_name, view.model_name, None)
                 view.set_caption(f"{pane.engine_name} · {line}" if line else plain)
 
+        history = TurnHistory(
+            await services.history.turn_writer(waiting),
+            self._conversation_id,
+            system=self.system,
+            params=self.params,
+        )
         # One prompt, one message: every pane answers it.
-        if not await services.history.save_prompt(history.save_prompt(prompt), waiting):
+        if not await services.history.saved(history.save_prompt(prompt, on_wait=waiting)):
             history.writer = None
         self._conversation_id = history.conversation_id
         for pane, view in zip(panes, views, strict=True):
