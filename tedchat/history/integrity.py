@@ -34,10 +34,11 @@ NEW_HISTORY_HINT = "start a fresh history with --new-history"
 
 
 def waiting_for_lock(lock_timeout_s: float) -> str:
-    """What a front end says while a write waits for another process's lock on the file."""
+    """What a front end says while the history takes long to open or write: most likely
+    another process holds its lock (a big file's check on opening takes time too)."""
     return (
-        "waiting for the history file: another process holds its lock "
-        f"(up to {lock_timeout_s:g} s, [history] lock_timeout_s)…"
+        "waiting for the history file (busy, or locked by another process: "
+        f"up to {lock_timeout_s:g} s, [history] lock_timeout_s)…"
     )
 
 

@@ -139,10 +139,14 @@ def fresh_zeros(shape: tuple[int, ...]) -> np.ndarray:
     threshold past that size, and later blocks of that size come from the heap, cleared in
     full by ``calloc`` and kept by the process after they are freed. Measured on the default
     8192-token context (377 MB of KV per sequence, touched a few hundred positions deep): the
-    second batch of 4 sequences spent 0.21-0.39 s opening each one (0.02 s in the first), and
-    the resident set grew by 516 MB."""
+    second round of 4 sequences took 629 ms to open them (20 ms in the first) and kept 365 MB
+    after they closed (``benchmarks/wafer_kv_open.py``). The map is private: nothing is shared
+    with a forked child, and it is not on huge pages (on them the KV pages did not help batched
+    decoding: ``benchmarks/README.md``, ``wafer_batch.py``)."""
     size = int(np.prod(shape, dtype=np.int64)) * F32().itemsize
-    buffer = mmap.mmap(-1, max(size, 1))  # anonymous: zero-filled, committed on first write
+    flags = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
+    # Anonymous: zero-filled, committed on first write. (Windows has no flags: a fresh mapping.)
+    buffer = mmap.mmap(-1, max(size, 1), flags=flags) if flags else mmap.mmap(-1, max(size, 1))
     return np.frombuffer(buffer, dtype=F32, count=size // F32().itemsize).reshape(shape)
 
 

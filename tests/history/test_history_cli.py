@@ -174,8 +174,8 @@ def test_ask_says_it_waits_for_a_locked_history_then_saves(tedchat_home: Path) -
                     if not line:
                         break
             assert line.decode().strip() == (
-                "note: waiting for the history file: another process holds its lock "
-                "(up to 60 s, [history] lock_timeout_s)…"
+                "note: waiting for the history file (busy, or locked by another process: "
+                "up to 60 s, [history] lock_timeout_s)…"
             )
             assert proc.poll() is None  # still waiting, not given up
         except BaseException:

@@ -33,7 +33,11 @@ def test_a_blind_vote_with_real_engines_then_chat_with_the_winner(tmp_path: Path
         assert not NAMES.search(asked.screen), asked.screen
         assert asked.screen.count("Name a colour.") == 2
         tmux.send_keys("a")
-        shown = tmux.wait_for(lambda s: "★ winner" in s and "saved" in s, 30)
+        # Until a whole frame is on screen: a capture can catch one half drawn (seen in CI: the
+        # winner and the hint drawn, one pane's figures not yet).
+        shown = tmux.wait_for(
+            lambda s: "★ winner" in s and "saved" in s and len(FIGURES.findall(s)) >= 2, 30
+        )
         assert shown is not None, tmux.capture()
         winner = re.search(r"A · (local · smollm2|fast · script-fast) ★ winner", shown.screen)
         assert winner is not None, shown.screen

@@ -29,8 +29,8 @@ def rows(path: Path) -> list[tuple[Any, ...]]:
 
 
 WAITING = (
-    "waiting for the history file: another process holds its lock "
-    "(up to 60 s, [history] lock_timeout_s)…"
+    "waiting for the history file (busy, or locked by another process: "
+    "up to 60 s, [history] lock_timeout_s)…"
 )
 
 

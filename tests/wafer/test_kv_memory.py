@@ -3,8 +3,9 @@
 A sequence reserves its whole context up front (8192 positions by default: 377 MB on the
 bundled SmolLM2), so this must hold however often sequences come and go. With ``np.zeros`` it
 did not: after the first caches were freed, glibc served later ones from its heap, cleared in
-full and kept after close (the second round of four sequences grew the process by 400 MB and
-kept 369 MB of it). Measured in a child process, so the allocator's history is this test's.
+full and kept after close (``benchmarks/wafer_kv_open.py``: the second round of four sequences
+grew the process by 396 MB and kept 365 MB of it). Measured in a child process, so the
+allocator's history is this test's.
 """
 
 from __future__ import annotations
